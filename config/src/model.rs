@@ -1,0 +1,205 @@
+//! The virtual-service model, as ipvsadm shows it: services keyed by protocol and VIP:port, each
+//! with a scheduler and a list of real servers, each real server with its forwarding method.
+//!
+//! This is the one description of "what rvs balances" shared by the TOML config, the control
+//! protocol (rvsadm ↔ rvsd) and the snapshots the workers run on.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+
+/// Transport protocol of a virtual service (`-t` / `-u` in ipvsadm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// IANA protocol number (RFC 793 / RFC 768).
+    pub const fn ip_proto(self) -> u8 {
+        match self {
+            Proto::Tcp => 6,
+            Proto::Udp => 17,
+        }
+    }
+    pub fn from_ip_proto(p: u8) -> Option<Proto> {
+        match p {
+            6 => Some(Proto::Tcp),
+            17 => Some(Proto::Udp),
+            _ => None,
+        }
+    }
+    /// Upper-case name as `ipvsadm -L` prints it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+}
+
+/// Forwarding method of a real server (`-g`, `-i`, `-m`, `-b` in ipvsadm/DPVS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FwdMode {
+    /// Direct routing: only the destination MAC changes. ipvsadm calls it "Route".
+    #[default]
+    Dr,
+    /// IP-in-IP tunnelling. ipvsadm calls it "Tunnel".
+    Tun,
+    /// Destination NAT. ipvsadm calls it "Masq".
+    Nat,
+    /// Source and destination NAT (DPVS's FNAT).
+    FullNat,
+}
+
+impl FwdMode {
+    /// The word in the "Forward" column of `ipvsadm -L -n`.
+    pub const fn ipvsadm_name(self) -> &'static str {
+        match self {
+            FwdMode::Dr => "Route",
+            FwdMode::Tun => "Tunnel",
+            FwdMode::Nat => "Masq",
+            FwdMode::FullNat => "FullNat",
+        }
+    }
+    /// Whether this release can forward with it (the others are refused with a clear message).
+    pub const fn supported(self) -> bool {
+        matches!(self, FwdMode::Dr)
+    }
+}
+
+impl FromStr for FwdMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "dr" | "route" | "gatewaying" | "g" => Ok(FwdMode::Dr),
+            "tun" | "tunnel" | "ipip" | "i" => Ok(FwdMode::Tun),
+            "nat" | "masq" | "masquerading" | "m" => Ok(FwdMode::Nat),
+            "fullnat" | "fnat" | "b" => Ok(FwdMode::FullNat),
+            _ => Err(format!("unknown forwarding mode '{s}' (expected dr, tun, nat or fullnat)")),
+        }
+    }
+}
+
+/// Scheduler of a virtual service (`-s` in ipvsadm).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedKind {
+    Rr,
+    #[default]
+    Wrr,
+    Lc,
+    Wlc,
+    Sh,
+    Dh,
+    Fo,
+    Mh,
+}
+
+impl SchedKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            SchedKind::Rr => "rr",
+            SchedKind::Wrr => "wrr",
+            SchedKind::Lc => "lc",
+            SchedKind::Wlc => "wlc",
+            SchedKind::Sh => "sh",
+            SchedKind::Dh => "dh",
+            SchedKind::Fo => "fo",
+            SchedKind::Mh => "mh",
+        }
+    }
+    /// Whether this release implements it (the others are refused with a clear message).
+    pub const fn supported(self) -> bool {
+        matches!(self, SchedKind::Rr | SchedKind::Wrr)
+    }
+}
+
+impl FromStr for SchedKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "rr" => SchedKind::Rr,
+            "wrr" => SchedKind::Wrr,
+            "lc" => SchedKind::Lc,
+            "wlc" => SchedKind::Wlc,
+            "sh" => SchedKind::Sh,
+            "dh" => SchedKind::Dh,
+            "fo" => SchedKind::Fo,
+            "mh" => SchedKind::Mh,
+            _ => return Err(format!("unknown scheduler '{s}' (expected one of rr, wrr, lc, wlc, sh, dh, fo, mh)")),
+        })
+    }
+}
+
+impl fmt::Display for SchedKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Identity of a virtual service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceKey {
+    pub proto: Proto,
+    pub vip: SocketAddr,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.proto.name(), self.vip)
+    }
+}
+
+/// Client-affinity ("persistent service", `-p TIMEOUT [-M NETMASK]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persistence {
+    pub timeout_s: u32,
+    pub netmask: Ipv4Addr,
+}
+
+/// One real server of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RealServer {
+    /// RIP:port. For DR and TUN the port must equal the service port (as in IPVS).
+    pub addr: SocketAddr,
+    #[serde(default)]
+    pub fwd: FwdMode,
+    /// 0 drains: no new flows, existing flows continue. ipvsadm's default is 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Upper connection threshold (`-x`), 0 = none.
+    #[serde(default)]
+    pub u_threshold: u32,
+    /// Lower connection threshold (`-y`), 0 = none.
+    #[serde(default)]
+    pub l_threshold: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A virtual service with its real servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub key: ServiceKey,
+    #[serde(default)]
+    pub sched: SchedKind,
+    #[serde(default)]
+    pub persistence: Option<Persistence>,
+    #[serde(default)]
+    pub reals: Vec<RealServer>,
+}
+
+/// Helper: the IP of a socket address as IPv4, when it is one.
+pub fn ipv4_of(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }
+}

@@ -1,0 +1,179 @@
+//! Per-worker counters. Each worker owns its `Counters` (plain integers, no atomics); rvsd copies
+//! them out between bursts and the control plane sums the copies on read.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! drop_reasons {
+    ($($(#[$m:meta])* $v:ident => $name:literal,)*) => {
+        /// Why the dataplane dropped a packet. Every drop has one, and each has a counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $($(#[$m])* $v,)* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$v,)*];
+            pub const COUNT: usize = DropReason::ALL.len();
+            /// Stable snake_case name (used by rvsadm, JSON and metrics).
+            pub const fn name(self) -> &'static str {
+                match self { $(DropReason::$v => $name,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Frame shorter than an Ethernet header, or an unknown EtherType.
+    MalformedEth => "malformed_eth",
+    /// ARP packet too short or not Ethernet/IPv4.
+    MalformedArp => "malformed_arp",
+    /// IPv4 header truncated, bad version, bad IHL or total length.
+    MalformedIpv4 => "malformed_ipv4",
+    /// IPv4 header checksum wrong.
+    BadIpv4Checksum => "bad_ipv4_checksum",
+    /// TCP or UDP header truncated or with a bad data offset.
+    MalformedL4 => "malformed_l4",
+    /// ICMP message truncated or with a bad checksum.
+    MalformedIcmp => "malformed_icmp",
+    /// TTL would reach 0 on forwarding.
+    TtlExceeded => "ttl_exceeded",
+    /// IPv4 fragments to a VIP (not balanced yet).
+    Fragment => "fragment",
+    /// Frame to a MAC address that is neither ours nor broadcast/multicast.
+    NotForUs => "not_for_us",
+    /// ARP not for one of our addresses (learned from, then dropped).
+    ArpNotForUs => "arp_not_for_us",
+    /// Addressed to a VIP but no service matches protocol and port.
+    NoService => "no_service",
+    /// Service has no real server able to take a new flow.
+    NoRealServer => "no_real_server",
+    /// Non-SYN TCP segment with no session (not a new connection).
+    NoSession => "no_session",
+    /// Session table is full; new flows are refused.
+    SessionTableFull => "session_table_full",
+    /// No route to the destination or the real server.
+    NoRoute => "no_route",
+    /// Too many packets already waiting for ARP resolution of a next hop.
+    NeighPendingOverflow => "neigh_pending_overflow",
+    /// Next hop did not answer ARP in time; the packets waiting on it were dropped.
+    NeighUnreachable => "neigh_unreachable",
+    /// Addressed to us but not a protocol we answer (only ARP and ICMP echo are).
+    LocalUnhandled => "local_unhandled",
+    /// IPv6 (not forwarded yet).
+    Ipv6 => "ipv6",
+    /// The real server's forwarding mode is not available in this build.
+    UnsupportedFwd => "unsupported_fwd",
+    /// Not enough headroom/tailroom or no buffer to build a packet.
+    NoBuffer => "no_buffer",
+    /// The tx queue was full.
+    TxFull => "tx_full",
+    /// Handing a packet to another core failed (its ring was full).
+    RedirectFull => "redirect_full",
+}
+
+/// Counters of one worker.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub rx_pkts: u64,
+    pub rx_bytes: u64,
+    pub tx_pkts: u64,
+    pub tx_bytes: u64,
+    /// Packets forwarded to real servers (any mode).
+    pub fwd_pkts: u64,
+    pub arp_replies: u64,
+    pub arp_requests: u64,
+    pub icmp_echo_replies: u64,
+    pub sessions_created: u64,
+    pub sessions_expired: u64,
+    pub sessions_active: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Counters {
+    #[inline]
+    pub fn drop(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+    pub fn drops_of(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+    /// Add another worker's counters into these.
+    pub fn add(&mut self, o: &Counters) {
+        self.rx_pkts += o.rx_pkts;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_pkts += o.tx_pkts;
+        self.tx_bytes += o.tx_bytes;
+        self.fwd_pkts += o.fwd_pkts;
+        self.arp_replies += o.arp_replies;
+        self.arp_requests += o.arp_requests;
+        self.icmp_echo_replies += o.icmp_echo_replies;
+        self.sessions_created += o.sessions_created;
+        self.sessions_expired += o.sessions_expired;
+        self.sessions_active += o.sessions_active;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += *b;
+        }
+    }
+    /// Flattened view for reports: name → value, drops as `drop_<reason>`.
+    pub fn to_report(&self) -> CounterReport {
+        CounterReport {
+            rx_pkts: self.rx_pkts,
+            rx_bytes: self.rx_bytes,
+            tx_pkts: self.tx_pkts,
+            tx_bytes: self.tx_bytes,
+            fwd_pkts: self.fwd_pkts,
+            arp_replies: self.arp_replies,
+            arp_requests: self.arp_requests,
+            icmp_echo_replies: self.icmp_echo_replies,
+            sessions_created: self.sessions_created,
+            sessions_expired: self.sessions_expired,
+            sessions_active: self.sessions_active,
+            drops: DropReason::ALL.iter().map(|r| (r.name().to_string(), self.drops_of(*r))).collect(),
+        }
+    }
+}
+
+/// Serializable counters (what rvsadm receives).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CounterReport {
+    pub rx_pkts: u64,
+    pub rx_bytes: u64,
+    pub tx_pkts: u64,
+    pub tx_bytes: u64,
+    pub fwd_pkts: u64,
+    pub arp_replies: u64,
+    pub arp_requests: u64,
+    pub icmp_echo_replies: u64,
+    pub sessions_created: u64,
+    pub sessions_expired: u64,
+    pub sessions_active: u64,
+    /// (reason, count) for every drop reason, in a fixed order.
+    pub drops: Vec<(String, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_unique_and_summing() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        let mut a = Counters::default();
+        a.drop(DropReason::NoRoute);
+        a.rx_pkts = 3;
+        let mut b = Counters::default();
+        b.drop(DropReason::NoRoute);
+        b.drop(DropReason::MalformedIpv4);
+        b.add(&a);
+        assert_eq!(b.drops_of(DropReason::NoRoute), 2);
+        assert_eq!(b.total_drops(), 3);
+        assert_eq!(b.rx_pkts, 3);
+        let rep = b.to_report();
+        assert!(rep.drops.contains(&("no_route".to_string(), 2)));
+    }
+}

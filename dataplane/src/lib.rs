@@ -1,0 +1,17 @@
+//! rvs packet logic, independent of DPDK: everything between "a frame arrived on port P" and
+//! "send this frame on port Q". Unit-testable, fuzzable and benchable over [`buf::VecBuf`].
+#![forbid(unsafe_code)]
+
+pub mod buf;
+pub mod conn;
+pub mod counters;
+pub mod neigh;
+pub mod route;
+pub mod sched;
+pub mod snapshot;
+pub mod wire;
+pub mod worker;
+
+pub use buf::{PacketBuf, VecBuf};
+pub use counters::{Counters, DropReason};
+pub use snapshot::Snapshot;

@@ -1,0 +1,108 @@
+//! The immutable view of configuration the workers run on. The control thread builds a new
+//! `Snapshot` for every change and publishes it (rvsd uses arc-swap); a worker picks it up between
+//! bursts with `Worker::set_snapshot`. Nothing in here changes after `build`.
+
+use crate::route::{Route, RouteTable};
+use hashbrown::{HashMap, HashSet};
+use rvs_config::model::{Proto, Service, ServiceKey};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// One DPDK port as the dataplane sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// DPDK port id (what `PacketBuf::port` holds).
+    pub id: u16,
+    /// Name from the config (for messages and stats).
+    pub name: String,
+    pub mac: [u8; 6],
+    /// Interface addresses with prefix length; each adds a connected route.
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+    pub mtu: u16,
+}
+
+/// A static route from the config or `rvsadm route add`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub prefix: Ipv4Addr,
+    pub len: u8,
+    pub port: u16,
+    pub via: Option<Ipv4Addr>,
+}
+
+/// What the workers run on. Build with [`Snapshot::build`].
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Increases with every publication; workers compare it to know they are current.
+    pub generation: u64,
+    pub ports: Vec<PortInfo>,
+    /// Connected routes (from `ports[].addrs`) and static routes, longest prefix match.
+    pub routes: RouteTable,
+    /// Interface addresses → port id. ARP and ICMP echo are answered for these.
+    pub local_addrs: HashMap<Ipv4Addr, u16>,
+    /// Every IPv4 VIP of a service: ARP is answered for these on every port.
+    pub vips: HashSet<Ipv4Addr>,
+    /// Services by (protocol, VIP, port).
+    pub services: HashMap<(Proto, Ipv4Addr, u16), Service>,
+}
+
+impl Snapshot {
+    /// Compile ports, static routes and services into a snapshot. Fails with a message naming the
+    /// offending item (an IPv6 VIP, a route over an unknown port, a bad prefix length, ...).
+    pub fn build(
+        generation: u64,
+        ports: Vec<PortInfo>,
+        static_routes: &[StaticRoute],
+        services: &[Service],
+    ) -> Result<Snapshot, String> {
+        let mut routes = RouteTable::new();
+        let mut local_addrs = HashMap::new();
+        for p in &ports {
+            for &(addr, len) in &p.addrs {
+                if len > 32 {
+                    return Err(format!("port {}: prefix length /{len} of {addr} is over 32", p.name));
+                }
+                local_addrs.insert(addr, p.id);
+                routes
+                    .insert(addr, len, Route { port: p.id, via: None })
+                    .map_err(|e| format!("port {}: {e}", p.name))?;
+            }
+        }
+        for r in static_routes {
+            if !ports.iter().any(|p| p.id == r.port) {
+                return Err(format!("route {}/{}: port id {} does not exist", r.prefix, r.len, r.port));
+            }
+            routes
+                .insert(r.prefix, r.len, Route { port: r.port, via: r.via })
+                .map_err(|e| format!("route {}/{}: {e}", r.prefix, r.len))?;
+        }
+        let mut vips = HashSet::new();
+        let mut map = HashMap::new();
+        for s in services {
+            let v4 = match s.key.vip.ip() {
+                IpAddr::V4(v4) => v4,
+                IpAddr::V6(_) => return Err(format!("service {}: IPv6 VIPs are not forwarded yet", s.key)),
+            };
+            vips.insert(v4);
+            map.insert((s.key.proto, v4, s.key.vip.port()), s.clone());
+        }
+        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map })
+    }
+
+    /// An empty snapshot (generation 0, nothing configured).
+    pub fn empty() -> Snapshot {
+        Snapshot::build(0, Vec::new(), &[], &[]).expect("an empty snapshot always builds")
+    }
+
+    pub fn port(&self, id: u16) -> Option<&PortInfo> {
+        self.ports.iter().find(|p| p.id == id)
+    }
+
+    pub fn service(&self, proto: Proto, vip: Ipv4Addr, port: u16) -> Option<&Service> {
+        self.services.get(&(proto, vip, port))
+    }
+
+    /// Service keys, for rebuilding per-worker scheduler state.
+    pub fn service_keys(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.services.values().map(|s| &s.key)
+    }
+}

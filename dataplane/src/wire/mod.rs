@@ -1,0 +1,1 @@
+//! Wire formats, one file per protocol. OWNER: pipeline helper.

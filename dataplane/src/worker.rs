@@ -1,0 +1,1 @@
+//! The per-core pipeline. OWNER: pipeline helper.

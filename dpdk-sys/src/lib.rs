@@ -1,0 +1,1 @@
+//! placeholder until the dpdk-sys helper lands
