@@ -1,1 +1,14 @@
-//! rvsd library
+//! rvsd, the rvs gateway daemon: the DPDK glue around the DPDK-free packet logic of
+//! `rvs-dataplane`. All unsafe code is in `dpdk-sys`; this crate has none.
+#![forbid(unsafe_code)]
+
+pub mod control;
+pub mod daemon;
+pub mod pkt;
+pub mod workers;
+
+/// Version with the build's git revision (from build.rs).
+pub fn version() -> &'static str {
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("RVS_GIT_REV"), ")")
+}
+

@@ -1,0 +1,642 @@
+//! The running set of virtual services: what rvsd holds and what ipvsadm-style commands edit.
+//!
+//! Every edit validates first and changes nothing when it fails, so a refused command never
+//! leaves a half-applied service behind. The same validation backs the TOML config, so a
+//! service refused by `rvsadm -A` is refused with the same words in `rvsd.toml`.
+
+use crate::model::{FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// Highest real-server weight ipvsadm accepts (`-w`).
+pub const MAX_WEIGHT: u32 = 65535;
+
+/// Every scheduler, in ipvsadm's documentation order (used to list the supported ones).
+const ALL_SCHEDS: [SchedKind; 8] = [
+    SchedKind::Rr,
+    SchedKind::Wrr,
+    SchedKind::Lc,
+    SchedKind::Wlc,
+    SchedKind::Sh,
+    SchedKind::Dh,
+    SchedKind::Fo,
+    SchedKind::Mh,
+];
+
+/// Every forwarding mode (used to list the supported ones).
+const ALL_FWDS: [FwdMode; 4] = [FwdMode::Dr, FwdMode::Tun, FwdMode::Nat, FwdMode::FullNat];
+
+/// Short upper-case name and ipvsadm/DPVS option of a forwarding mode.
+pub const fn fwd_label(m: FwdMode) -> (&'static str, &'static str) {
+    match m {
+        FwdMode::Dr => ("DR", "-g"),
+        FwdMode::Tun => ("TUN", "-i"),
+        FwdMode::Nat => ("NAT", "-m"),
+        FwdMode::FullNat => ("FULLNAT", "-b"),
+    }
+}
+
+/// What is wrong with a service or real server, without saying which one (see [`ModelError`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    SchedNotSupported(SchedKind),
+    FwdNotSupported(FwdMode),
+    Persistent,
+    Ipv6,
+    /// (address, what kind of address it is)
+    BadAddr(IpAddr, &'static str),
+    ServicePortZero,
+    WeightTooBig(u32),
+    Thresholds {
+        u: u32,
+        l: u32,
+    },
+    PortMismatch {
+        fwd: FwdMode,
+        rs_port: u16,
+        svc_port: u16,
+    },
+    FamilyMismatch,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::SchedNotSupported(s) => {
+                let avail: Vec<&str> = ALL_SCHEDS.iter().filter(|s| s.supported()).map(|s| s.name()).collect();
+                write!(f, "scheduler '{}' is not supported yet (available: {})", s.name(), avail.join(", "))
+            }
+            Problem::FwdNotSupported(m) => {
+                let (name, opt) = fwd_label(*m);
+                let avail: Vec<String> = ALL_FWDS
+                    .iter()
+                    .filter(|m| m.supported())
+                    .map(|m| {
+                        let (n, o) = fwd_label(*m);
+                        format!("{n} {o}")
+                    })
+                    .collect();
+                write!(f, "forwarding mode {name} ({opt}) is not supported yet (available: {})", avail.join(", "))
+            }
+            Problem::Persistent => f.write_str("persistent services (-p) are not supported yet"),
+            Problem::Ipv6 => f.write_str("IPv6 services are not supported yet"),
+            Problem::BadAddr(ip, what) => write!(f, "{ip} is {what} address"),
+            Problem::ServicePortZero => f.write_str(
+                "service port 0 is not supported (ipvsadm's port-0 and fwmark services are not supported)",
+            ),
+            Problem::WeightTooBig(w) => write!(f, "weight {w} is over the maximum {MAX_WEIGHT}"),
+            Problem::Thresholds { u, l } => {
+                write!(f, "lower threshold (-y) {l} is above the upper threshold (-x) {u}")
+            }
+            Problem::PortMismatch { fwd, rs_port, svc_port } => {
+                let (name, opt) = fwd_label(*fwd);
+                write!(
+                    f,
+                    "real server port {rs_port} differs from the service port {svc_port}, \
+                     which {name} ({opt}) cannot do (give no port or port {svc_port})"
+                )
+            }
+            Problem::FamilyMismatch => f.write_str("real server and service address families differ"),
+        }
+    }
+}
+
+/// Why a service-table edit was refused. The message names the service and real server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("service {0} already exists")]
+    ServiceExists(ServiceKey),
+    #[error("service {0} does not exist")]
+    NoSuchService(ServiceKey),
+    #[error("service {key}: real server {addr} already exists")]
+    RealExists { key: ServiceKey, addr: SocketAddr },
+    #[error("service {key}: real server {addr} does not exist")]
+    NoSuchReal { key: ServiceKey, addr: SocketAddr },
+    #[error("service {key}: {problem}")]
+    InvalidService { key: ServiceKey, problem: Problem },
+    #[error("service {key}: real server {addr}: {problem}")]
+    InvalidReal {
+        key: ServiceKey,
+        addr: SocketAddr,
+        problem: Problem,
+    },
+}
+
+/// Refuse addresses that can never be a VIP or RIP.
+fn check_host_ip(ip: IpAddr) -> Result<(), Problem> {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => return Err(Problem::Ipv6),
+    };
+    if v4.is_unspecified() {
+        Err(Problem::BadAddr(ip, "the unspecified"))
+    } else if v4.is_broadcast() {
+        Err(Problem::BadAddr(ip, "the broadcast"))
+    } else if v4.is_multicast() {
+        Err(Problem::BadAddr(ip, "a multicast"))
+    } else if v4.is_loopback() {
+        Err(Problem::BadAddr(ip, "a loopback"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Check a service key: IPv4 unicast VIP with a non-zero port.
+pub fn validate_key(key: &ServiceKey) -> Result<(), ModelError> {
+    let err = |problem| ModelError::InvalidService { key: *key, problem };
+    check_host_ip(key.vip.ip()).map_err(err)?;
+    if key.vip.port() == 0 {
+        return Err(err(Problem::ServicePortZero));
+    }
+    Ok(())
+}
+
+/// Check the service-wide settings (key, scheduler, persistence); not the real servers.
+pub fn validate_service_params(
+    key: &ServiceKey,
+    sched: SchedKind,
+    persistence: Option<&Persistence>,
+) -> Result<(), ModelError> {
+    validate_key(key)?;
+    let err = |problem| ModelError::InvalidService { key: *key, problem };
+    if !sched.supported() {
+        return Err(err(Problem::SchedNotSupported(sched)));
+    }
+    if persistence.is_some() {
+        return Err(err(Problem::Persistent));
+    }
+    Ok(())
+}
+
+/// Check one real server of `key` and return it normalised (port 0 → the service port).
+pub fn validate_real(key: &ServiceKey, real: &RealServer) -> Result<RealServer, ModelError> {
+    let mut rs = *real;
+    if rs.addr.port() == 0 {
+        rs.addr.set_port(key.vip.port());
+    }
+    let err = |problem| ModelError::InvalidReal {
+        key: *key,
+        addr: rs.addr,
+        problem,
+    };
+    if rs.addr.is_ipv4() != key.vip.is_ipv4() {
+        return Err(err(Problem::FamilyMismatch));
+    }
+    check_host_ip(rs.addr.ip()).map_err(err)?;
+    if !rs.fwd.supported() {
+        return Err(err(Problem::FwdNotSupported(rs.fwd)));
+    }
+    if matches!(rs.fwd, FwdMode::Dr | FwdMode::Tun) && rs.addr.port() != key.vip.port() {
+        return Err(err(Problem::PortMismatch {
+            fwd: rs.fwd,
+            rs_port: rs.addr.port(),
+            svc_port: key.vip.port(),
+        }));
+    }
+    if rs.weight > MAX_WEIGHT {
+        return Err(err(Problem::WeightTooBig(rs.weight)));
+    }
+    if rs.u_threshold > 0 && rs.l_threshold > rs.u_threshold {
+        return Err(err(Problem::Thresholds {
+            u: rs.u_threshold,
+            l: rs.l_threshold,
+        }));
+    }
+    Ok(rs)
+}
+
+/// Check a whole service and return it normalised (real-server ports filled in).
+pub fn validate_service(svc: &Service) -> Result<Service, ModelError> {
+    validate_service_params(&svc.key, svc.sched, svc.persistence.as_ref())?;
+    let mut reals: Vec<RealServer> = Vec::with_capacity(svc.reals.len());
+    for r in &svc.reals {
+        let r = validate_real(&svc.key, r)?;
+        if reals.iter().any(|x| x.addr == r.addr) {
+            return Err(ModelError::RealExists {
+                key: svc.key,
+                addr: r.addr,
+            });
+        }
+        reals.push(r);
+    }
+    Ok(Service {
+        key: svc.key,
+        sched: svc.sched,
+        persistence: svc.persistence,
+        reals,
+    })
+}
+
+/// Real-server address as the user may give it (port 0 = the service port), normalised.
+fn normalise_addr(key: &ServiceKey, mut addr: SocketAddr) -> SocketAddr {
+    if addr.port() == 0 {
+        addr.set_port(key.vip.port());
+    }
+    addr
+}
+
+/// The virtual services rvsd runs, keyed (and listed) in (protocol, VIP:port) order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceTable {
+    services: BTreeMap<ServiceKey, Service>,
+}
+
+impl ServiceTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Build a table from a list of services, validating all of them (duplicates refused).
+    pub fn from_services(services: Vec<Service>) -> Result<ServiceTable, ModelError> {
+        let mut t = ServiceTable::new();
+        for s in services {
+            t.add_service(s)?;
+        }
+        Ok(t)
+    }
+
+    /// `ipvsadm -A`: add a service, with or without real servers.
+    pub fn add_service(&mut self, svc: Service) -> Result<(), ModelError> {
+        if self.services.contains_key(&svc.key) {
+            return Err(ModelError::ServiceExists(svc.key));
+        }
+        let svc = validate_service(&svc)?;
+        self.services.insert(svc.key, svc);
+        Ok(())
+    }
+
+    /// `ipvsadm -E`: change scheduler and persistence; the real servers are kept (the `reals`
+    /// of the argument are ignored, as `-E` carries none).
+    pub fn edit_service(&mut self, svc: Service) -> Result<(), ModelError> {
+        validate_service_params(&svc.key, svc.sched, svc.persistence.as_ref())?;
+        let cur = self
+            .services
+            .get_mut(&svc.key)
+            .ok_or(ModelError::NoSuchService(svc.key))?;
+        cur.sched = svc.sched;
+        cur.persistence = svc.persistence;
+        Ok(())
+    }
+
+    /// `ipvsadm -D`.
+    pub fn del_service(&mut self, key: &ServiceKey) -> Result<Service, ModelError> {
+        self.services
+            .remove(key)
+            .ok_or(ModelError::NoSuchService(*key))
+    }
+
+    /// `ipvsadm -a`: add a real server (port 0 means the service port).
+    pub fn add_real(&mut self, key: &ServiceKey, real: RealServer) -> Result<(), ModelError> {
+        let svc = self
+            .services
+            .get_mut(key)
+            .ok_or(ModelError::NoSuchService(*key))?;
+        let real = validate_real(key, &real)?;
+        if svc.reals.iter().any(|r| r.addr == real.addr) {
+            return Err(ModelError::RealExists {
+                key: *key,
+                addr: real.addr,
+            });
+        }
+        svc.reals.push(real);
+        Ok(())
+    }
+
+    /// `ipvsadm -e`: change a real server's forwarding mode, weight and thresholds.
+    pub fn edit_real(&mut self, key: &ServiceKey, real: RealServer) -> Result<(), ModelError> {
+        let svc = self
+            .services
+            .get_mut(key)
+            .ok_or(ModelError::NoSuchService(*key))?;
+        let addr = normalise_addr(key, real.addr);
+        let slot = svc
+            .reals
+            .iter_mut()
+            .find(|r| r.addr == addr)
+            .ok_or(ModelError::NoSuchReal { key: *key, addr })?;
+        *slot = validate_real(key, &real)?;
+        Ok(())
+    }
+
+    /// `ipvsadm -d`: remove a real server (port 0 means the service port).
+    pub fn del_real(
+        &mut self,
+        key: &ServiceKey,
+        addr: SocketAddr,
+    ) -> Result<RealServer, ModelError> {
+        let svc = self
+            .services
+            .get_mut(key)
+            .ok_or(ModelError::NoSuchService(*key))?;
+        let addr = normalise_addr(key, addr);
+        let i = svc
+            .reals
+            .iter()
+            .position(|r| r.addr == addr)
+            .ok_or(ModelError::NoSuchReal { key: *key, addr })?;
+        Ok(svc.reals.remove(i))
+    }
+
+    /// `ipvsadm -C`.
+    pub fn clear(&mut self) {
+        self.services.clear();
+    }
+
+    pub fn get(&self, key: &ServiceKey) -> Option<&Service> {
+        self.services.get(key)
+    }
+
+    /// All services, sorted by (protocol, VIP:port).
+    pub fn list(&self) -> Vec<&Service> {
+        self.services.values().collect()
+    }
+
+    /// All services, cloned, sorted (e.g. to build a dataplane snapshot).
+    pub fn to_services(&self) -> Vec<Service> {
+        self.services.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// Services of one protocol, e.g. for per-protocol lookups.
+    pub fn iter_proto(&self, proto: Proto) -> impl Iterator<Item = &Service> {
+        self.services.values().filter(move |s| s.key.proto == proto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn key(s: &str) -> ServiceKey {
+        ServiceKey {
+            proto: Proto::Tcp,
+            vip: s.parse().unwrap(),
+        }
+    }
+    fn rs(s: &str) -> RealServer {
+        RealServer {
+            addr: s.parse().unwrap(),
+            fwd: FwdMode::Dr,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+    fn svc(k: &str, reals: &[&str]) -> Service {
+        Service {
+            key: key(k),
+            sched: SchedKind::Rr,
+            persistence: None,
+            reals: reals.iter().map(|r| rs(r)).collect(),
+        }
+    }
+
+    /// Apply `f`; it must fail with a message containing `want`, and leave the table as it was.
+    fn refused(
+        t: &mut ServiceTable,
+        want: &str,
+        f: impl FnOnce(&mut ServiceTable) -> Result<(), ModelError>,
+    ) {
+        let before = t.clone();
+        let e = f(t).expect_err("edit should have been refused");
+        let msg = e.to_string();
+        assert!(msg.contains(want), "message {msg:?} lacks {want:?}");
+        assert_eq!(*t, before, "table changed by a refused edit ({msg})");
+    }
+
+    fn table() -> ServiceTable {
+        ServiceTable::from_services(vec![svc(
+            "203.0.113.100:80",
+            &["203.0.113.11:80", "203.0.113.12:80"],
+        )])
+        .unwrap()
+    }
+
+    #[test]
+    fn add_edit_delete_cycle() {
+        let mut t = ServiceTable::new();
+        t.add_service(svc("203.0.113.100:80", &[])).unwrap();
+        t.add_real(&key("203.0.113.100:80"), rs("203.0.113.11:0"))
+            .unwrap();
+        // Port 0 is normalised to the service port.
+        assert_eq!(
+            t.get(&key("203.0.113.100:80")).unwrap().reals[0].addr,
+            "203.0.113.11:80".parse().unwrap()
+        );
+        t.add_real(&key("203.0.113.100:80"), rs("203.0.113.12:80"))
+            .unwrap();
+        let mut e = rs("203.0.113.12:80");
+        e.weight = 7;
+        t.edit_real(&key("203.0.113.100:80"), e).unwrap();
+        assert_eq!(t.get(&key("203.0.113.100:80")).unwrap().reals[1].weight, 7);
+        let mut s = svc("203.0.113.100:80", &[]);
+        s.sched = SchedKind::Wrr;
+        t.edit_service(s).unwrap();
+        let got = t.get(&key("203.0.113.100:80")).unwrap();
+        assert_eq!(got.sched, SchedKind::Wrr);
+        assert_eq!(got.reals.len(), 2, "edit_service keeps the reals");
+        let gone = t
+            .del_real(&key("203.0.113.100:80"), "203.0.113.11:0".parse().unwrap())
+            .unwrap();
+        assert_eq!(gone.addr.port(), 80);
+        t.del_service(&key("203.0.113.100:80")).unwrap();
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn list_is_sorted() {
+        let mut t = ServiceTable::new();
+        t.add_service(svc("203.0.113.100:443", &[])).unwrap();
+        let mut u = svc("203.0.113.100:53", &[]);
+        u.key.proto = Proto::Udp;
+        t.add_service(u).unwrap();
+        t.add_service(svc("203.0.113.100:80", &[])).unwrap();
+        t.add_service(svc("198.51.100.1:80", &[])).unwrap();
+        let l: Vec<String> = t.list().iter().map(|s| s.key.to_string()).collect();
+        assert_eq!(
+            l,
+            [
+                "TCP 198.51.100.1:80",
+                "TCP 203.0.113.100:80",
+                "TCP 203.0.113.100:443",
+                "UDP 203.0.113.100:53"
+            ]
+        );
+        t.clear();
+        assert!(t.list().is_empty());
+    }
+
+    #[test]
+    fn refused_edits_leave_table_unchanged() {
+        let k = key("203.0.113.100:80");
+        let mut t = table();
+        refused(&mut t, "service TCP 203.0.113.100:80 already exists", |t| {
+            t.add_service(svc("203.0.113.100:80", &[]))
+        });
+        refused(&mut t, "does not exist", |t| {
+            t.edit_service(svc("203.0.113.101:80", &[]))
+        });
+        refused(&mut t, "does not exist", |t| {
+            t.del_service(&key("203.0.113.101:80")).map(|_| ())
+        });
+        refused(&mut t, "real server 203.0.113.11:80 already exists", |t| {
+            t.add_real(&k, rs("203.0.113.11:80"))
+        });
+        refused(&mut t, "real server 203.0.113.11:80 already exists", |t| {
+            t.add_real(&k, rs("203.0.113.11:0"))
+        });
+        refused(&mut t, "real server 203.0.113.13:80 does not exist", |t| {
+            t.edit_real(&k, rs("203.0.113.13:80"))
+        });
+        refused(&mut t, "real server 203.0.113.13:80 does not exist", |t| {
+            t.del_real(&k, "203.0.113.13:80".parse().unwrap())
+                .map(|_| ())
+        });
+        refused(&mut t, "service TCP 203.0.113.101:80 does not exist", |t| {
+            t.add_real(&key("203.0.113.101:80"), rs("203.0.113.11:80"))
+        });
+        // Invalid edits of an existing real / service.
+        refused(&mut t, "weight 65536 is over the maximum 65535", |t| {
+            let mut r = rs("203.0.113.11:80");
+            r.weight = 65536;
+            t.edit_real(&k, r)
+        });
+        refused(
+            &mut t,
+            "scheduler 'lc' is not supported yet (available: rr, wrr)",
+            |t| {
+                let mut s = svc("203.0.113.100:80", &[]);
+                s.sched = SchedKind::Lc;
+                t.edit_service(s)
+            },
+        );
+        // A service whose second real is bad is not added at all.
+        refused(&mut t, "service TCP 203.0.113.102:80: real server 203.0.113.12:8080: real server port 8080 differs", |t| {
+            t.add_service(svc("203.0.113.102:80", &["203.0.113.11:80", "203.0.113.12:8080"]))
+        });
+        refused(&mut t, "real server 203.0.113.11:80 already exists", |t| {
+            t.add_service(svc(
+                "203.0.113.102:80",
+                &["203.0.113.11:80", "203.0.113.11:0"],
+            ))
+        });
+    }
+
+    #[test]
+    fn validation_messages() {
+        let k = key("203.0.113.100:80");
+        let mut t = table();
+        let with_real = |f: &dyn Fn(&mut RealServer)| {
+            let mut r = rs("203.0.113.20:80");
+            f(&mut r);
+            r
+        };
+        let cases: Vec<(RealServer, &str)> = vec![
+            (
+                with_real(&|r| r.fwd = FwdMode::Nat),
+                "forwarding mode NAT (-m) is not supported yet (available: DR -g)",
+            ),
+            (
+                with_real(&|r| r.fwd = FwdMode::FullNat),
+                "forwarding mode FULLNAT (-b) is not supported yet",
+            ),
+            (
+                with_real(&|r| r.fwd = FwdMode::Tun),
+                "forwarding mode TUN (-i) is not supported yet",
+            ),
+            (
+                with_real(&|r| r.addr = "203.0.113.20:81".parse().unwrap()),
+                "real server port 81 differs from the service port 80",
+            ),
+            (
+                with_real(&|r| r.addr = "[2001:db8::1]:80".parse().unwrap()),
+                "address families differ",
+            ),
+            (
+                with_real(&|r| r.addr = "0.0.0.0:80".parse().unwrap()),
+                "0.0.0.0 is the unspecified address",
+            ),
+            (
+                with_real(&|r| r.addr = "255.255.255.255:80".parse().unwrap()),
+                "broadcast",
+            ),
+            (
+                with_real(&|r| r.addr = "224.0.0.1:80".parse().unwrap()),
+                "multicast",
+            ),
+            (
+                with_real(&|r| r.weight = 70000),
+                "weight 70000 is over the maximum 65535",
+            ),
+            (
+                with_real(&|r| (r.u_threshold, r.l_threshold) = (10, 20)),
+                "lower threshold (-y) 20 is above the upper threshold (-x) 10",
+            ),
+        ];
+        for (r, want) in cases {
+            refused(&mut t, want, |t| t.add_real(&k, r));
+        }
+        // Allowed edge cases: weight 0 (drain) and max, l threshold with u = 0, thresholds equal.
+        t.add_real(&k, with_real(&|r| r.weight = 0)).unwrap();
+        t.add_real(
+            &k,
+            with_real(&|r| (r.addr, r.weight) = ("203.0.113.21:80".parse().unwrap(), 65535)),
+        )
+        .unwrap();
+        t.add_real(
+            &k,
+            with_real(&|r| (r.addr, r.l_threshold) = ("203.0.113.22:80".parse().unwrap(), 5)),
+        )
+        .unwrap();
+        t.add_real(
+            &k,
+            with_real(&|r| {
+                (r.addr, r.u_threshold, r.l_threshold) = ("203.0.113.23:80".parse().unwrap(), 5, 5)
+            }),
+        )
+        .unwrap();
+
+        let svc_cases: Vec<(Service, &str)> = vec![
+            (svc("[2001:db8::1]:80", &[]), "IPv6 services are not supported yet"),
+            (svc("203.0.113.100:0", &[]), "service port 0 is not supported"),
+            (svc("0.0.0.0:80", &[]), "unspecified"),
+            (svc("239.1.1.1:80", &[]), "multicast"),
+            (svc("127.0.0.1:80", &[]), "loopback"),
+            (
+                Service { persistence: Some(Persistence { timeout_s: 300, netmask: Ipv4Addr::BROADCAST }), ..svc("203.0.113.5:80", &[]) },
+                "persistent services (-p) are not supported yet",
+            ),
+            (Service { sched: SchedKind::Wlc, ..svc("203.0.113.5:80", &[]) }, "service TCP 203.0.113.5:80: scheduler 'wlc' is not supported yet (available: rr, wrr)"),
+        ];
+        for (s, want) in svc_cases {
+            refused(&mut t, want, |t| t.add_service(s));
+        }
+    }
+
+    #[test]
+    fn from_services_validates_everything() {
+        let e = ServiceTable::from_services(vec![
+            svc("203.0.113.100:80", &[]),
+            svc("203.0.113.100:80", &[]),
+        ])
+        .unwrap_err();
+        assert_eq!(e, ModelError::ServiceExists(key("203.0.113.100:80")));
+        let e = ServiceTable::from_services(vec![svc("203.0.113.100:80", &["203.0.113.1:81"])])
+            .unwrap_err();
+        assert!(matches!(e, ModelError::InvalidReal { .. }), "{e}");
+        let t =
+            ServiceTable::from_services(vec![svc("203.0.113.100:80", &["203.0.113.1:0"])]).unwrap();
+        assert_eq!(t.to_services()[0].reals[0].addr.port(), 80);
+        assert_eq!(t.iter_proto(Proto::Tcp).count(), 1);
+        assert_eq!(t.iter_proto(Proto::Udp).count(), 0);
+    }
+}

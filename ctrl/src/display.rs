@@ -1,0 +1,201 @@
+//! Text output of rvsadm: `-L -n` in ipvsadm's layout, `-S`, and `link show`.
+
+use crate::ipvsadm::save_lines;
+use crate::proto::{PortReport, ServiceStatus};
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+
+/// Prefix of drop counters in [`crate::proto::Response::Link`].
+pub const DROP_PREFIX: &str = "drop_";
+
+/// `ipvsadm -L -n`, with ipvsadm's column widths (its `"  -> %-28s %-7s %-6d %-10u %-10u"`),
+/// and rvs's version line in place of "IP Virtual Server version ...".
+pub fn format_list(services: &[ServiceStatus]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "rvs {} (ipvsadm-compatible listing)",
+        env!("CARGO_PKG_VERSION")
+    );
+    o.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+    o.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+    for st in services {
+        let s = &st.service;
+        let _ = write!(o, "{}  {} {}", s.key.proto.name(), s.key.vip, s.sched);
+        if let Some(p) = &s.persistence {
+            let _ = write!(o, " persistent {}", p.timeout_s);
+            if p.netmask != Ipv4Addr::BROADCAST {
+                let _ = write!(o, " mask {}", p.netmask);
+            }
+        }
+        o.push('\n');
+        for (i, r) in s.reals.iter().enumerate() {
+            let (active, inactive) = st.conns.get(i).copied().unwrap_or((0, 0));
+            let _ = writeln!(
+                o,
+                "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                r.addr.to_string(),
+                r.fwd.ipvsadm_name(),
+                r.weight,
+                active,
+                inactive
+            );
+        }
+    }
+    o
+}
+
+/// `ipvsadm -S -n`: one command per line.
+pub fn format_save(services: &[ServiceStatus]) -> String {
+    let mut o = String::new();
+    for st in services {
+        for l in save_lines(&st.service) {
+            o.push_str(&l);
+            o.push('\n');
+        }
+    }
+    o
+}
+
+/// `rvsadm link show`: each port with its stats, the dataplane counters, then the drops that
+/// are not zero.
+pub fn format_link(ports: &[PortReport], counters: &[(String, u64)]) -> String {
+    let mut o = String::new();
+    for p in ports {
+        let _ = writeln!(
+            o,
+            "{}: {}  driver {}  mac {}  link {}",
+            p.port_id,
+            p.name,
+            p.driver,
+            p.mac,
+            if p.link_up { "up" } else { "down" }
+        );
+        write_pairs(&mut o, p.stats.iter());
+    }
+    type Pairs<'a> = Vec<&'a (String, u64)>;
+    let (drops, plain): (Pairs, Pairs) = counters
+        .iter()
+        .partition(|(n, _)| n.starts_with(DROP_PREFIX));
+    o.push_str("dataplane:\n");
+    write_pairs(&mut o, plain.into_iter());
+    let nonzero: Vec<(String, u64)> = drops
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(n, v)| (n[DROP_PREFIX.len()..].to_string(), *v))
+        .collect();
+    if nonzero.is_empty() {
+        o.push_str("drops: none\n");
+    } else {
+        let total: u64 = nonzero.iter().map(|(_, v)| *v).fold(0, u64::saturating_add);
+        let _ = writeln!(o, "drops: {total}");
+        write_pairs(&mut o, nonzero.iter());
+    }
+    o
+}
+
+fn write_pairs<'a>(o: &mut String, pairs: impl Iterator<Item = &'a (String, u64)>) {
+    let pairs: Vec<&(String, u64)> = pairs.collect();
+    let w = pairs.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    for (n, v) in pairs {
+        let _ = writeln!(o, "    {n:<w$} {v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_config::model::{
+        FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
+    };
+
+    fn status() -> Vec<ServiceStatus> {
+        let real = |a: &str, w| RealServer {
+            addr: a.parse().unwrap(),
+            fwd: FwdMode::Dr,
+            weight: w,
+            u_threshold: 0,
+            l_threshold: 0,
+        };
+        vec![
+            ServiceStatus {
+                service: Service {
+                    key: ServiceKey {
+                        proto: Proto::Tcp,
+                        vip: "203.0.113.100:80".parse().unwrap(),
+                    },
+                    sched: SchedKind::Rr,
+                    persistence: None,
+                    reals: vec![real("203.0.113.11:80", 1), real("203.0.113.12:80", 20)],
+                },
+                conns: vec![(0, 0), (12345, 7)],
+            },
+            ServiceStatus {
+                service: Service {
+                    key: ServiceKey {
+                        proto: Proto::Udp,
+                        vip: "203.0.113.100:53".parse().unwrap(),
+                    },
+                    sched: SchedKind::Wrr,
+                    persistence: Some(Persistence {
+                        timeout_s: 50,
+                        netmask: Ipv4Addr::new(255, 255, 255, 0),
+                    }),
+                    reals: vec![],
+                },
+                conns: vec![],
+            },
+        ]
+    }
+
+    #[test]
+    fn list_matches_ipvsadm_layout() {
+        let want = format!(
+            "rvs {} (ipvsadm-compatible listing)\n\
+             Prot LocalAddress:Port Scheduler Flags\n\
+             \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+             TCP  203.0.113.100:80 rr\n\
+             \x20 -> 203.0.113.11:80              Route   1      0          0         \n\
+             \x20 -> 203.0.113.12:80              Route   20     12345      7         \n\
+             UDP  203.0.113.100:53 wrr persistent 50 mask 255.255.255.0\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(format_list(&status()), want);
+    }
+
+    #[test]
+    fn save_output() {
+        assert_eq!(
+            format_save(&status()),
+            "-A -t 203.0.113.100:80 -s rr\n\
+             -a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 1\n\
+             -a -t 203.0.113.100:80 -r 203.0.113.12:80 -g -w 20\n\
+             -A -u 203.0.113.100:53 -s wrr -p 50 -M 255.255.255.0\n"
+        );
+    }
+
+    #[test]
+    fn link_shows_only_nonzero_drops() {
+        let ports = vec![PortReport {
+            name: "eth0".into(),
+            port_id: 0,
+            driver: "net_af_packet".into(),
+            mac: "02:00:00:00:00:01".into(),
+            link_up: true,
+            stats: vec![("rx_packets".into(), 10), ("tx_packets".into(), 5)],
+        }];
+        let counters = vec![
+            ("rx_pkts".to_string(), 10),
+            ("drop_no_service".into(), 3),
+            ("drop_ttl_exceeded".into(), 0),
+        ];
+        let out = format_link(&ports, &counters);
+        assert_eq!(
+            out,
+            "0: eth0  driver net_af_packet  mac 02:00:00:00:00:01  link up\n    rx_packets 10\n    tx_packets 5\n\
+             dataplane:\n    rx_pkts 10\ndrops: 3\n    no_service 3\n"
+        );
+        let out = format_link(&[], &[("drop_no_service".into(), 0)]);
+        assert!(out.ends_with("drops: none\n"), "{out}");
+    }
+}

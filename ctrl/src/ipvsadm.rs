@@ -1,0 +1,1143 @@
+//! ipvsadm's command-line syntax, parsed into a [`Command`].
+//!
+//! Hand-written rather than clap: ipvsadm's grammar is "one command letter plus options that
+//! depend on it", with getopt-style clustering (`-Ln`, `-tVIP:PORT`), an optional argument
+//! (`-p [TIMEOUT]`) and per-command option rules, which map poorly to a derive parser.
+//!
+//! Differences from ipvsadm: the default scheduler is `wrr` (ipvsadm's `wlc` is not
+//! implemented yet); names are never resolved (`-n` is accepted and implied); `--json` is an
+//! rvs extension of `-L`.
+
+use crate::proto::Request;
+use rvs_config::model::{FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Scheduler used when `-A`/`-E` give no `-s`.
+pub const DEFAULT_SCHED: SchedKind = SchedKind::Wrr;
+/// ipvsadm's persistence timeout when `-p` has no value, seconds.
+pub const DEFAULT_PERSISTENT_S: u32 = 300;
+
+/// One ipvsadm invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// `-A`
+    AddService(Service),
+    /// `-E`
+    EditService(Service),
+    /// `-D`
+    DelService(ServiceKey),
+    /// `-a`
+    AddReal { key: ServiceKey, real: RealServer },
+    /// `-e`
+    EditReal { key: ServiceKey, real: RealServer },
+    /// `-d`
+    DelReal { key: ServiceKey, addr: SocketAddr },
+    /// `-C`
+    Clear,
+    /// `-L`/`-l` (also the default with no command): all services or one.
+    List { key: Option<ServiceKey>, json: bool },
+    /// `-S`: print the table as ipvsadm commands (for `-R`).
+    Save,
+    /// `-R`: read ipvsadm commands from stdin.
+    Restore,
+    /// `-h`
+    Help,
+    /// `-v`
+    Version,
+}
+
+impl Command {
+    /// The request that carries this command to rvsd (`None` for `-h` and `-R`, which the CLI
+    /// handles itself; `-R` sends one request per line it reads).
+    pub fn to_request(&self) -> Option<Request> {
+        Some(match self {
+            Command::AddService(s) => Request::AddService { service: s.clone() },
+            Command::EditService(s) => Request::EditService { service: s.clone() },
+            Command::DelService(k) => Request::DelService { key: *k },
+            Command::AddReal { key, real } => Request::AddReal {
+                key: *key,
+                real: *real,
+            },
+            Command::EditReal { key, real } => Request::EditReal {
+                key: *key,
+                real: *real,
+            },
+            Command::DelReal { key, addr } => Request::DelReal {
+                key: *key,
+                addr: *addr,
+            },
+            Command::Clear => Request::Clear,
+            Command::List { key, .. } => Request::List { key: *key },
+            Command::Save => Request::List { key: None },
+            Command::Version => Request::Version,
+            Command::Help | Command::Restore => return None,
+        })
+    }
+}
+
+/// A command line that is not valid ipvsadm syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(msg.into()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    A,
+    E,
+    D,
+    C,
+    AddR,
+    EditR,
+    DelR,
+    L,
+    S,
+    R,
+    H,
+    V,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Cmd(Cmd),
+    Tcp,
+    Udp,
+    Sched,
+    Real,
+    Fwd(FwdMode),
+    Weight,
+    UThresh,
+    LThresh,
+    Persistent,
+    Netmask,
+    Numeric,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    No,
+    Required,
+    Optional,
+}
+
+struct OptSpec {
+    short: Option<char>,
+    long: &'static str,
+    opt: Opt,
+    arg: Arg,
+}
+
+const fn spec(short: Option<char>, long: &'static str, opt: Opt, arg: Arg) -> OptSpec {
+    OptSpec {
+        short,
+        long,
+        opt,
+        arg,
+    }
+}
+
+const OPTS: &[OptSpec] = &[
+    spec(Some('A'), "add-service", Opt::Cmd(Cmd::A), Arg::No),
+    spec(Some('E'), "edit-service", Opt::Cmd(Cmd::E), Arg::No),
+    spec(Some('D'), "delete-service", Opt::Cmd(Cmd::D), Arg::No),
+    spec(Some('C'), "clear", Opt::Cmd(Cmd::C), Arg::No),
+    spec(Some('a'), "add-server", Opt::Cmd(Cmd::AddR), Arg::No),
+    spec(Some('e'), "edit-server", Opt::Cmd(Cmd::EditR), Arg::No),
+    spec(Some('d'), "delete-server", Opt::Cmd(Cmd::DelR), Arg::No),
+    spec(Some('L'), "list", Opt::Cmd(Cmd::L), Arg::No),
+    spec(Some('l'), "list", Opt::Cmd(Cmd::L), Arg::No),
+    spec(Some('S'), "save", Opt::Cmd(Cmd::S), Arg::No),
+    spec(Some('R'), "restore", Opt::Cmd(Cmd::R), Arg::No),
+    spec(Some('h'), "help", Opt::Cmd(Cmd::H), Arg::No),
+    spec(Some('v'), "version", Opt::Cmd(Cmd::V), Arg::No),
+    spec(Some('t'), "tcp-service", Opt::Tcp, Arg::Required),
+    spec(Some('u'), "udp-service", Opt::Udp, Arg::Required),
+    spec(Some('s'), "scheduler", Opt::Sched, Arg::Required),
+    spec(Some('r'), "real-server", Opt::Real, Arg::Required),
+    spec(Some('g'), "gatewaying", Opt::Fwd(FwdMode::Dr), Arg::No),
+    spec(Some('i'), "ipip", Opt::Fwd(FwdMode::Tun), Arg::No),
+    spec(Some('m'), "masquerading", Opt::Fwd(FwdMode::Nat), Arg::No),
+    spec(Some('b'), "fullnat", Opt::Fwd(FwdMode::FullNat), Arg::No),
+    spec(Some('w'), "weight", Opt::Weight, Arg::Required),
+    spec(Some('x'), "u-threshold", Opt::UThresh, Arg::Required),
+    spec(Some('y'), "l-threshold", Opt::LThresh, Arg::Required),
+    spec(Some('p'), "persistent", Opt::Persistent, Arg::Optional),
+    spec(Some('M'), "netmask", Opt::Netmask, Arg::Required),
+    spec(Some('n'), "numeric", Opt::Numeric, Arg::No),
+    spec(None, "json", Opt::Json, Arg::No),
+];
+
+/// ipvsadm options rvs knows but does not implement yet.
+const UNSUPPORTED: &[(Option<char>, &str, &str)] = &[
+    (
+        Some('f'),
+        "fwmark-service",
+        "firewall-mark services (-f) are not supported yet",
+    ),
+    (
+        Some('c'),
+        "connection",
+        "listing connections (-c) is not supported yet",
+    ),
+    (
+        Some('Z'),
+        "zero",
+        "zeroing counters (-Z) is not supported yet",
+    ),
+    (
+        None,
+        "set",
+        "setting timeouts (--set) is not supported yet; use [sessions] in rvsd.toml",
+    ),
+    (
+        None,
+        "start-daemon",
+        "connection sync daemons are not supported",
+    ),
+    (
+        None,
+        "stop-daemon",
+        "connection sync daemons are not supported",
+    ),
+    (None, "stats", "--stats is not supported yet"),
+    (None, "rate", "--rate is not supported yet"),
+    (None, "thresholds", "--thresholds is not supported yet"),
+    (
+        None,
+        "persistent-conn",
+        "--persistent-conn is not supported yet",
+    ),
+    (None, "exact", "--exact is not supported yet"),
+    (None, "sort", "--sort is not supported yet"),
+    (None, "timeout", "--timeout is not supported yet"),
+    (None, "daemon", "connection sync daemons are not supported"),
+    (Some('6'), "ipv6", "IPv6 services are not supported yet"),
+    (
+        Some('o'),
+        "ops",
+        "one-packet scheduling (-o) is not supported yet",
+    ),
+    (
+        Some('j'),
+        "tun-type",
+        "tunnel types (-j) are not supported yet",
+    ),
+    (
+        Some('k'),
+        "sched-flags",
+        "scheduler flags (-b/--sched-flags) are not supported yet",
+    ),
+];
+
+fn opt_name(o: Opt) -> String {
+    let s = OPTS
+        .iter()
+        .find(|s| s.opt == o)
+        .expect("every Opt is in OPTS");
+    match s.short {
+        Some(c) => format!("-{c} (--{})", s.long),
+        None => format!("--{}", s.long),
+    }
+}
+
+fn cmd_name(c: Cmd) -> String {
+    opt_name(Opt::Cmd(c))
+}
+
+fn short_cmd(c: Cmd) -> String {
+    let s = OPTS
+        .iter()
+        .find(|s| s.opt == Opt::Cmd(c))
+        .expect("every Cmd is in OPTS");
+    format!("-{}", s.short.unwrap_or('?'))
+}
+
+/// Which commands an option may go with.
+fn allowed_with(o: Opt) -> &'static [Cmd] {
+    use Cmd::*;
+    match o {
+        Opt::Tcp | Opt::Udp => &[A, E, D, AddR, EditR, DelR, L],
+        Opt::Sched | Opt::Persistent | Opt::Netmask => &[A, E],
+        Opt::Real => &[AddR, EditR, DelR],
+        Opt::Fwd(_) | Opt::Weight | Opt::UThresh | Opt::LThresh => &[AddR, EditR],
+        Opt::Numeric => &[L, S],
+        Opt::Json => &[L],
+        Opt::Cmd(_) => &[],
+    }
+}
+
+fn join_or(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+/// Options collected from the command line, before checking them against the command.
+#[derive(Default)]
+struct Seen {
+    cmd: Option<Cmd>,
+    svc: Option<(Proto, SocketAddr)>,
+    sched: Option<SchedKind>,
+    real: Option<SocketAddr>,
+    fwd: Option<FwdMode>,
+    weight: Option<u32>,
+    u: Option<u32>,
+    l: Option<u32>,
+    persistent: Option<u32>,
+    netmask: Option<Ipv4Addr>,
+    numeric: bool,
+    json: bool,
+    /// Every option given, in order, to check against the command.
+    given: Vec<Opt>,
+}
+
+/// `VIP:PORT` of `-t`/`-u`.
+pub fn parse_service_addr(s: &str) -> Result<SocketAddr, ParseError> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if s.parse::<IpAddr>().is_ok() {
+        return err(format!("'{s}' has no port: a service is VIP:PORT"));
+    }
+    err(format!("'{s}' is not a valid IPv4 address:port"))
+}
+
+/// `RIP[:PORT]` of `-r` (no port = the service port, as 0).
+pub fn parse_real_addr(s: &str) -> Result<SocketAddr, ParseError> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 0));
+    }
+    err(format!("'{s}' is not a valid IPv4 address[:port]"))
+}
+
+fn parse_num(o: Opt, v: &str, max: u32) -> Result<u32, ParseError> {
+    match v.parse::<u32>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => err(format!(
+            "{}: '{v}' is not a number in 0..={max}",
+            opt_name(o)
+        )),
+    }
+}
+
+impl Seen {
+    fn set(&mut self, o: Opt, val: Option<&str>) -> Result<(), ParseError> {
+        if let Opt::Cmd(c) = o {
+            if let Some(prev) = self.cmd {
+                if prev != c {
+                    return err(format!(
+                        "only one command may be given, not both {} and {}",
+                        short_cmd(prev),
+                        short_cmd(c)
+                    ));
+                }
+            }
+            self.cmd = Some(c);
+            return Ok(());
+        }
+        let dup = match o {
+            Opt::Tcp | Opt::Udp => {
+                if self.svc.is_some() {
+                    return err("give one service: -t VIP:PORT or -u VIP:PORT, once");
+                }
+                false
+            }
+            Opt::Fwd(_) => {
+                if self.fwd.is_some() {
+                    return err("give one forwarding method: -g, -i, -m or -b");
+                }
+                false
+            }
+            Opt::Numeric | Opt::Json => false,
+            _ => self.given.contains(&o),
+        };
+        if dup {
+            return err(format!("option {} given twice", opt_name(o)));
+        }
+        self.given.push(o);
+        let v = val.unwrap_or("");
+        match o {
+            Opt::Tcp => self.svc = Some((Proto::Tcp, parse_service_addr(v)?)),
+            Opt::Udp => self.svc = Some((Proto::Udp, parse_service_addr(v)?)),
+            Opt::Sched => self.sched = Some(v.parse().map_err(ParseError)?),
+            Opt::Real => self.real = Some(parse_real_addr(v)?),
+            Opt::Fwd(m) => self.fwd = Some(m),
+            Opt::Weight => self.weight = Some(parse_num(o, v, 65535)?),
+            Opt::UThresh => self.u = Some(parse_num(o, v, u32::MAX)?),
+            Opt::LThresh => self.l = Some(parse_num(o, v, u32::MAX)?),
+            Opt::Persistent => {
+                self.persistent = Some(match val {
+                    None => DEFAULT_PERSISTENT_S,
+                    Some(v) => match v.parse::<u32>() {
+                        Ok(n) if n > 0 => n,
+                        _ => {
+                            return err(format!(
+                                "{}: '{v}' is not a timeout in seconds (> 0)",
+                                opt_name(o)
+                            ))
+                        }
+                    },
+                })
+            }
+            Opt::Netmask => {
+                let m: Ipv4Addr = v.parse().map_err(|_| {
+                    ParseError(format!("{}: '{v}' is not an IPv4 netmask", opt_name(o)))
+                })?;
+                let bits = u32::from(m);
+                if bits.leading_ones() + bits.trailing_zeros() != 32 {
+                    return err(format!(
+                        "{}: '{v}' is not a contiguous netmask",
+                        opt_name(o)
+                    ));
+                }
+                self.netmask = Some(m);
+            }
+            Opt::Numeric => self.numeric = true,
+            Opt::Json => self.json = true,
+            Opt::Cmd(_) => {}
+        }
+        Ok(())
+    }
+}
+
+fn unsupported_short(c: char) -> Option<&'static str> {
+    UNSUPPORTED.iter().find(|u| u.0 == Some(c)).map(|u| u.2)
+}
+
+/// Parse ipvsadm arguments (without the program name).
+pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let mut seen = Seen::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        i += 1;
+        if let Some(long) = a.strip_prefix("--") {
+            if long.is_empty() {
+                return err("unexpected '--'");
+            }
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (long, None),
+            };
+            let Some(s) = OPTS.iter().find(|s| s.long == name) else {
+                if let Some(u) = UNSUPPORTED.iter().find(|u| u.1 == name) {
+                    return err(u.2);
+                }
+                return err(format!("unknown option '--{name}'"));
+            };
+            let val = match (s.arg, inline) {
+                (Arg::No, Some(_)) => return err(format!("option --{name} takes no value")),
+                (Arg::No, None) => None,
+                (_, Some(v)) => Some(v),
+                (Arg::Required, None) => {
+                    let Some(v) = args.get(i) else {
+                        return err(format!("option --{name} needs a value"));
+                    };
+                    i += 1;
+                    Some(*v)
+                }
+                (Arg::Optional, None) => optional_value(&args, &mut i),
+            };
+            seen.set(s.opt, val)?;
+        } else if let Some(cluster) = a.strip_prefix('-').filter(|c| !c.is_empty()) {
+            let chars: Vec<(usize, char)> = cluster.char_indices().collect();
+            let mut k = 0;
+            while k < chars.len() {
+                let (pos, c) = chars[k];
+                k += 1;
+                let Some(s) = OPTS.iter().find(|s| s.short == Some(c)) else {
+                    if let Some(m) = unsupported_short(c) {
+                        return err(m);
+                    }
+                    return err(format!("unknown option '-{c}'"));
+                };
+                let rest = &cluster[pos + c.len_utf8()..];
+                let val = match s.arg {
+                    Arg::No => None,
+                    Arg::Required if !rest.is_empty() => {
+                        k = chars.len();
+                        Some(rest)
+                    }
+                    Arg::Required => {
+                        let Some(v) = args.get(i) else {
+                            return err(format!("option -{c} needs a value"));
+                        };
+                        i += 1;
+                        Some(*v)
+                    }
+                    Arg::Optional if !rest.is_empty() => {
+                        k = chars.len();
+                        Some(rest)
+                    }
+                    Arg::Optional => optional_value(&args, &mut i),
+                };
+                seen.set(s.opt, val)?;
+            }
+        } else {
+            return err(format!("unexpected argument '{a}'"));
+        }
+    }
+    build(seen)
+}
+
+/// `-p [TIMEOUT]`: take the next argument only if it is a number.
+fn optional_value<'a>(args: &[&'a str], i: &mut usize) -> Option<&'a str> {
+    let v = args.get(*i)?;
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        *i += 1;
+        Some(v)
+    } else {
+        None
+    }
+}
+
+fn build(seen: Seen) -> Result<Command, ParseError> {
+    // No command: ipvsadm lists.
+    let cmd = seen.cmd.unwrap_or(Cmd::L);
+    if cmd == Cmd::H {
+        return Ok(Command::Help);
+    }
+    for &o in &seen.given {
+        let ok = allowed_with(o);
+        if !ok.contains(&cmd) {
+            let names: Vec<String> = ok.iter().map(|c| short_cmd(*c)).collect();
+            let hint = if seen.cmd.is_none() {
+                " (no command was given)"
+            } else {
+                ""
+            };
+            return err(format!(
+                "option {} is only valid with {}{hint}",
+                opt_name(o),
+                join_or(&names)
+            ));
+        }
+    }
+    if seen.netmask.is_some() && seen.persistent.is_none() {
+        return err(format!(
+            "{} needs -p (--persistent)",
+            opt_name(Opt::Netmask)
+        ));
+    }
+    let need_svc = || {
+        seen.svc
+            .map(|(proto, vip)| ServiceKey { proto, vip })
+            .ok_or_else(|| {
+                ParseError(format!(
+                    "{} needs a service: -t VIP:PORT or -u VIP:PORT",
+                    cmd_name(cmd)
+                ))
+            })
+    };
+    let need_real = || {
+        seen.real.ok_or_else(|| {
+            ParseError(format!(
+                "{} needs a real server: -r RIP[:PORT]",
+                cmd_name(cmd)
+            ))
+        })
+    };
+    let service = |key| Service {
+        key,
+        sched: seen.sched.unwrap_or(DEFAULT_SCHED),
+        persistence: seen.persistent.map(|timeout_s| Persistence {
+            timeout_s,
+            netmask: seen.netmask.unwrap_or(Ipv4Addr::BROADCAST),
+        }),
+        reals: Vec::new(),
+    };
+    let real = |addr| RealServer {
+        addr,
+        fwd: seen.fwd.unwrap_or(FwdMode::Dr),
+        weight: seen.weight.unwrap_or(1),
+        u_threshold: seen.u.unwrap_or(0),
+        l_threshold: seen.l.unwrap_or(0),
+    };
+    Ok(match cmd {
+        Cmd::A => Command::AddService(service(need_svc()?)),
+        Cmd::E => Command::EditService(service(need_svc()?)),
+        Cmd::D => Command::DelService(need_svc()?),
+        Cmd::C => Command::Clear,
+        Cmd::AddR => Command::AddReal {
+            key: need_svc()?,
+            real: real(need_real()?),
+        },
+        Cmd::EditR => Command::EditReal {
+            key: need_svc()?,
+            real: real(need_real()?),
+        },
+        Cmd::DelR => Command::DelReal {
+            key: need_svc()?,
+            addr: need_real()?,
+        },
+        Cmd::L => Command::List {
+            key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }),
+            json: seen.json,
+        },
+        Cmd::S => Command::Save,
+        Cmd::R => Command::Restore,
+        Cmd::V => Command::Version,
+        Cmd::H => Command::Help,
+    })
+}
+
+/// The ipvsadm options that recreate `svc` (what `-S` prints, one command per line).
+pub fn save_lines(svc: &Service) -> Vec<String> {
+    let opt = match svc.key.proto {
+        Proto::Tcp => "-t",
+        Proto::Udp => "-u",
+    };
+    let mut head = format!("-A {opt} {} -s {}", svc.key.vip, svc.sched);
+    if let Some(p) = &svc.persistence {
+        head.push_str(&format!(" -p {}", p.timeout_s));
+        if p.netmask != Ipv4Addr::BROADCAST {
+            head.push_str(&format!(" -M {}", p.netmask));
+        }
+    }
+    let mut out = vec![head];
+    for r in &svc.reals {
+        let fwd = match r.fwd {
+            FwdMode::Dr => "-g",
+            FwdMode::Tun => "-i",
+            FwdMode::Nat => "-m",
+            FwdMode::FullNat => "-b",
+        };
+        let mut l = format!(
+            "-a {opt} {} -r {} {fwd} -w {}",
+            svc.key.vip, r.addr, r.weight
+        );
+        if r.u_threshold > 0 {
+            l.push_str(&format!(" -x {}", r.u_threshold));
+        }
+        if r.l_threshold > 0 {
+            l.push_str(&format!(" -y {}", r.l_threshold));
+        }
+        out.push(l);
+    }
+    out
+}
+
+/// Usage text of the ipvsadm-compatible part of rvsadm.
+pub const USAGE: &str = "\
+Usage:
+  rvsadm [--socket PATH] -A|-E -t|-u VIP:PORT [-s SCHEDULER] [-p [TIMEOUT]] [-M NETMASK]
+  rvsadm [--socket PATH] -D -t|-u VIP:PORT
+  rvsadm [--socket PATH] -C
+  rvsadm [--socket PATH] -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g|-i|-m|-b] [-w WEIGHT] [-x UTHRESH] [-y LTHRESH]
+  rvsadm [--socket PATH] -d -t|-u VIP:PORT -r RIP[:PORT]
+  rvsadm [--socket PATH] -L|-l [-n] [--json] [-t|-u VIP:PORT]
+  rvsadm [--socket PATH] -S [-n]        print the table as rvsadm commands
+  rvsadm [--socket PATH] -R             read rvsadm commands (as -S prints them) from stdin
+  rvsadm [--socket PATH] link show [--json]
+  rvsadm [--socket PATH] version
+  rvsadm -h|--help
+
+Commands:
+  --add-service     -A   add a virtual service
+  --edit-service    -E   edit a virtual service (scheduler; real servers are kept)
+  --delete-service  -D   delete a virtual service
+  --clear           -C   delete all virtual services
+  --add-server      -a   add a real server to a service
+  --edit-server     -e   edit a real server (unset options take their defaults, as in ipvsadm)
+  --delete-server   -d   delete a real server
+  --list            -L|-l  list the services (the default with no command)
+  --save            -S   print the services as commands
+  --restore         -R   apply commands read from stdin
+
+Options:
+  --tcp-service  -t VIP:PORT    TCP service
+  --udp-service  -u VIP:PORT    UDP service
+  --scheduler    -s SCHEDULER   rr | wrr (default wrr; ipvsadm's default wlc is not supported yet)
+  --persistent   -p [TIMEOUT]   persistent service (not supported yet)
+  --netmask      -M NETMASK     persistence granularity (with -p)
+  --real-server  -r RIP[:PORT]  real server; no port = the service port
+  --gatewaying   -g             direct routing (default)
+  --ipip         -i             IP-in-IP tunnelling (not supported yet)
+  --masquerading -m             NAT (not supported yet)
+  --fullnat      -b             full NAT (not supported yet)
+  --weight       -w WEIGHT      0..=65535, default 1; 0 drains the server
+  --u-threshold  -x UTHRESH     upper connection threshold (0 = none)
+  --l-threshold  -y LTHRESH     lower connection threshold (0 = none)
+  --numeric      -n             numeric output (always; rvs never resolves names)
+  --json                        JSON output for -L and link show
+  --socket PATH                 rvsd control socket (default $RVSADM_SOCKET or /run/rvs/rvsd.sock)
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command, ParseError> {
+        let args: Vec<&str> = s.split_whitespace().collect();
+        parse(&args)
+    }
+    fn ok(s: &str) -> Command {
+        p(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+    fn bad(s: &str, want: &str) {
+        match p(s) {
+            Ok(c) => panic!("{s:?} parsed as {c:?}, expected an error containing {want:?}"),
+            Err(e) => assert!(e.0.contains(want), "{s:?}: {:?} lacks {want:?}", e.0),
+        }
+    }
+    fn key(proto: Proto, s: &str) -> ServiceKey {
+        ServiceKey {
+            proto,
+            vip: s.parse().unwrap(),
+        }
+    }
+    fn tk() -> ServiceKey {
+        key(Proto::Tcp, "203.0.113.100:80")
+    }
+    fn real(addr: &str, fwd: FwdMode, weight: u32) -> RealServer {
+        RealServer {
+            addr: addr.parse().unwrap(),
+            fwd,
+            weight,
+            u_threshold: 0,
+            l_threshold: 0,
+        }
+    }
+
+    #[test]
+    fn add_service() {
+        let want = Command::AddService(Service {
+            key: tk(),
+            sched: SchedKind::Rr,
+            persistence: None,
+            reals: vec![],
+        });
+        assert_eq!(ok("-A -t 203.0.113.100:80 -s rr"), want);
+        assert_eq!(ok("-s rr -t 203.0.113.100:80 -A"), want, "any order");
+        assert_eq!(
+            ok("--add-service --tcp-service 203.0.113.100:80 --scheduler rr"),
+            want
+        );
+        assert_eq!(
+            ok("--add-service --tcp-service=203.0.113.100:80 --scheduler=rr"),
+            want
+        );
+        assert_eq!(
+            ok("-At 203.0.113.100:80 -srr"),
+            want,
+            "clustered and attached values"
+        );
+        assert_eq!(ok("-At203.0.113.100:80 -s rr"), want);
+        let Command::AddService(s) = ok("-A -u 203.0.113.100:53") else {
+            panic!()
+        };
+        assert_eq!(
+            (s.key, s.sched),
+            (key(Proto::Udp, "203.0.113.100:53"), DEFAULT_SCHED)
+        );
+        assert_eq!(
+            ok("-A -u 203.0.113.100:53").to_request(),
+            Some(Request::AddService { service: s })
+        );
+    }
+
+    #[test]
+    fn persistence_options() {
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p") else {
+            panic!()
+        };
+        assert_eq!(
+            s.persistence,
+            Some(Persistence {
+                timeout_s: 300,
+                netmask: Ipv4Addr::BROADCAST
+            })
+        );
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p 600 -M 255.255.255.0") else {
+            panic!()
+        };
+        assert_eq!(
+            s.persistence,
+            Some(Persistence {
+                timeout_s: 600,
+                netmask: Ipv4Addr::new(255, 255, 255, 0)
+            })
+        );
+        let Command::EditService(s) = ok("-E -t 203.0.113.100:80 -p -s rr") else {
+            panic!()
+        };
+        assert_eq!(
+            (s.persistence.unwrap().timeout_s, s.sched),
+            (300, SchedKind::Rr),
+            "-p followed by an option"
+        );
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p900") else {
+            panic!()
+        };
+        assert_eq!(s.persistence.unwrap().timeout_s, 900);
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 --persistent=60") else {
+            panic!()
+        };
+        assert_eq!(s.persistence.unwrap().timeout_s, 60);
+        bad("-A -t 203.0.113.100:80 -M 255.255.255.0", "needs -p");
+        bad(
+            "-A -t 203.0.113.100:80 -p 10 -M 255.0.255.0",
+            "not a contiguous netmask",
+        );
+        bad(
+            "-A -t 203.0.113.100:80 -p 10 -M x",
+            "'x' is not an IPv4 netmask",
+        );
+        bad("-A -t 203.0.113.100:80 -p0", "'0' is not a timeout");
+    }
+
+    #[test]
+    fn other_service_commands() {
+        assert_eq!(ok("-D -t 203.0.113.100:80"), Command::DelService(tk()));
+        assert_eq!(
+            ok("--delete-service -t 203.0.113.100:80").to_request(),
+            Some(Request::DelService { key: tk() })
+        );
+        assert_eq!(ok("-C"), Command::Clear);
+        assert_eq!(ok("--clear").to_request(), Some(Request::Clear));
+        let Command::EditService(s) = ok("-E -t 203.0.113.100:80 -s wrr") else {
+            panic!()
+        };
+        assert_eq!(s.sched, SchedKind::Wrr);
+        // Unsupported schedulers parse; rvsd refuses them with the "not supported yet" message.
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -s wlc") else {
+            panic!()
+        };
+        assert_eq!(s.sched, SchedKind::Wlc);
+        bad(
+            "-A -t 203.0.113.100:80 -s fastest",
+            "unknown scheduler 'fastest'",
+        );
+    }
+
+    #[test]
+    fn real_server_commands() {
+        assert_eq!(
+            ok("-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 3"),
+            Command::AddReal {
+                key: tk(),
+                real: real("203.0.113.11:80", FwdMode::Dr, 3)
+            }
+        );
+        assert_eq!(
+            ok("-a -t 203.0.113.100:80 -r 203.0.113.11"),
+            Command::AddReal {
+                key: tk(),
+                real: real("203.0.113.11:0", FwdMode::Dr, 1)
+            },
+            "defaults: -g, weight 1, port = service port (0)"
+        );
+        assert_eq!(
+            ok("--add-server --real-server=203.0.113.11:80 --masquerading --weight=0 --tcp-service 203.0.113.100:80"),
+            Command::AddReal { key: tk(), real: real("203.0.113.11:80", FwdMode::Nat, 0) }
+        );
+        for (flag, m) in [
+            ("-g", FwdMode::Dr),
+            ("-i", FwdMode::Tun),
+            ("-m", FwdMode::Nat),
+            ("-b", FwdMode::FullNat),
+            ("--ipip", FwdMode::Tun),
+            ("--fullnat", FwdMode::FullNat),
+            ("--gatewaying", FwdMode::Dr),
+        ] {
+            let Command::EditReal { real, .. } =
+                ok(&format!("-e -t 203.0.113.100:80 -r 203.0.113.11 {flag}"))
+            else {
+                panic!()
+            };
+            assert_eq!(real.fwd, m, "{flag}");
+        }
+        let Command::EditReal { real: r, .. } =
+            ok("-e -t 203.0.113.100:80 -r 203.0.113.11:80 -x 100 -y 50 -w 65535")
+        else {
+            panic!()
+        };
+        assert_eq!((r.u_threshold, r.l_threshold, r.weight), (100, 50, 65535));
+        let Command::AddReal { real: r, .. } = ok("-at 203.0.113.100:80 -r203.0.113.11:80 -gw5")
+        else {
+            panic!()
+        };
+        assert_eq!((r.fwd, r.weight), (FwdMode::Dr, 5), "clustered -gw5");
+        assert_eq!(
+            ok("-d -t 203.0.113.100:80 -r 203.0.113.11:80"),
+            Command::DelReal {
+                key: tk(),
+                addr: "203.0.113.11:80".parse().unwrap()
+            }
+        );
+        assert_eq!(
+            ok("-d -r 203.0.113.11 -t 203.0.113.100:80").to_request(),
+            Some(Request::DelReal {
+                key: tk(),
+                addr: "203.0.113.11:0".parse().unwrap()
+            })
+        );
+        let c = ok("-e -t 203.0.113.100:80 -r 203.0.113.11:80 -w 2");
+        assert_eq!(
+            c.to_request(),
+            Some(Request::EditReal {
+                key: tk(),
+                real: real("203.0.113.11:80", FwdMode::Dr, 2)
+            })
+        );
+        let c = ok("-a -u 203.0.113.100:53 -r 203.0.113.11:53");
+        assert_eq!(
+            c.to_request(),
+            Some(Request::AddReal {
+                key: key(Proto::Udp, "203.0.113.100:53"),
+                real: real("203.0.113.11:53", FwdMode::Dr, 1)
+            })
+        );
+    }
+
+    #[test]
+    fn list_and_misc() {
+        assert_eq!(
+            ok("-L -n"),
+            Command::List {
+                key: None,
+                json: false
+            }
+        );
+        assert_eq!(
+            ok("-Ln"),
+            Command::List {
+                key: None,
+                json: false
+            }
+        );
+        assert_eq!(
+            ok("-nL"),
+            Command::List {
+                key: None,
+                json: false
+            }
+        );
+        assert_eq!(
+            ok("-ln"),
+            Command::List {
+                key: None,
+                json: false
+            }
+        );
+        assert_eq!(
+            ok("--list --numeric --json"),
+            Command::List {
+                key: None,
+                json: true
+            }
+        );
+        assert_eq!(
+            ok("-L -n -t 203.0.113.100:80"),
+            Command::List {
+                key: Some(tk()),
+                json: false
+            }
+        );
+        assert_eq!(
+            ok(""),
+            Command::List {
+                key: None,
+                json: false
+            },
+            "no arguments lists, as ipvsadm"
+        );
+        assert_eq!(
+            ok("-n"),
+            Command::List {
+                key: None,
+                json: false
+            }
+        );
+        assert_eq!(ok("-L -n").to_request(), Some(Request::List { key: None }));
+        assert_eq!(ok("-S -n"), Command::Save);
+        assert_eq!(ok("-S").to_request(), Some(Request::List { key: None }));
+        assert_eq!(ok("-R"), Command::Restore);
+        assert_eq!(ok("-R").to_request(), None);
+        assert_eq!(ok("-h"), Command::Help);
+        assert_eq!(ok("--help"), Command::Help);
+        assert_eq!(ok("-v").to_request(), Some(Request::Version));
+    }
+
+    #[test]
+    fn errors() {
+        bad(
+            "-A",
+            "-A (--add-service) needs a service: -t VIP:PORT or -u VIP:PORT",
+        );
+        bad("-a -r 203.0.113.11", "-a (--add-server) needs a service");
+        bad(
+            "-a -t 203.0.113.100:80",
+            "-a (--add-server) needs a real server: -r RIP[:PORT]",
+        );
+        bad(
+            "-d -t 203.0.113.100:80",
+            "-d (--delete-server) needs a real server",
+        );
+        bad(
+            "-A -t 203.0.113.100:80 -u 203.0.113.100:80",
+            "give one service",
+        );
+        bad(
+            "-A -t 203.0.113.100:80 -t 203.0.113.101:80",
+            "give one service",
+        );
+        bad(
+            "-A -t 203.0.113.300:80",
+            "'203.0.113.300:80' is not a valid IPv4 address:port",
+        );
+        bad("-A -t 203.0.113.100", "'203.0.113.100' has no port");
+        bad(
+            "-A -t 203.0.113.100:http",
+            "'203.0.113.100:http' is not a valid IPv4 address:port",
+        );
+        bad(
+            "-A -t 203.0.113.100:70000",
+            "is not a valid IPv4 address:port",
+        );
+        bad(
+            "-a -t 203.0.113.100:80 -r rs1.example",
+            "'rs1.example' is not a valid IPv4 address[:port]",
+        );
+        bad(
+            "-t 203.0.113.100:80 -r 203.0.113.11",
+            "option -r (--real-server) is only valid with -a, -e or -d (no command was given)",
+        );
+        bad(
+            "-A -t 203.0.113.100:80 -r 203.0.113.11",
+            "option -r (--real-server) is only valid with -a, -e or -d",
+        );
+        bad(
+            "-A -t 203.0.113.100:80 -w 3",
+            "option -w (--weight) is only valid with -a or -e",
+        );
+        bad(
+            "-a -t 203.0.113.100:80 -r 203.0.113.11 -s rr",
+            "option -s (--scheduler) is only valid with -A or -E",
+        );
+        bad(
+            "-C -t 203.0.113.100:80",
+            "option -t (--tcp-service) is only valid with",
+        );
+        bad(
+            "-A -n -t 203.0.113.100:80",
+            "option -n (--numeric) is only valid with -L or -S",
+        );
+        bad(
+            "-D --json -t 203.0.113.100:80",
+            "option --json is only valid with -L",
+        );
+        bad("-A -L", "only one command may be given, not both -A and -L");
+        bad(
+            "-Ad -t 203.0.113.100:80",
+            "only one command may be given, not both -A and -d",
+        );
+        bad(
+            "-a -t 203.0.113.100:80 -r 203.0.113.11 -g -m",
+            "give one forwarding method",
+        );
+        bad(
+            "-a -t 203.0.113.100:80 -r 203.0.113.11 -w 65536",
+            "-w (--weight): '65536' is not a number in 0..=65535",
+        );
+        bad(
+            "-a -t 203.0.113.100:80 -r 203.0.113.11 -w -1",
+            "'-1' is not a number",
+        );
+        bad(
+            "-a -t 203.0.113.100:80 -r 203.0.113.11 -w 1 -w 2",
+            "option -w (--weight) given twice",
+        );
+        bad(
+            "-a -t 203.0.113.100:80 -r 203.0.113.11 -x lots",
+            "-x (--u-threshold): 'lots' is not a number",
+        );
+        bad(
+            "-a -t 203.0.113.100:80 -r 203.0.113.11 -y -",
+            "-y (--l-threshold): '-' is not a number",
+        );
+        bad("-A -t", "option -t needs a value");
+        bad("-A --tcp-service", "option --tcp-service needs a value");
+        bad("-L --numeric=yes", "option --numeric takes no value");
+        bad("-A -q", "unknown option '-q'");
+        bad("-A --frobnicate", "unknown option '--frobnicate'");
+        bad("-L --stats", "--stats is not supported yet");
+        bad(
+            "-A -f 1",
+            "firewall-mark services (-f) are not supported yet",
+        );
+        bad("-Lc", "listing connections (-c) is not supported yet");
+        bad(
+            "-A -t 203.0.113.100:80 extra",
+            "unexpected argument 'extra'",
+        );
+        bad("--", "unexpected '--'");
+    }
+
+    #[test]
+    fn save_lines_round_trip() {
+        let svc = Service {
+            key: tk(),
+            sched: SchedKind::Rr,
+            persistence: None,
+            reals: vec![
+                real("203.0.113.11:80", FwdMode::Dr, 2),
+                RealServer {
+                    u_threshold: 9,
+                    l_threshold: 3,
+                    ..real("203.0.113.12:80", FwdMode::Dr, 1)
+                },
+            ],
+        };
+        let lines = save_lines(&svc);
+        assert_eq!(lines[0], "-A -t 203.0.113.100:80 -s rr");
+        assert_eq!(
+            lines[1],
+            "-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 2"
+        );
+        assert_eq!(
+            lines[2],
+            "-a -t 203.0.113.100:80 -r 203.0.113.12:80 -g -w 1 -x 9 -y 3"
+        );
+        // Each saved line parses back to the command that recreates it.
+        assert_eq!(
+            ok(&lines[0]),
+            Command::AddService(Service {
+                reals: vec![],
+                ..svc.clone()
+            })
+        );
+        assert_eq!(
+            ok(&lines[1]),
+            Command::AddReal {
+                key: tk(),
+                real: svc.reals[0]
+            }
+        );
+        assert_eq!(
+            ok(&lines[2]),
+            Command::AddReal {
+                key: tk(),
+                real: svc.reals[1]
+            }
+        );
+    }
+}
