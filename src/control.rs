@@ -7,7 +7,7 @@ use crate::workers::Shared;
 use parking_lot::Mutex;
 use rvs_config::services::ServiceTable;
 use rvs_ctrl::proto::{PortReport, Request, Response, ServiceStatus};
-use rvs_dataplane::snapshot::{PortInfo, StaticRoute};
+use rvs_dataplane::snapshot::{PortInfo, StaticRoute, Tunables};
 use rvs_dataplane::{DropReason, Snapshot};
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ pub struct Control {
 
 struct State {
     table: ServiceTable,
+    tunables: Tunables,
     generation: u64,
 }
 
@@ -33,16 +34,17 @@ impl Control {
         drivers: Vec<String>,
         routes: Vec<StaticRoute>,
         table: ServiceTable,
+        tunables: Tunables,
         n_workers: usize,
     ) -> Result<Control, String> {
         let services: Vec<_> = table.list().into_iter().cloned().collect();
-        let snap = Snapshot::build(1, ports.clone(), &routes, &services)?;
+        let snap = Snapshot::build(1, ports.clone(), &routes, &services, tunables)?;
         let shared = Arc::new(Shared {
             snapshot: arc_swap::ArcSwap::from_pointee(snap),
             stop: std::sync::atomic::AtomicBool::new(false),
             stats: (0..n_workers).map(|_| Mutex::new(Default::default())).collect(),
         });
-        Ok(Control { shared, state: Mutex::new(State { table, generation: 1 }), ports, drivers, routes })
+        Ok(Control { shared, state: Mutex::new(State { table, tunables, generation: 1 }), ports, drivers, routes })
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -57,7 +59,7 @@ impl Control {
             return Response::Error { message };
         }
         let services: Vec<_> = table.list().into_iter().cloned().collect();
-        match Snapshot::build(st.generation + 1, self.ports.clone(), &self.routes, &services) {
+        match Snapshot::build(st.generation + 1, self.ports.clone(), &self.routes, &services, st.tunables) {
             Ok(snap) => {
                 st.generation += 1;
                 st.table = table;

@@ -11,7 +11,7 @@ use dpdk_sys::{Eal, Mempool, PortConf};
 use rvs_config::file::Config;
 use rvs_dataplane::conn::Timeouts;
 use rvs_dataplane::neigh::NeighConfig;
-use rvs_dataplane::snapshot::{PortInfo, StaticRoute};
+use rvs_dataplane::snapshot::{PortInfo, StaticRoute, Tunables};
 use rvs_dataplane::worker::WorkerConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -159,7 +159,7 @@ fn serve(cfg: &Config, ports: Vec<PortInfo>, drivers: Vec<String>, pool: Arc<Mem
         .collect();
     let table = cfg.service_table();
     let n_workers = cfg.workers.lcores.len();
-    let control = Arc::new(Control::new(ports.clone(), drivers, routes, table, n_workers).map_err(DaemonError::Config)?);
+    let control = Arc::new(Control::new(ports.clone(), drivers, routes, table, Tunables { timeouts: timeouts(cfg), expire_nodest_conn: false }, n_workers).map_err(DaemonError::Config)?);
     let shared = Arc::clone(control.shared());
 
     let dp = WorkerConfig {

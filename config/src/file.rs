@@ -937,6 +937,8 @@ impl Config {
                 key,
                 sched,
                 persistence,
+                laddrs: Vec::new(),
+                client_addr: Default::default(),
                 reals,
             });
         }

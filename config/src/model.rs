@@ -184,6 +184,32 @@ fn default_weight() -> u32 {
     1
 }
 
+/// How a FULLNAT service tells the real server who the client is (the RS sees a local address of
+/// rvs as the source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAddrMode {
+    /// TCP option 254 carrying client IP and port, on the first ACK (DPVS/Alibaba TOA).
+    #[default]
+    Toa,
+    /// PROXY protocol v2 header before the first payload byte (haproxy spec, section 2.2).
+    ProxyV2,
+    /// Nothing: the RS only sees the local address.
+    None,
+}
+
+impl FromStr for ClientAddrMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "toa" => Ok(ClientAddrMode::Toa),
+            "proxy" | "proxy2" | "proxyv2" | "proxy_v2" | "proxy-v2" | "v2" => Ok(ClientAddrMode::ProxyV2),
+            "none" | "off" => Ok(ClientAddrMode::None),
+            _ => Err(format!("unknown client-address mode '{s}' (expected toa, proxy-v2 or none)")),
+        }
+    }
+}
+
 /// A virtual service with its real servers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
@@ -192,8 +218,21 @@ pub struct Service {
     pub sched: SchedKind,
     #[serde(default)]
     pub persistence: Option<Persistence>,
+    /// FULLNAT local addresses (DPVS's "laddr"): the sources rvs uses towards the real servers.
+    #[serde(default)]
+    pub laddrs: Vec<IpAddr>,
+    /// FULLNAT only: how the client address reaches the real server.
+    #[serde(default)]
+    pub client_addr: ClientAddrMode,
     #[serde(default)]
     pub reals: Vec<RealServer>,
+}
+
+impl Service {
+    /// A service with no real servers, no persistence, no local addresses, TOA for FULLNAT.
+    pub fn new(key: ServiceKey, sched: SchedKind) -> Service {
+        Service { key, sched, persistence: None, laddrs: Vec::new(), client_addr: ClientAddrMode::Toa, reals: Vec::new() }
+    }
 }
 
 /// Helper: the IP of a socket address as IPv4, when it is one.

@@ -224,6 +224,8 @@ pub fn validate_service(svc: &Service) -> Result<Service, ModelError> {
         key: svc.key,
         sched: svc.sched,
         persistence: svc.persistence,
+        laddrs: svc.laddrs.clone(),
+        client_addr: svc.client_addr,
         reals,
     })
 }
@@ -396,6 +398,8 @@ mod tests {
             key: key(k),
             sched: SchedKind::Rr,
             persistence: None,
+            laddrs: Vec::new(),
+            client_addr: Default::default(),
             reals: reals.iter().map(|r| rs(r)).collect(),
         }
     }

@@ -562,6 +562,8 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
             timeout_s,
             netmask: seen.netmask.unwrap_or(Ipv4Addr::BROADCAST),
         }),
+        laddrs: Vec::new(),
+        client_addr: Default::default(),
         reals: Vec::new(),
     };
     let real = |addr| RealServer {
@@ -723,6 +725,8 @@ mod tests {
             key: tk(),
             sched: SchedKind::Rr,
             persistence: None,
+            laddrs: Vec::new(),
+            client_addr: Default::default(),
             reals: vec![],
         });
         assert_eq!(ok("-A -t 203.0.113.100:80 -s rr"), want);
@@ -1098,6 +1102,8 @@ mod tests {
             key: tk(),
             sched: SchedKind::Rr,
             persistence: None,
+            laddrs: Vec::new(),
+            client_addr: Default::default(),
             reals: vec![
                 real("203.0.113.11:80", FwdMode::Dr, 2),
                 RealServer {

@@ -122,6 +122,8 @@ mod tests {
             key: key(),
             sched: SchedKind::Rr,
             persistence: None,
+            laddrs: Vec::new(),
+            client_addr: Default::default(),
             reals: vec![real()],
         };
         let all = vec![
@@ -196,6 +198,8 @@ mod tests {
                         key: key(),
                         sched: SchedKind::Wrr,
                         persistence: None,
+                        laddrs: Vec::new(),
+                        client_addr: Default::default(),
                         reals: vec![real()],
                     },
                     conns: vec![(4, 5)],

@@ -26,6 +26,8 @@ fn listing() -> Vec<ServiceStatus> {
             key: key(),
             sched: SchedKind::Rr,
             persistence: None,
+            laddrs: Vec::new(),
+            client_addr: Default::default(),
             reals: vec![RealServer {
                 addr: "203.0.113.11:80".parse().unwrap(),
                 fwd: FwdMode::Dr,
@@ -145,6 +147,8 @@ fn add_service_sends_the_right_request() {
                 key: key(),
                 sched: SchedKind::Rr,
                 persistence: None,
+                laddrs: Vec::new(),
+                client_addr: Default::default(),
                 reals: vec![]
             }
         }]

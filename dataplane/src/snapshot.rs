@@ -2,6 +2,7 @@
 //! `Snapshot` for every change and publishes it (rvsd uses arc-swap); a worker picks it up between
 //! bursts with `Worker::set_snapshot`. Nothing in here changes after `build`.
 
+use crate::conn::Timeouts;
 use crate::route::{Route, RouteTable};
 use hashbrown::{HashMap, HashSet};
 use rvs_config::model::{Proto, Service, ServiceKey};
@@ -29,6 +30,16 @@ pub struct StaticRoute {
     pub via: Option<Ipv4Addr>,
 }
 
+/// Run-time settings that apply to every service (`rvsadm --set`, and the config's `[sessions]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tunables {
+    /// Per-state session timeouts (IPVS `--set tcp tcpfin udp` changes three of them).
+    pub timeouts: Timeouts,
+    /// When a real server is deleted, drop its sessions at once (IPVS's `expire_nodest_conn`);
+    /// otherwise they keep forwarding to it until they expire.
+    pub expire_nodest_conn: bool,
+}
+
 /// What the workers run on. Build with [`Snapshot::build`].
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -43,6 +54,10 @@ pub struct Snapshot {
     pub vips: HashSet<Ipv4Addr>,
     /// Services by (protocol, VIP, port).
     pub services: HashMap<(Proto, Ipv4Addr, u16), Service>,
+    /// FULLNAT local addresses of all services: ARP is answered for these on every port, and
+    /// packets to them are replies of FULLNAT sessions.
+    pub laddrs: HashSet<Ipv4Addr>,
+    pub tunables: Tunables,
 }
 
 impl Snapshot {
@@ -53,6 +68,7 @@ impl Snapshot {
         ports: Vec<PortInfo>,
         static_routes: &[StaticRoute],
         services: &[Service],
+        tunables: Tunables,
     ) -> Result<Snapshot, String> {
         let mut routes = RouteTable::new();
         let mut local_addrs = HashMap::new();
@@ -76,6 +92,7 @@ impl Snapshot {
                 .map_err(|e| format!("route {}/{}: {e}", r.prefix, r.len))?;
         }
         let mut vips = HashSet::new();
+        let mut laddrs = HashSet::new();
         let mut map = HashMap::new();
         for s in services {
             let v4 = match s.key.vip.ip() {
@@ -83,14 +100,22 @@ impl Snapshot {
                 IpAddr::V6(_) => return Err(format!("service {}: IPv6 VIPs are not forwarded yet", s.key)),
             };
             vips.insert(v4);
+            for l in &s.laddrs {
+                match l {
+                    IpAddr::V4(l4) => {
+                        laddrs.insert(*l4);
+                    }
+                    IpAddr::V6(_) => return Err(format!("service {}: IPv6 local address {l} is not supported yet", s.key)),
+                }
+            }
             map.insert((s.key.proto, v4, s.key.vip.port()), s.clone());
         }
-        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map })
+        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, tunables })
     }
 
     /// An empty snapshot (generation 0, nothing configured).
     pub fn empty() -> Snapshot {
-        Snapshot::build(0, Vec::new(), &[], &[]).expect("an empty snapshot always builds")
+        Snapshot::build(0, Vec::new(), &[], &[], Tunables::default()).expect("an empty snapshot always builds")
     }
 
     pub fn port(&self, id: u16) -> Option<&PortInfo> {

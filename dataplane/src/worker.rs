@@ -784,10 +784,12 @@ mod tests {
             key: ServiceKey { proto, vip: SocketAddr::new(ip("203.0.113.100").into(), port) },
             sched: SchedKind::Rr,
             persistence: None,
+            laddrs: Vec::new(),
+            client_addr: Default::default(),
             reals: vec![rs(11, port), rs(12, port)],
         };
         let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
-        Arc::new(Snapshot::build(1, vec![port], &[default], &[svc(Proto::Tcp, 80), svc(Proto::Udp, 53)]).unwrap())
+        Arc::new(Snapshot::build(1, vec![port], &[default], &[svc(Proto::Tcp, 80), svc(Proto::Udp, 53)], Default::default()).unwrap())
     }
 
     /// One mutated frame: truncated, bytes flipped or overwritten (mostly in the headers),

@@ -70,15 +70,17 @@ fn snapshot_with(generation: u64, tcp_reals: &[RealServer], udp_reals: &[RealSer
     let port = PortInfo { id: 0, name: "p0".into(), mac: PM, addrs: vec![(ip("203.0.113.2"), 24)], mtu: 1500 };
     let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
     let services = [
-        Service { key: tcp_key(), sched: SchedKind::Rr, persistence: None, reals: tcp_reals.to_vec() },
+        Service { key: tcp_key(), sched: SchedKind::Rr, persistence: None, laddrs: Vec::new(), client_addr: Default::default(), reals: tcp_reals.to_vec() },
         Service {
             key: ServiceKey { proto: Proto::Udp, vip: "203.0.113.100:53".parse().unwrap() },
             sched: SchedKind::Rr,
             persistence: None,
+            laddrs: Vec::new(),
+            client_addr: Default::default(),
             reals: udp_reals.to_vec(),
         },
     ];
-    Arc::new(Snapshot::build(generation, vec![port], &[default], &services).unwrap())
+    Arc::new(Snapshot::build(generation, vec![port], &[default], &services, Default::default()).unwrap())
 }
 
 fn snapshot() -> Arc<Snapshot> {
@@ -661,12 +663,12 @@ fn unsupported_fwd_and_unreachable_rs() {
     let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
     let nat = RealServer { fwd: FwdMode::Nat, ..rs(11, 80) };
     let far = RealServer { addr: "192.0.2.9:80".parse().unwrap(), ..rs(11, 80) };
-    let svc = |reals: Vec<RealServer>| Service { key: tcp_key(), sched: SchedKind::Rr, persistence: None, reals };
+    let svc = |reals: Vec<RealServer>| Service { key: tcp_key(), sched: SchedKind::Rr, persistence: None, laddrs: Vec::new(), client_addr: Default::default(), reals };
     let mut r = Rig::new();
-    r.w.set_snapshot(Arc::new(Snapshot::build(5, vec![port.clone()], &[default], &[svc(vec![nat])]).unwrap()));
+    r.w.set_snapshot(Arc::new(Snapshot::build(5, vec![port.clone()], &[default], &[svc(vec![nat])], Default::default()).unwrap()));
     assert!(r.rx(&h(SYN_IN), 0).is_empty());
     assert_eq!(r.drops(DropReason::UnsupportedFwd), 1);
-    r.w.set_snapshot(Arc::new(Snapshot::build(6, vec![port], &[default], &[svc(vec![far])]).unwrap()));
+    r.w.set_snapshot(Arc::new(Snapshot::build(6, vec![port], &[default], &[svc(vec![far])], Default::default()).unwrap()));
     assert!(r.rx(&h(SYN_IN), 0).is_empty());
     assert_eq!(r.drops(DropReason::NoRoute), 1);
     assert_eq!(r.w.counters().sessions_created, 0);
