@@ -1,9 +1,15 @@
-//! Per-worker session table: bounded, no locks, expiry amortised over bursts by a timer wheel.
+//! Per-worker session table: bidirectional, bounded, no locks, expiry amortised over bursts by a
+//! timer wheel.
+//!
+//! Sessions live in a slab (a `Vec` with a free list); ONE hash map holds the key of each
+//! direction a session can be seen in (client → VIP, and for NAT/FULLNAT the real server's reply)
+//! → (slab index, direction), so a packet of either direction costs one lookup. The timer wheel
+//! holds slab indices.
 
-use rvs_config::model::{FwdMode, ServiceKey};
-use std::net::{Ipv4Addr, SocketAddr};
+use rvs_config::model::{FwdMode, Proto, ServiceKey};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-/// The 5-tuple of a packet as it arrives (client → VIP for the forward direction).
+/// The 5-tuple of a packet as it arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// IP protocol number (6 TCP, 17 UDP).
@@ -14,14 +20,37 @@ pub struct FlowKey {
     pub dport: u16,
 }
 
-/// Connection state, as IPVS names them. DR and TUN only see the client→server direction, so
-/// their TCP sessions move on that direction's flags alone (IPVS's "input only" table).
+impl FlowKey {
+    /// The same flow seen from the other end.
+    pub fn reversed(&self) -> FlowKey {
+        FlowKey { proto: self.proto, src: self.dst, dst: self.src, sport: self.dport, dport: self.sport }
+    }
+}
+
+/// Which way a packet of a session goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// Client → VIP (IPVS's "input").
+    Orig,
+    /// Real server → client, the reply of a NAT/FULLNAT session (IPVS's "output").
+    Reply,
+}
+
+/// Connection state, as IPVS names them (ip_vs_proto_tcp.c). NAT and FULLNAT sessions see both
+/// directions and move on the INPUT/OUTPUT rows of IPVS's table; DR and TUN see the client
+/// direction only and use its INPUT-ONLY rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnState {
+    TcpSynSent,
     TcpSynRecv,
     TcpEstablished,
     TcpFinWait,
+    TcpTimeWait,
     TcpClose,
+    TcpCloseWait,
+    TcpLastAck,
+    TcpListen,
+    TcpSynAck,
     Udp,
 }
 
@@ -29,10 +58,16 @@ impl ConnState {
     /// Name as `ipvsadm -L -c` prints it.
     pub const fn name(self) -> &'static str {
         match self {
+            ConnState::TcpSynSent => "SYN_SENT",
             ConnState::TcpSynRecv => "SYN_RECV",
             ConnState::TcpEstablished => "ESTABLISHED",
             ConnState::TcpFinWait => "FIN_WAIT",
+            ConnState::TcpTimeWait => "TIME_WAIT",
             ConnState::TcpClose => "CLOSE",
+            ConnState::TcpCloseWait => "CLOSE_WAIT",
+            ConnState::TcpLastAck => "LAST_ACK",
+            ConnState::TcpListen => "LISTEN",
+            ConnState::TcpSynAck => "SYNACK",
             ConnState::Udp => "UDP",
         }
     }
@@ -40,15 +75,49 @@ impl ConnState {
     pub const fn is_active(self) -> bool {
         matches!(self, ConnState::TcpEstablished)
     }
+    /// Column of IPVS's state table (sNO is column 0 and has no variant: a session is created
+    /// from its first packet).
+    const fn col(self) -> usize {
+        match self {
+            ConnState::TcpEstablished => 1,
+            ConnState::TcpSynSent => 2,
+            ConnState::TcpSynRecv => 3,
+            ConnState::TcpFinWait => 4,
+            ConnState::TcpTimeWait => 5,
+            ConnState::TcpClose => 6,
+            ConnState::TcpCloseWait => 7,
+            ConnState::TcpLastAck => 8,
+            ConnState::TcpListen => 9,
+            ConnState::TcpSynAck => 10,
+            ConnState::Udp => 0,
+        }
+    }
+    /// Whether a SYN on a session in this state opens a new connection on the same tuple
+    /// (IPVS's `is_new_conn_expected` with conn_reuse_mode 1 and bit 2 for NOOUTPUT: TIME_WAIT,
+    /// CLOSE, and FIN_WAIT of a DR/TUN session).
+    pub fn reusable(self, fwd: FwdMode) -> bool {
+        match self {
+            ConnState::TcpTimeWait | ConnState::TcpClose => true,
+            ConnState::TcpFinWait => matches!(fwd, FwdMode::Dr | FwdMode::Tun),
+            _ => false,
+        }
+    }
 }
 
-/// Timeouts per state, nanoseconds. Defaults are IPVS's.
+/// Timeouts per state, nanoseconds. Defaults are IPVS's (`tcp_timeouts[]`, UDP 300 s).
+/// `ipvsadm --set tcp tcpfin udp` changes `tcp_established_ns`, `tcp_fin_wait_ns`, `udp_ns`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
+    pub tcp_syn_sent_ns: u64,
     pub tcp_syn_recv_ns: u64,
     pub tcp_established_ns: u64,
     pub tcp_fin_wait_ns: u64,
+    pub tcp_time_wait_ns: u64,
     pub tcp_close_ns: u64,
+    pub tcp_close_wait_ns: u64,
+    pub tcp_last_ack_ns: u64,
+    pub tcp_listen_ns: u64,
+    pub tcp_synack_ns: u64,
     pub udp_ns: u64,
 }
 
@@ -56,10 +125,16 @@ impl Default for Timeouts {
     fn default() -> Self {
         const S: u64 = 1_000_000_000;
         Timeouts {
+            tcp_syn_sent_ns: 120 * S,
             tcp_syn_recv_ns: 60 * S,
             tcp_established_ns: 900 * S,
             tcp_fin_wait_ns: 120 * S,
+            tcp_time_wait_ns: 120 * S,
             tcp_close_ns: 10 * S,
+            tcp_close_wait_ns: 60 * S,
+            tcp_last_ack_ns: 30 * S,
+            tcp_listen_ns: 120 * S,
+            tcp_synack_ns: 120 * S,
             udp_ns: 300 * S,
         }
     }
@@ -68,10 +143,16 @@ impl Default for Timeouts {
 impl Timeouts {
     pub fn of(&self, s: ConnState) -> u64 {
         match s {
+            ConnState::TcpSynSent => self.tcp_syn_sent_ns,
             ConnState::TcpSynRecv => self.tcp_syn_recv_ns,
             ConnState::TcpEstablished => self.tcp_established_ns,
             ConnState::TcpFinWait => self.tcp_fin_wait_ns,
+            ConnState::TcpTimeWait => self.tcp_time_wait_ns,
             ConnState::TcpClose => self.tcp_close_ns,
+            ConnState::TcpCloseWait => self.tcp_close_wait_ns,
+            ConnState::TcpLastAck => self.tcp_last_ack_ns,
+            ConnState::TcpListen => self.tcp_listen_ns,
+            ConnState::TcpSynAck => self.tcp_synack_ns,
             ConnState::Udp => self.udp_ns,
         }
     }
@@ -85,20 +166,149 @@ pub mod tcp_flags {
     pub const ACK: u8 = 0x10;
 }
 
-/// One session.
+/// IPVS's `tcp_states[]` (ip_vs_proto_tcp.c, current kernels): 3 blocks (INPUT, OUTPUT,
+/// INPUT-ONLY) × 4 rows (syn, fin, ack, rst) × 11 columns (sNO sES sSS sSR sFW sTW sCL sCW sLA
+/// sLI sSA).
+const TCP_STATES: [[[ConnState; 11]; 4]; 3] = {
+    use ConnState::*;
+    const ES: ConnState = TcpEstablished;
+    const SS: ConnState = TcpSynSent;
+    const SR: ConnState = TcpSynRecv;
+    const FW: ConnState = TcpFinWait;
+    const TW: ConnState = TcpTimeWait;
+    const CL: ConnState = TcpClose;
+    const CW: ConnState = TcpCloseWait;
+    const LA: ConnState = TcpLastAck;
+    const LI: ConnState = TcpListen;
+    [
+        // INPUT
+        [
+            [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
+            [CL, CW, SS, TW, TW, TW, CL, CW, LA, LI, TW],
+            [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+            [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, SR],
+        ],
+        // OUTPUT
+        [
+            [SS, ES, SS, SR, SS, SS, SS, SS, SS, LI, SR],
+            [TW, FW, SS, TW, FW, TW, CL, TW, LA, LI, TW],
+            [ES, ES, SS, ES, FW, TW, CL, CW, LA, ES, ES],
+            [CL, CL, SS, CL, CL, TW, CL, CL, CL, CL, CL],
+        ],
+        // INPUT-ONLY
+        [
+            [SR, ES, ES, SR, SR, SR, SR, SR, SR, SR, SR],
+            [CL, FW, SS, TW, FW, TW, CL, CW, LA, LI, TW],
+            [CL, ES, SS, ES, FW, TW, CL, CW, CL, LI, ES],
+            [CL, CL, CL, SR, CL, CL, CL, CL, LA, LI, CL],
+        ],
+    ]
+};
+
+/// Row of the table for these flags, in IPVS's precedence (`tcp_state_idx`): RST, SYN, FIN,
+/// ACK; `None` (state unchanged) for none of them.
+fn tcp_row(flags: u8) -> Option<usize> {
+    use tcp_flags::*;
+    if flags & RST != 0 {
+        Some(3)
+    } else if flags & SYN != 0 {
+        Some(0)
+    } else if flags & FIN != 0 {
+        Some(1)
+    } else if flags & ACK != 0 {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// Block of the table: DR and TUN never see the reply (IPVS's NOOUTPUT: INPUT-ONLY).
+fn tcp_block(fwd: FwdMode, dir: Dir) -> usize {
+    match (fwd, dir) {
+        (FwdMode::Dr | FwdMode::Tun, _) => 2,
+        (_, Dir::Orig) => 0,
+        (_, Dir::Reply) => 1,
+    }
+}
+
+/// IPVS `set_tcp_state` for a packet with `flags` going `dir` on a `fwd` session in `old`
+/// (`None`: sNO, the session's first packet). Non-TCP protocols are `Udp`.
+pub fn next_state(proto: u8, fwd: FwdMode, dir: Dir, old: Option<ConnState>, flags: u8) -> ConnState {
+    if proto != 6 {
+        return ConnState::Udp;
+    }
+    let col = old.map_or(0, ConnState::col);
+    match tcp_row(flags) {
+        Some(row) => TCP_STATES[tcp_block(fwd, dir)][row][col],
+        None => old.unwrap_or(ConnState::TcpClose),
+    }
+}
+
+/// Client-address bookkeeping of a FULLNAT session (bits of [`Session::ca_flags`]).
+pub mod ca_flags {
+    /// TOA was dealt with (inserted, or skipped for lack of room): not tried again.
+    pub const TOA_DONE: u8 = 0x01;
+    /// The PROXY v2 header went out with the first data segment (`proxy_seq`, `seq_delta` set).
+    pub const PROXY_DONE: u8 = 0x02;
+    /// The service sends the client address as a TOA option.
+    pub const MODE_TOA: u8 = 0x04;
+    /// The service sends the client address as a PROXY v2 header.
+    pub const MODE_PROXY: u8 = 0x08;
+}
+
+/// One session. Kept small: IPv4 addresses as plain `SocketAddrV4`, the service derived from the
+/// forward key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub svc: ServiceKey,
+    /// The client → VIP tuple (the forward key; its destination is the service).
+    pub key: FlowKey,
     /// RIP:port the flow goes to.
-    pub rs: SocketAddr,
+    pub rs: SocketAddrV4,
+    /// FULLNAT: the local address and port the flow leaves with (LIP:lport); 0.0.0.0:0 otherwise.
+    pub laddr: SocketAddrV4,
     pub fwd: FwdMode,
     pub state: ConnState,
+    /// [`ca_flags`] bits.
+    pub ca_flags: u8,
+    /// Snapshot generation (low 32 bits) at which the real server was last seen configured.
+    pub gen: u32,
+    /// PROXY v2: bytes inserted before the client's first data byte (client→RS seq shift).
+    pub seq_delta: u32,
+    /// PROXY v2: the client's sequence number of its first data byte (retransmissions of the
+    /// first segment get the header again).
+    pub proxy_seq: u32,
     pub created_ns: u64,
     /// When the session expires unless touched again.
     pub expires_ns: u64,
     pub pkts: u64,
     pub bytes: u64,
 }
+
+impl Session {
+    /// The virtual service (protocol, VIP:port) of the session.
+    pub fn svc(&self) -> ServiceKey {
+        let proto = if self.key.proto == 17 { Proto::Udp } else { Proto::Tcp };
+        ServiceKey { proto, vip: SocketAddr::V4(SocketAddrV4::new(self.key.dst, self.key.dport)) }
+    }
+    /// The real server as a `SocketAddr` (how the model names it).
+    pub fn rs_addr(&self) -> SocketAddr {
+        SocketAddr::V4(self.rs)
+    }
+    /// The key of the real server's replies: NAT `RIP:rport → client`, FULLNAT
+    /// `RIP:rport → LIP:lport`; DR and TUN have none (replies bypass rvs).
+    pub fn reply_key(&self) -> Option<FlowKey> {
+        let (dst, dport) = match self.fwd {
+            FwdMode::Nat => (self.key.src, self.key.sport),
+            FwdMode::FullNat => (*self.laddr.ip(), self.laddr.port()),
+            FwdMode::Dr | FwdMode::Tun => return None,
+        };
+        Some(FlowKey { proto: self.key.proto, src: *self.rs.ip(), dst, sport: self.rs.port(), dport })
+    }
+}
+
+/// Index of a session in its table (valid until the session is removed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(u32);
 
 /// The table is at capacity; the new flow is refused (existing flows are untouched).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,22 +331,30 @@ struct Entry {
     pos: u32,
 }
 
-/// The session table: a hash map (ahash) bounded by `capacity`, and a hashed timer wheel for
-/// expiry.
+/// Map value: slab index << 1 | direction bit (1 = reply).
+fn packed(idx: u32, dir: Dir) -> u32 {
+    idx << 1 | u32::from(dir == Dir::Reply)
+}
+
+/// The session table: a slab of sessions bounded by `capacity`, one ahash map for both
+/// directions' keys, and a hashed timer wheel of slab indices for expiry.
 ///
-/// Wheel bookkeeping is exact: every session has exactly one record (its key) on the wheel, and
-/// the session knows where (`due_tick`, `pos`). `remove` takes the record out with a
+/// Wheel bookkeeping is exact: every session has exactly one record (its slab index) on the
+/// wheel, and the session knows where (`due_tick`, `pos`). `remove` takes the record out with a
 /// `swap_remove` and fixes the position of the record moved into the hole, so the wheel never
-/// holds stale keys and its memory is one key per session. `touch` only moves `expires_ns`
+/// holds stale records and its memory is one `u32` per session. `touch` only moves `expires_ns`
 /// later without touching the wheel (the common case); when the wheel reaches a record whose
 /// session expires later, the record is filed again for the new expiry ("lazy rescheduling").
 /// An expiry moved earlier (e.g. RST on an ESTABLISHED flow) moves the record right away, so a
 /// session is never removed more than one tick after its `expires_ns`.
 pub struct ConnTable {
-    map: hashbrown::HashMap<FlowKey, Entry>,
+    map: hashbrown::HashMap<FlowKey, u32>,
+    slab: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    live: usize,
     capacity: usize,
     timeouts: Timeouts,
-    wheel: Vec<Vec<FlowKey>>,
+    wheel: Vec<Vec<u32>>,
     tick_ns: u64,
     /// Next tick to process. Ticks before it are done.
     cursor: u64,
@@ -148,43 +366,6 @@ fn target_tick(expires_ns: u64, tick_ns: u64, cursor: u64, slots: usize) -> u64 
     (expires_ns / tick_ns).clamp(cursor, cursor + slots as u64 - 1)
 }
 
-/// Initial state of a flow from its first packet. The worker creates TCP sessions on SYN only;
-/// the other cases follow IPVS's flag precedence (RST, SYN, FIN, then anything else).
-fn initial_state(proto: u8, flags: u8) -> ConnState {
-    use tcp_flags::*;
-    if proto != 6 {
-        // UDP, and any other datagram protocol a later release may balance.
-        return ConnState::Udp;
-    }
-    if flags & RST != 0 {
-        ConnState::TcpClose
-    } else if flags & SYN != 0 {
-        ConnState::TcpSynRecv
-    } else if flags & FIN != 0 {
-        ConnState::TcpFinWait
-    } else {
-        ConnState::TcpEstablished
-    }
-}
-
-/// The input-only transition (client → server flags only), checked in IPVS's order: RST, SYN,
-/// FIN, ACK.
-fn next_state(old: ConnState, flags: u8) -> ConnState {
-    use tcp_flags::*;
-    use ConnState::*;
-    match old {
-        Udp => Udp,
-        _ if flags & RST != 0 => TcpClose,
-        // A SYN on a closing flow is a new connection reusing the tuple: the worker removes and
-        // re-inserts it; here the state stays.
-        _ if flags & SYN != 0 => old,
-        TcpClose => TcpClose,
-        _ if flags & FIN != 0 => TcpFinWait,
-        TcpSynRecv if flags & ACK != 0 => TcpEstablished,
-        _ => old,
-    }
-}
-
 impl ConnTable {
     /// A table that holds at most `capacity` sessions.
     pub fn new(capacity: usize, timeouts: Timeouts) -> Self {
@@ -193,12 +374,16 @@ impl ConnTable {
 
     /// As `new`, with a timer wheel of `slots` ticks of `tick_ns` (expiry is at most one tick
     /// late; sessions beyond `slots × tick_ns` are re-examined once per horizon). Values below
-    /// 1 ns / 2 slots are raised to those.
+    /// 1 ns / 2 slots are raised to those. Capacity is capped at 2^31 sessions.
     pub fn with_wheel(capacity: usize, timeouts: Timeouts, tick_ns: u64, slots: usize) -> Self {
         let slots = slots.max(2);
+        let capacity = capacity.min(1 << 31);
         ConnTable {
             // Room for a first burst up front; beyond that the map grows as flows arrive.
             map: hashbrown::HashMap::with_capacity(capacity.min(1 << 16)),
+            slab: Vec::with_capacity(capacity.min(1 << 15)),
+            free: Vec::new(),
+            live: 0,
             capacity,
             timeouts,
             wheel: (0..slots).map(|_| Vec::new()).collect(),
@@ -214,21 +399,33 @@ impl ConnTable {
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
     }
-    pub fn get(&self, key: &FlowKey) -> Option<&Session> {
-        self.map.get(key).map(|e| &e.s)
+
+    /// The session a packet with this tuple belongs to, and which way it goes: one hash lookup.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(SessionId, Dir)> {
+        let v = *self.map.get(key)?;
+        Some((SessionId(v >> 1), if v & 1 == 1 { Dir::Reply } else { Dir::Orig }))
     }
-    /// Counters and fields may be changed freely. Moving `expires_ns` earlier through this
-    /// reference takes effect only when the wheel reaches the session's current record (use
-    /// `touch`, or `insert` again, to shorten a life precisely); moving it later is fine.
-    pub fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Session> {
-        self.map.get_mut(key).map(|e| &mut e.s)
+    pub fn get(&self, id: SessionId) -> Option<&Session> {
+        self.slab.get(id.0 as usize)?.as_ref().map(|e| &e.s)
+    }
+    /// Counters and fields may be changed freely, but not `key`, `rs`, `laddr` or `fwd` (the
+    /// map holds keys derived from them). Moving `expires_ns` earlier through this reference
+    /// takes effect only when the wheel reaches the session's current record (use `touch` to
+    /// shorten a life precisely); moving it later is fine.
+    pub fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.slab.get_mut(id.0 as usize)?.as_mut().map(|e| &mut e.s)
+    }
+    /// The session of a key (either direction).
+    pub fn find(&self, key: &FlowKey) -> Option<&Session> {
+        self.lookup(key).and_then(|(id, _)| self.get(id))
     }
 
-    /// Put `key` on the wheel for `tick`; returns its position in the slot.
-    fn file(&mut self, key: FlowKey, tick: u64) -> u32 {
+    /// Put slab index `idx` on the wheel for `tick`; returns its position in the slot.
+    fn file(&mut self, idx: u32, tick: u64) -> u32 {
         let n = self.wheel.len() as u64;
         let slot = &mut self.wheel[(tick % n) as usize];
-        slot.push(key);
+        slot.push(idx);
         (slot.len() - 1) as u32
     }
 
@@ -244,43 +441,77 @@ impl ConnTable {
         }
         slot.swap_remove(pos);
         if let Some(moved) = slot.get(pos).copied() {
-            if let Some(e) = self.map.get_mut(&moved) {
+            if let Some(Some(e)) = self.slab.get_mut(moved as usize) {
                 e.pos = pos as u32;
             }
         }
     }
 
-    /// Insert a new session (state and expiry already set by the caller, e.g. with `new_session`).
-    /// An existing session of the same key is replaced (this works when the table is full).
-    pub fn insert(&mut self, key: FlowKey, s: Session) -> Result<&mut Session, TableFull> {
-        if let Some(old) = self.map.remove(&key) {
-            self.unfile(old.due_tick, old.pos);
-        } else if self.map.len() >= self.capacity {
+    /// Insert a new session (state and expiry already set, e.g. with `new_session`) under its
+    /// forward key and, for NAT/FULLNAT, its reply key. A session already holding either key is
+    /// removed first (callers that keep per-session accounting remove it themselves before);
+    /// this works when the table is full.
+    pub fn insert(&mut self, s: Session) -> Result<SessionId, TableFull> {
+        let reply = s.reply_key();
+        for k in std::iter::once(Some(s.key)).chain(std::iter::once(reply)).flatten() {
+            if let Some((old, _)) = self.lookup(&k) {
+                self.remove(old);
+            }
+        }
+        if self.live >= self.capacity {
             return Err(TableFull);
         }
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slab.push(None);
+                (self.slab.len() - 1) as u32
+            }
+        };
         let tick = target_tick(s.expires_ns, self.tick_ns, self.cursor, self.wheel.len());
-        let pos = self.file(key, tick);
-        Ok(&mut self.map.entry(key).insert(Entry { s, due_tick: tick, pos }).into_mut().s)
+        let pos = self.file(idx, tick);
+        self.map.insert(s.key, packed(idx, Dir::Orig));
+        if let Some(r) = reply {
+            self.map.insert(r, packed(idx, Dir::Reply));
+        }
+        self.slab[idx as usize] = Some(Entry { s, due_tick: tick, pos });
+        self.live += 1;
+        Ok(SessionId(idx))
     }
 
-    pub fn remove(&mut self, key: &FlowKey) -> Option<Session> {
-        let e = self.map.remove(key)?;
+    /// Take the slab entry out, with its keys; the wheel record is the caller's business.
+    fn take(&mut self, idx: u32) -> Option<Entry> {
+        let e = self.slab.get_mut(idx as usize)?.take()?;
+        self.map.remove(&e.s.key);
+        if let Some(r) = e.s.reply_key() {
+            self.map.remove(&r);
+        }
+        self.free.push(idx);
+        self.live -= 1;
+        Some(e)
+    }
+
+    pub fn remove(&mut self, id: SessionId) -> Option<Session> {
+        let e = self.take(id.0)?;
         self.unfile(e.due_tick, e.pos);
         Some(e.s)
     }
 
-    /// A fresh session for the first packet of a flow (TCP with these flags, or UDP).
-    ///
-    /// TCP: SYN → SYN_RECV (how the worker opens flows); RST → CLOSE, FIN → FIN_WAIT, anything
-    /// else → ESTABLISHED (flows picked up mid-stream). Any protocol other than TCP is `Udp`.
+    /// A fresh session for the first packet of a flow (client → VIP): TCP state from IPVS's
+    /// table from sNO (SYN → SYN_RECV; RST, FIN or a bare ACK → CLOSE), anything else `Udp`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new_session(&self, svc: ServiceKey, rs: SocketAddr, fwd: FwdMode, proto: u8, tcp_flags: u8, now_ns: u64, len: usize) -> Session {
-        let state = initial_state(proto, tcp_flags);
+    pub fn new_session(&self, key: FlowKey, rs: SocketAddrV4, fwd: FwdMode, laddr: SocketAddrV4, tcp_flags: u8, now_ns: u64, len: usize) -> Session {
+        let state = next_state(key.proto, fwd, Dir::Orig, None, tcp_flags);
         Session {
-            svc,
+            key,
             rs,
+            laddr,
             fwd,
             state,
+            ca_flags: 0,
+            gen: 0,
+            seq_delta: 0,
+            proxy_seq: 0,
             created_ns: now_ns,
             expires_ns: now_ns.saturating_add(self.timeouts.of(state)),
             pkts: 1,
@@ -288,27 +519,27 @@ impl ConnTable {
         }
     }
 
-    /// Account a packet of an existing flow: counters, TCP state from `tcp_flags` (input-only
-    /// table: SYN→SYN_RECV, ACK after SYN_RECV→ESTABLISHED, FIN→FIN_WAIT, RST→CLOSE), expiry
+    /// Account a packet of an existing flow going `dir`: counters, TCP state from `tcp_flags`
+    /// (IPVS's table: INPUT/OUTPUT rows for NAT and FULLNAT, INPUT-ONLY for DR and TUN), expiry
     /// from the new state's timeout. Returns (old state, new state).
-    ///
-    /// A SYN on a CLOSE or FIN_WAIT session leaves it as it is: the worker treats that as a new
-    /// connection and replaces the session (remove, schedule, insert).
-    pub fn touch(&mut self, key: &FlowKey, tcp_flags: u8, now_ns: u64, len: usize) -> Option<(ConnState, ConnState)> {
-        let e = self.map.get_mut(key)?;
+    pub fn touch(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, now_ns: u64, len: usize) -> Option<(ConnState, ConnState)> {
+        let idx = id.0;
+        let (tick_ns, cursor, slots) = (self.tick_ns, self.cursor, self.wheel.len());
+        let timeouts = self.timeouts;
+        let e = self.slab.get_mut(idx as usize)?.as_mut()?;
         let old = e.s.state;
-        let new = next_state(old, tcp_flags);
+        let new = next_state(e.s.key.proto, e.s.fwd, dir, Some(old), tcp_flags);
         e.s.state = new;
         e.s.pkts += 1;
         e.s.bytes += len as u64;
-        e.s.expires_ns = now_ns.saturating_add(self.timeouts.of(new));
-        let tick = target_tick(e.s.expires_ns, self.tick_ns, self.cursor, self.wheel.len());
+        e.s.expires_ns = now_ns.saturating_add(timeouts.of(new));
+        let tick = target_tick(e.s.expires_ns, tick_ns, cursor, slots);
         if tick < e.due_tick {
             // Life shortened below the record's tick: move the record now.
             let (old_tick, old_pos) = (e.due_tick, e.pos);
             self.unfile(old_tick, old_pos);
-            let pos = self.file(*key, tick);
-            if let Some(e) = self.map.get_mut(key) {
+            let pos = self.file(idx, tick);
+            if let Some(Some(e)) = self.slab.get_mut(idx as usize) {
                 e.due_tick = tick;
                 e.pos = pos;
             }
@@ -321,11 +552,11 @@ impl ConnTable {
     ///
     /// Only wheel ticks entirely in the past are processed, so a session goes at most one tick
     /// after its `expires_ns`. A call that runs out of budget resumes where it stopped.
-    pub fn expire(&mut self, now_ns: u64, budget: usize, mut on_expire: impl FnMut(&FlowKey, &Session)) -> usize {
+    pub fn expire(&mut self, now_ns: u64, budget: usize, mut on_expire: impl FnMut(&Session)) -> usize {
         let slots = self.wheel.len();
         // Ticks before `due_limit` end at or before `now_ns`.
         let due_limit = now_ns / self.tick_ns;
-        if self.map.is_empty() {
+        if self.live == 0 {
             self.cursor = self.cursor.max(due_limit);
             return 0;
         }
@@ -340,19 +571,19 @@ impl ConnTable {
         while self.cursor < due_limit {
             let si = (self.cursor % slots as u64) as usize;
             // Pop from the end: records still in the slot keep their positions if we stop.
-            while let Some(&key) = self.wheel[si].last() {
+            while let Some(&idx) = self.wheel[si].last() {
                 if examined >= budget {
                     return removed;
                 }
                 examined += 1;
                 self.wheel[si].pop();
-                let Some(e) = self.map.get_mut(&key) else {
+                let Some(Some(e)) = self.slab.get_mut(idx as usize) else {
                     debug_assert!(false, "conn wheel record without session");
                     continue;
                 };
                 if e.s.expires_ns <= now_ns {
-                    if let Some(e) = self.map.remove(&key) {
-                        on_expire(&key, &e.s);
+                    if let Some(e) = self.take(idx) {
+                        on_expire(&e.s);
                         removed += 1;
                     }
                 } else {
@@ -361,19 +592,19 @@ impl ConnTable {
                     let tick = target_tick(e.s.expires_ns, self.tick_ns, self.cursor, slots);
                     debug_assert!(tick > self.cursor);
                     let slot = &mut self.wheel[(tick % slots as u64) as usize];
-                    slot.push(key);
+                    slot.push(idx);
                     e.due_tick = tick;
                     e.pos = (slot.len() - 1) as u32;
                 }
             }
             // Give back the memory of an exceptional burst.
-            let keep = 2 * (self.map.len() / slots) + 64;
+            let keep = 2 * (self.live / slots) + 64;
             let slot = &mut self.wheel[si];
             if slot.capacity() > 4 * keep {
                 slot.shrink_to(keep);
             }
             self.cursor += 1;
-            if self.map.is_empty() {
+            if self.live == 0 {
                 self.cursor = due_limit;
             }
         }
@@ -381,7 +612,7 @@ impl ConnTable {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.live
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -389,19 +620,30 @@ impl ConnTable {
     pub fn capacity(&self) -> usize {
         self.capacity
     }
-    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Session)> + '_ {
-        self.map.iter().map(|(k, e)| (k, &e.s))
+    /// Every session with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (SessionId, &Session)> + '_ {
+        self.slab.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (SessionId(i as u32), &e.s)))
     }
 
-    /// Test aid: every session has exactly one wheel record, where it says it is.
+    /// Test aid: every session has exactly one wheel record, where it says it is, and its keys
+    /// in the map.
     #[cfg(test)]
     fn check_wheel(&self) {
         let n = self.wheel.len() as u64;
         let records: usize = self.wheel.iter().map(Vec::len).sum();
-        assert_eq!(records, self.map.len(), "wheel records vs sessions");
-        for (k, e) in &self.map {
-            assert_eq!(self.wheel[(e.due_tick % n) as usize].get(e.pos as usize), Some(k), "record of {k:?}");
+        assert_eq!(records, self.live, "wheel records vs sessions");
+        let mut keys = 0;
+        for (i, e) in self.slab.iter().enumerate() {
+            let Some(e) = e else { continue };
+            assert_eq!(self.wheel[(e.due_tick % n) as usize].get(e.pos as usize), Some(&(i as u32)), "record of {i}");
+            assert_eq!(self.map.get(&e.s.key), Some(&packed(i as u32, Dir::Orig)));
+            keys += 1;
+            if let Some(r) = e.s.reply_key() {
+                assert_eq!(self.map.get(&r), Some(&packed(i as u32, Dir::Reply)));
+                keys += 1;
+            }
         }
+        assert_eq!(keys, self.map.len(), "no stray keys");
     }
 }
 
@@ -409,7 +651,6 @@ impl ConnTable {
 mod tests {
     use super::tcp_flags::*;
     use super::*;
-    use rvs_config::model::Proto;
 
     const S: u64 = 1_000_000_000;
     const T: u64 = WHEEL_TICK_NS;
@@ -423,21 +664,43 @@ mod tests {
             dport: 80,
         }
     }
-    fn svc() -> ServiceKey {
-        ServiceKey { proto: Proto::Tcp, vip: "192.0.2.10:80".parse().unwrap() }
-    }
-    fn rs() -> SocketAddr {
+        fn rs() -> SocketAddrV4 {
         "203.0.113.5:80".parse().unwrap()
     }
-    fn syn(t: &ConnTable, now: u64) -> Session {
-        t.new_session(svc(), rs(), FwdMode::Dr, 6, SYN, now, 60)
+    const NOL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    fn syn_k(t: &ConnTable, k: FlowKey, now: u64) -> Session {
+        t.new_session(k, rs(), FwdMode::Dr, NOL, SYN, now, 60)
+    }
+    /// Key-based shorthands over the id-based API.
+    trait ByKey {
+        fn ins(&mut self, k: FlowKey, s: Session) -> Result<SessionId, TableFull>;
+        fn g(&self, k: &FlowKey) -> Option<&Session>;
+        fn tk(&mut self, k: &FlowKey, flags: u8, now: u64, len: usize) -> Option<(ConnState, ConnState)>;
+        fn rm(&mut self, k: &FlowKey) -> Option<Session>;
+    }
+    impl ByKey for ConnTable {
+        fn ins(&mut self, k: FlowKey, mut s: Session) -> Result<SessionId, TableFull> {
+            s.key = k;
+            self.insert(s)
+        }
+        fn g(&self, k: &FlowKey) -> Option<&Session> {
+            self.find(k)
+        }
+        fn tk(&mut self, k: &FlowKey, flags: u8, now: u64, len: usize) -> Option<(ConnState, ConnState)> {
+            let (id, dir) = self.lookup(k)?;
+            self.touch(id, dir, flags, now, len)
+        }
+        fn rm(&mut self, k: &FlowKey) -> Option<Session> {
+            let (id, _) = self.lookup(k)?;
+            self.remove(id)
+        }
     }
     /// Drive `expire` tick by tick from `from` to `to`; returns when each key went.
     fn run(t: &mut ConnTable, from: u64, to: u64, step: u64) -> Vec<(FlowKey, u64)> {
         let mut gone = Vec::new();
         let mut now = from;
         while now <= to {
-            t.expire(now, usize::MAX, |k, _| gone.push((*k, now)));
+            t.expire(now, usize::MAX, |s| gone.push((s.key, now)));
             t.check_wheel();
             now += step;
         }
@@ -448,12 +711,14 @@ mod tests {
     fn new_session_states() {
         let t = ConnTable::new(10, Timeouts::default());
         let d = Timeouts::default();
-        let s = t.new_session(svc(), rs(), FwdMode::Dr, 6, SYN, 5, 74);
+        let s = t.new_session(key(0), rs(), FwdMode::Dr, NOL, SYN, 5, 74);
         assert_eq!((s.state, s.created_ns, s.expires_ns, s.pkts, s.bytes), (ConnState::TcpSynRecv, 5, 5 + d.tcp_syn_recv_ns, 1, 74));
-        assert_eq!(t.new_session(svc(), rs(), FwdMode::Dr, 6, RST | ACK, 0, 1).state, ConnState::TcpClose);
-        assert_eq!(t.new_session(svc(), rs(), FwdMode::Dr, 6, FIN | ACK, 0, 1).state, ConnState::TcpFinWait);
-        assert_eq!(t.new_session(svc(), rs(), FwdMode::Dr, 6, ACK, 0, 1).state, ConnState::TcpEstablished);
-        let u = t.new_session(svc(), rs(), FwdMode::Dr, 17, SYN, 7, 100);
+        // IPVS's sNO column: anything but a SYN is CLOSE.
+        for f in [RST | ACK, FIN | ACK, ACK] {
+            assert_eq!(t.new_session(key(0), rs(), FwdMode::Dr, NOL, f, 0, 1).state, ConnState::TcpClose);
+            assert_eq!(t.new_session(key(0), rs(), FwdMode::Nat, NOL, f, 0, 1).state, ConnState::TcpClose);
+        }
+        let u = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, SYN, 7, 100);
         assert_eq!((u.state, u.expires_ns), (ConnState::Udp, 7 + d.udp_ns));
     }
 
@@ -461,44 +726,105 @@ mod tests {
     fn tcp_transitions_input_only() {
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = key(1);
-        t.insert(k, syn(&t, 0)).unwrap();
+        t.ins(k, syn_k(&t, k, 0)).unwrap();
         use ConnState::*;
         // Retransmitted SYN keeps SYN_RECV.
-        assert_eq!(t.touch(&k, SYN, 1, 60), Some((TcpSynRecv, TcpSynRecv)));
-        assert_eq!(t.touch(&k, ACK, 2, 52), Some((TcpSynRecv, TcpEstablished)));
-        assert_eq!(t.touch(&k, ACK | 0x08, 3, 1000), Some((TcpEstablished, TcpEstablished)));
-        assert_eq!(t.touch(&k, SYN, 4, 60), Some((TcpEstablished, TcpEstablished)));
-        assert_eq!(t.touch(&k, FIN | ACK, 5, 52), Some((TcpEstablished, TcpFinWait)));
-        assert_eq!(t.touch(&k, ACK, 6, 52), Some((TcpFinWait, TcpFinWait)));
-        assert_eq!(t.touch(&k, SYN, 7, 60), Some((TcpFinWait, TcpFinWait)));
-        assert_eq!(t.touch(&k, RST, 8, 40), Some((TcpFinWait, TcpClose)));
-        assert_eq!(t.touch(&k, FIN, 9, 40), Some((TcpClose, TcpClose)));
-        assert_eq!(t.touch(&k, ACK, 10, 40), Some((TcpClose, TcpClose)));
-        assert_eq!(t.touch(&k, SYN, 11, 40), Some((TcpClose, TcpClose)));
-        let s = t.get(&k).unwrap();
-        assert_eq!((s.pkts, s.bytes), (12, 60 + 60 + 52 + 1000 + 60 + 52 + 52 + 60 + 40 + 40 + 40 + 40));
-        assert_eq!(s.expires_ns, 11 + Timeouts::default().tcp_close_ns);
-        // RST straight from SYN_RECV and ESTABLISHED; FIN from SYN_RECV.
+        assert_eq!(t.tk(&k, SYN, 1, 60), Some((TcpSynRecv, TcpSynRecv)));
+        assert_eq!(t.tk(&k, ACK, 2, 52), Some((TcpSynRecv, TcpEstablished)));
+        assert_eq!(t.tk(&k, ACK | 0x08, 3, 1000), Some((TcpEstablished, TcpEstablished)));
+        assert_eq!(t.tk(&k, SYN, 4, 60), Some((TcpEstablished, TcpEstablished)));
+        assert_eq!(t.tk(&k, FIN | ACK, 5, 52), Some((TcpEstablished, TcpFinWait)));
+        assert_eq!(t.tk(&k, ACK, 6, 52), Some((TcpFinWait, TcpFinWait)));
+        assert_eq!(t.tk(&k, FIN, 7, 52), Some((TcpFinWait, TcpFinWait)));
+        assert_eq!(t.tk(&k, RST, 8, 40), Some((TcpFinWait, TcpClose)));
+        assert_eq!(t.tk(&k, FIN, 9, 40), Some((TcpClose, TcpClose)));
+        assert_eq!(t.tk(&k, ACK, 10, 40), Some((TcpClose, TcpClose)));
+        // A SYN reopens (the worker reschedules before this; the table alone says SYN_RECV).
+        assert_eq!(t.tk(&k, SYN, 11, 40), Some((TcpClose, TcpSynRecv)));
+        // No flag of interest: unchanged.
+        assert_eq!(t.tk(&k, 0x08, 12, 40), Some((TcpSynRecv, TcpSynRecv)));
+        let s = t.g(&k).unwrap();
+        assert_eq!(s.pkts, 13);
+        assert_eq!(s.expires_ns, 12 + Timeouts::default().tcp_syn_recv_ns);
+        // RST in SYN_RECV stays SYN_RECV (IPVS), RST in ESTABLISHED closes; FIN from SYN_RECV.
         let k2 = key(2);
-        t.insert(k2, syn(&t, 0)).unwrap();
-        assert_eq!(t.touch(&k2, FIN, 1, 40), Some((TcpSynRecv, TcpFinWait)));
+        t.ins(k2, syn_k(&t, k2, 0)).unwrap();
+        assert_eq!(t.tk(&k2, FIN, 1, 40), Some((TcpSynRecv, TcpTimeWait)));
         let k3 = key(3);
-        t.insert(k3, syn(&t, 0)).unwrap();
-        assert_eq!(t.touch(&k3, RST | ACK, 1, 40), Some((TcpSynRecv, TcpClose)));
+        t.ins(k3, syn_k(&t, k3, 0)).unwrap();
+        assert_eq!(t.tk(&k3, RST | ACK, 1, 40), Some((TcpSynRecv, TcpSynRecv)));
+        assert_eq!(t.tk(&k3, ACK, 1, 40), Some((TcpSynRecv, TcpEstablished)));
+        assert_eq!(t.tk(&k3, RST, 1, 40), Some((TcpEstablished, TcpClose)));
         // Absent key.
-        assert_eq!(t.touch(&key(99), ACK, 1, 40), None);
+        assert_eq!(t.tk(&key(99), ACK, 1, 40), None);
+    }
+
+    /// A NAT/FULLNAT session through a full handshake and both closes, as IPVS moves it.
+    #[test]
+    fn tcp_transitions_both_directions() {
+        use ConnState::*;
+        let mut t = ConnTable::new(10, Timeouts::default());
+        let k = key(1);
+        let id = t.insert(t.new_session(k, rs(), FwdMode::Nat, NOL, SYN, 0, 60)).unwrap();
+        let r = t.get(id).unwrap().reply_key().unwrap();
+        assert_eq!(t.lookup(&r), Some((id, Dir::Reply)));
+        assert_eq!(t.lookup(&k), Some((id, Dir::Orig)));
+        assert_eq!(t.tk(&r, SYN | ACK, 1, 60), Some((TcpSynRecv, TcpSynRecv)));
+        assert_eq!(t.tk(&k, ACK, 2, 52), Some((TcpSynRecv, TcpEstablished)));
+        assert_eq!(t.tk(&r, ACK, 3, 52), Some((TcpEstablished, TcpEstablished)));
+        // Client closes first: INPUT fin in ES → CLOSE_WAIT; the server's FIN → TIME_WAIT.
+        assert_eq!(t.tk(&k, FIN | ACK, 4, 52), Some((TcpEstablished, TcpCloseWait)));
+        assert_eq!(t.tk(&r, ACK, 5, 52), Some((TcpCloseWait, TcpCloseWait)));
+        assert_eq!(t.tk(&r, FIN | ACK, 6, 52), Some((TcpCloseWait, TcpTimeWait)));
+        assert_eq!(t.tk(&k, ACK, 7, 52), Some((TcpTimeWait, TcpTimeWait)));
+        assert_eq!(t.get(id).unwrap().expires_ns, 7 + Timeouts::default().tcp_time_wait_ns);
+        // Server closes first: OUTPUT fin in ES → FIN_WAIT; the client's FIN → TIME_WAIT.
+        let k2 = key(2);
+        let id2 = t.insert(t.new_session(k2, rs(), FwdMode::FullNat, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 200), 5000), SYN, 0, 60)).unwrap();
+        let r2 = t.get(id2).unwrap().reply_key().unwrap();
+        assert_eq!((r2.dst, r2.dport), (Ipv4Addr::new(192, 0, 2, 200), 5000));
+        t.tk(&r2, SYN | ACK, 1, 60);
+        t.tk(&k2, ACK, 2, 52);
+        assert_eq!(t.tk(&r2, FIN | ACK, 3, 52), Some((TcpEstablished, TcpFinWait)));
+        assert_eq!(t.tk(&k2, FIN | ACK, 4, 52), Some((TcpFinWait, TcpTimeWait)));
+        // RST from the server closes.
+        let k3 = key(3);
+        let id3 = t.insert(t.new_session(k3, rs(), FwdMode::Nat, NOL, SYN, 0, 60)).unwrap();
+        let r3 = t.get(id3).unwrap().reply_key().unwrap();
+        assert_eq!(t.tk(&r3, RST | ACK, 1, 40), Some((TcpSynRecv, TcpClose)));
+        assert!(TcpTimeWait.reusable(FwdMode::Nat) && TcpClose.reusable(FwdMode::Nat));
+        assert!(!TcpFinWait.reusable(FwdMode::Nat) && TcpFinWait.reusable(FwdMode::Dr));
+        t.check_wheel();
+        // Removing drops both keys.
+        t.remove(id);
+        assert_eq!((t.lookup(&k), t.lookup(&r)), (None, None));
+        t.check_wheel();
+    }
+
+    /// Names of every state as ipvsadm prints them; only ESTABLISHED is active.
+    #[test]
+    fn state_names() {
+        use ConnState::*;
+        let all = [TcpSynSent, TcpSynRecv, TcpEstablished, TcpFinWait, TcpTimeWait, TcpClose, TcpCloseWait, TcpLastAck, TcpListen, TcpSynAck, Udp];
+        let names: Vec<_> = all.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK", "UDP"]);
+        assert_eq!(all.iter().filter(|s| s.is_active()).count(), 1);
+        let d = Timeouts::default();
+        assert_eq!(d.of(TcpSynSent), 120 * S);
+        assert_eq!(d.of(TcpLastAck), 30 * S);
+        assert_eq!(d.of(TcpCloseWait), 60 * S);
     }
 
     #[test]
     fn udp_stays_udp() {
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = FlowKey { proto: 17, ..key(1) };
-        let s = t.new_session(svc(), rs(), FwdMode::Dr, 17, 0, 0, 100);
-        t.insert(k, s).unwrap();
+        let s = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0, 100);
+        t.ins(k, s).unwrap();
         for f in [0, SYN, FIN, RST, ACK] {
-            assert_eq!(t.touch(&k, f, 1, 10), Some((ConnState::Udp, ConnState::Udp)));
+            assert_eq!(t.tk(&k, f, 1, 10), Some((ConnState::Udp, ConnState::Udp)));
         }
-        assert_eq!(t.get(&k).unwrap().expires_ns, 1 + Timeouts::default().udp_ns);
+        assert_eq!(t.g(&k).unwrap().expires_ns, 1 + Timeouts::default().udp_ns);
     }
 
     #[test]
@@ -506,43 +832,49 @@ mod tests {
         let mut t = ConnTable::new(3, Timeouts::default());
         assert_eq!(t.capacity(), 3);
         for i in 0..3 {
-            t.insert(key(i), syn(&t, 0)).unwrap();
+            t.ins(key(i), syn_k(&t, key(0), 0)).unwrap();
         }
-        let before = t.get(&key(0)).cloned();
-        assert_eq!(t.insert(key(3), syn(&t, 5)).err(), Some(TableFull));
+        let before = t.g(&key(0)).cloned();
+        assert_eq!(t.ins(key(3), syn_k(&t, key(0), 5)).err(), Some(TableFull));
         assert_eq!(t.len(), 3);
-        assert!(t.get(&key(3)).is_none());
-        assert_eq!(t.get(&key(0)).cloned(), before);
+        assert!(t.g(&key(3)).is_none());
+        assert_eq!(t.g(&key(0)).cloned(), before);
         // Existing flows still update and can be replaced while full.
-        assert!(t.touch(&key(0), ACK, 1, 10).is_some());
-        let mut s = syn(&t, 9);
+        assert!(t.tk(&key(0), ACK, 1, 10).is_some());
+        let mut s = syn_k(&t, key(0), 9);
         s.pkts = 42;
-        assert_eq!(t.insert(key(1), s).unwrap().pkts, 42);
+        let id = t.ins(key(1), s).unwrap();
+        assert_eq!(t.get(id).unwrap().pkts, 42);
         assert_eq!(t.len(), 3);
         t.check_wheel();
         // Room again after a removal.
-        assert!(t.remove(&key(2)).is_some());
-        assert!(t.insert(key(3), syn(&t, 5)).is_ok());
+        assert!(t.rm(&key(2)).is_some());
+        assert!(t.ins(key(3), syn_k(&t, key(0), 5)).is_ok());
         t.check_wheel();
         // Zero capacity refuses everything.
         let mut z = ConnTable::new(0, Timeouts::default());
-        assert_eq!(z.insert(key(0), syn(&t, 0)).err(), Some(TableFull));
+        assert_eq!(z.ins(key(0), syn_k(&t, key(0), 0)).err(), Some(TableFull));
     }
 
     #[test]
     fn each_state_expires_after_its_timeout() {
         let d = Timeouts::default();
-        let cases = [
-            (SYN, d.tcp_syn_recv_ns),
-            (ACK, d.tcp_established_ns),
-            (FIN, d.tcp_fin_wait_ns),
-            (RST, d.tcp_close_ns),
+        let cases: [(&[u8], u64); 5] = [
+            (&[], d.tcp_syn_recv_ns),
+            (&[ACK], d.tcp_established_ns),
+            (&[ACK, FIN], d.tcp_fin_wait_ns),
+            (&[RST], d.tcp_syn_recv_ns),
+            (&[ACK, RST], d.tcp_close_ns),
         ];
-        for (flags, timeout) in cases {
+        for (touches, timeout) in cases {
+            let flags = touches.last().copied().unwrap_or(SYN);
             let mut t = ConnTable::new(10, d);
             let t0 = 1000 * S + 123;
-            let s = t.new_session(svc(), rs(), FwdMode::Dr, 6, flags, t0, 60);
-            t.insert(key(7), s).unwrap();
+            let s = t.new_session(key(7), rs(), FwdMode::Dr, NOL, SYN, t0, 60);
+            t.ins(key(7), s).unwrap();
+            for &f in touches {
+                t.tk(&key(7), f, t0, 60);
+            }
             let gone = run(&mut t, t0, t0 + timeout + 2 * S, T / 2);
             assert_eq!(gone.len(), 1, "flags {flags:#x}");
             let at = gone[0].1;
@@ -551,8 +883,8 @@ mod tests {
         }
         // UDP, checked with one-second steps.
         let mut t = ConnTable::new(10, d);
-        let s = t.new_session(svc(), rs(), FwdMode::Dr, 17, 0, 0, 60);
-        t.insert(key(8), s).unwrap();
+        let s = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0, 60);
+        t.ins(key(8), s).unwrap();
         let gone = run(&mut t, 0, 400 * S, S);
         // 300 s is a tick boundary: that tick is over at the next step.
         assert_eq!(gone, vec![(key(8), 301 * S)]);
@@ -562,11 +894,11 @@ mod tests {
     fn touch_extends_life() {
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = key(1);
-        t.insert(k, t.new_session(svc(), rs(), FwdMode::Dr, 17, 0, 0, 60)).unwrap();
+        t.ins(k, t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0, 60)).unwrap();
         assert!(run(&mut t, 0, 200 * S, S).is_empty());
-        t.touch(&k, 0, 200 * S, 60);
+        t.tk(&k, 0, 200 * S, 60);
         assert!(run(&mut t, 201 * S, 499 * S, S).is_empty());
-        assert!(t.get(&k).is_some());
+        assert!(t.g(&k).is_some());
         assert_eq!(run(&mut t, 500 * S, 510 * S, S), vec![(k, 501 * S)]);
     }
 
@@ -574,9 +906,9 @@ mod tests {
     fn touch_shortening_life_moves_the_record() {
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = key(1);
-        t.insert(k, syn(&t, 0)).unwrap();
-        t.touch(&k, ACK, 1, 60); // ESTABLISHED, 900 s: filed at the horizon
-        t.touch(&k, RST, 2 * S, 40); // CLOSE, 10 s
+        t.ins(k, syn_k(&t, key(0), 0)).unwrap();
+        t.tk(&k, ACK, 1, 60); // ESTABLISHED, 900 s: filed at the horizon
+        t.tk(&k, RST, 2 * S, 40); // CLOSE, 10 s
         t.check_wheel();
         let gone = run(&mut t, 2 * S, 30 * S, T);
         assert_eq!(gone.len(), 1);
@@ -587,15 +919,15 @@ mod tests {
     fn budget_is_respected_and_work_resumes() {
         let mut t = ConnTable::new(20_000, Timeouts::default());
         for i in 0..10_000 {
-            t.insert(key(i), syn(&t, 0)).unwrap();
+            t.ins(key(i), syn_k(&t, key(0), 0)).unwrap();
         }
         let now = 61 * S;
         let mut seen = hashbrown::HashSet::new();
         let mut calls = 0;
         loop {
-            let n = t.expire(now, 1000, |k, s| {
+            let n = t.expire(now, 1000, |s| {
                 assert_eq!(s.state, ConnState::TcpSynRecv);
-                assert!(seen.insert(*k), "expired twice");
+                assert!(seen.insert(s.key), "expired twice");
             });
             assert!(n <= 1000);
             calls += 1;
@@ -608,55 +940,55 @@ mod tests {
         assert!(t.is_empty());
         assert_eq!(calls, 11);
         // Budget zero does nothing.
-        t.insert(key(1), syn(&t, 0)).unwrap();
-        assert_eq!(t.expire(200 * S, 0, |_, _| panic!("budget 0")), 0);
+        t.ins(key(1), syn_k(&t, key(0), 0)).unwrap();
+        assert_eq!(t.expire(200 * S, 0, |_| panic!("budget 0")), 0);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.expire(200 * S, 1, |_, _| {}), 1);
+        assert_eq!(t.expire(200 * S, 1, |_| {}), 1);
     }
 
     #[test]
     fn budget_counts_rescheduled_records_too() {
         let mut t = ConnTable::new(100, Timeouts::default());
         for i in 0..10 {
-            t.insert(key(i), syn(&t, 0)).unwrap();
+            t.ins(key(i), syn_k(&t, key(0), 0)).unwrap();
         }
         // All touched: at 61 s none is due, but each record must be examined and moved.
         for i in 0..10 {
-            t.touch(&key(i), ACK, 30 * S, 10);
+            t.tk(&key(i), ACK, 30 * S, 10);
         }
-        assert_eq!(t.expire(61 * S, 4, |_, _| panic!("none due")), 0);
+        assert_eq!(t.expire(61 * S, 4, |_| panic!("none due")), 0);
         t.check_wheel();
-        assert_eq!(t.expire(61 * S, 100, |_, _| panic!("none due")), 0);
+        assert_eq!(t.expire(61 * S, 100, |_| panic!("none due")), 0);
         t.check_wheel();
         assert_eq!(t.len(), 10);
-        assert_eq!(t.expire(930 * S + T, usize::MAX, |_, _| {}), 10);
+        assert_eq!(t.expire(930 * S + T, usize::MAX, |_| {}), 10);
     }
 
     #[test]
     fn remove_then_expire_does_not_resurrect() {
         let mut t = ConnTable::new(10, Timeouts::default());
         let (a, b) = (key(1), key(2));
-        t.insert(a, syn(&t, 0)).unwrap();
-        t.insert(b, syn(&t, 0)).unwrap();
-        assert_eq!(t.remove(&a).map(|s| s.state), Some(ConnState::TcpSynRecv));
-        assert_eq!(t.remove(&a), None);
+        t.ins(a, syn_k(&t, key(0), 0)).unwrap();
+        t.ins(b, syn_k(&t, key(0), 0)).unwrap();
+        assert_eq!(t.rm(&a).map(|s| s.state), Some(ConnState::TcpSynRecv));
+        assert_eq!(t.rm(&a), None);
         t.check_wheel();
         let gone = run(&mut t, 0, 70 * S, S);
         assert_eq!(gone.iter().map(|g| g.0).collect::<Vec<_>>(), vec![b]);
-        assert!(t.get(&a).is_none());
+        assert!(t.g(&a).is_none());
 
         // Remove and re-insert the same key (a flow rescheduled) with a later life: it goes
         // once, at the new time.
         let mut t = ConnTable::new(10, Timeouts::default());
-        t.insert(a, syn(&t, 0)).unwrap();
-        t.remove(&a);
-        t.insert(a, syn(&t, 30 * S)).unwrap();
+        t.ins(a, syn_k(&t, key(0), 0)).unwrap();
+        t.rm(&a);
+        t.ins(a, syn_k(&t, key(0), 30 * S)).unwrap();
         t.check_wheel();
         let gone = run(&mut t, 0, 100 * S, S);
         assert_eq!(gone, vec![(a, 91 * S)]);
         // Replace by insert without remove: same.
-        t.insert(a, syn(&t, 0)).unwrap();
-        t.insert(a, syn(&t, 20 * S)).unwrap();
+        t.ins(a, syn_k(&t, key(0), 0)).unwrap();
+        t.ins(a, syn_k(&t, key(0), 20 * S)).unwrap();
         t.check_wheel();
         assert_eq!(t.len(), 1);
         let gone = run(&mut t, 100 * S, 200 * S, S);
@@ -669,8 +1001,8 @@ mod tests {
         let mut t = ConnTable::new(10, Timeouts::default());
         let a = key(1);
         for i in 0..100_000u64 {
-            t.remove(&a);
-            t.insert(a, syn(&t, i)).unwrap();
+            t.rm(&a);
+            t.ins(a, syn_k(&t, key(0), i)).unwrap();
         }
         t.check_wheel();
         let records: usize = t.wheel.iter().map(Vec::len).sum();
@@ -683,22 +1015,22 @@ mod tests {
         // millions of empty ticks or misplace records.
         let mut t = ConnTable::new(10, Timeouts::default());
         let t0 = 5_000_000 * S;
-        t.insert(key(1), syn(&t, t0)).unwrap();
-        assert_eq!(t.expire(t0, usize::MAX, |_, _| {}), 0);
-        assert_eq!(t.expire(t0 + 59 * S, usize::MAX, |_, _| {}), 0);
-        assert_eq!(t.expire(t0 + 60 * S + T, usize::MAX, |_, _| {}), 1);
+        t.ins(key(1), syn_k(&t, key(0), t0)).unwrap();
+        assert_eq!(t.expire(t0, usize::MAX, |_| {}), 0);
+        assert_eq!(t.expire(t0 + 59 * S, usize::MAX, |_| {}), 0);
+        assert_eq!(t.expire(t0 + 60 * S + T, usize::MAX, |_| {}), 1);
         // A stall of many horizons with live and dead sessions mixed.
         let t1 = t0 + 100 * S;
-        t.insert(key(2), syn(&t, t1)).unwrap();
-        let mut u = t.new_session(svc(), rs(), FwdMode::Dr, 17, 0, t1, 1);
+        t.ins(key(2), syn_k(&t, key(0), t1)).unwrap();
+        let mut u = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, t1, 1);
         u.expires_ns = t1 + 10_000 * S;
-        t.insert(key(3), u).unwrap();
+        t.ins(key(3), u).unwrap();
         let mut gone = Vec::new();
-        assert_eq!(t.expire(t1 + 5000 * S, usize::MAX, |k, _| gone.push(*k)), 1);
+        assert_eq!(t.expire(t1 + 5000 * S, usize::MAX, |s| gone.push(s.key)), 1);
         assert_eq!(gone, vec![key(2)]);
         t.check_wheel();
-        assert!(t.get(&key(3)).is_some());
-        assert_eq!(t.expire(t1 + 10_000 * S + T, usize::MAX, |_, _| {}), 1);
+        assert!(t.g(&key(3)).is_some());
+        assert_eq!(t.expire(t1 + 10_000 * S + T, usize::MAX, |_| {}), 1);
         assert!(t.is_empty());
     }
 
@@ -706,14 +1038,14 @@ mod tests {
     fn set_timeouts_applies_on_next_touch() {
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = key(1);
-        t.insert(k, syn(&t, 0)).unwrap();
+        t.ins(k, syn_k(&t, key(0), 0)).unwrap();
         let mut to = *t.timeouts();
         to.tcp_established_ns = 5 * S;
         t.set_timeouts(to);
         assert_eq!(t.timeouts().tcp_established_ns, 5 * S);
-        assert_eq!(t.get(&k).unwrap().expires_ns, 60 * S);
-        t.touch(&k, ACK, S, 10);
-        assert_eq!(t.get(&k).unwrap().expires_ns, 6 * S);
+        assert_eq!(t.g(&k).unwrap().expires_ns, 60 * S);
+        t.tk(&k, ACK, S, 10);
+        assert_eq!(t.g(&k).unwrap().expires_ns, 6 * S);
         let gone = run(&mut t, S, 10 * S, T);
         assert_eq!(gone.len(), 1);
         assert!(gone[0].1 <= 6 * S + T);
@@ -723,16 +1055,17 @@ mod tests {
     fn iteration_and_get_mut() {
         let mut t = ConnTable::new(100, Timeouts::default());
         for i in 0..50 {
-            t.insert(key(i), syn(&t, i as u64)).unwrap();
+            t.ins(key(i), syn_k(&t, key(0), i as u64)).unwrap();
         }
-        t.get_mut(&key(3)).unwrap().bytes = 7;
-        let mut seen: Vec<u64> = t.iter().map(|(k, s)| {
+        t.get_mut(t.lookup(&key(3)).unwrap().0).unwrap().bytes = 7;
+        let mut seen: Vec<u64> = t.iter().map(|(_, s)| {
+            let k = s.key;
             assert_eq!(s.created_ns, (k.sport as u64 - 1024) * 250 + k.src.octets()[3] as u64);
             s.created_ns
         }).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..50).collect::<Vec<u64>>());
-        assert_eq!(t.get(&key(3)).unwrap().bytes, 7);
+        assert_eq!(t.g(&key(3)).unwrap().bytes, 7);
         assert!(!t.is_empty());
         assert_eq!(t.len(), 50);
     }
@@ -747,7 +1080,9 @@ mod tests {
             tcp_established_ns: 200_000,
             tcp_fin_wait_ns: 20_000,
             tcp_close_ns: 5_000,
+            tcp_time_wait_ns: 7_000,
             udp_ns: 50_000,
+            ..Timeouts::default()
         }, tick, 16);
         let mut model: hashbrown::HashMap<FlowKey, u64> = hashbrown::HashMap::new();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -760,7 +1095,7 @@ mod tests {
             let k = key((x >> 32) as u32 % 80);
             match (x >> 16) % 6 {
                 0 | 1 => {
-                    let r = t.insert(k, t.new_session(svc(), rs(), FwdMode::Dr, 6, SYN, now, 1));
+                    let r = t.ins(k, t.new_session(FlowKey { proto: 6, ..key(0) }, rs(), FwdMode::Dr, NOL, SYN, now, 1));
                     if r.is_ok() {
                         model.insert(k, now + 30_000);
                     } else {
@@ -770,18 +1105,18 @@ mod tests {
                 }
                 2 => {
                     let flags = [ACK, FIN, RST, SYN][((x >> 40) % 4) as usize];
-                    if t.touch(&k, flags, now, 1).is_some() {
-                        model.insert(k, t.get(&k).unwrap().expires_ns);
+                    if t.tk(&k, flags, now, 1).is_some() {
+                        model.insert(k, t.g(&k).unwrap().expires_ns);
                     } else {
                         assert!(!model.contains_key(&k));
                     }
                 }
-                3 => assert_eq!(t.remove(&k).is_some(), model.remove(&k).is_some()),
+                3 => assert_eq!(t.rm(&k).is_some(), model.remove(&k).is_some()),
                 _ => {
                     let budget = if (x >> 50) & 1 == 0 { usize::MAX } else { 3 };
-                    t.expire(now, budget, |k, s| {
+                    t.expire(now, budget, |s| {
                         assert!(s.expires_ns <= now);
-                        assert_eq!(model.remove(k), Some(s.expires_ns));
+                        assert_eq!(model.remove(&s.key), Some(s.expires_ns));
                     });
                     if budget == usize::MAX {
                         for (k, &e) in &model {
@@ -797,12 +1132,12 @@ mod tests {
 
     #[test]
     fn memory_per_session() {
-        // Hash bucket (key + entry + 1 control byte) plus one 14-byte wheel record; see the
-        // module report for the estimate with load factor.
-        let bucket = std::mem::size_of::<(FlowKey, Entry)>() + 1;
-        let record = std::mem::size_of::<FlowKey>();
-        println!("session: {} bytes, bucket {bucket}, wheel record {record}", std::mem::size_of::<Session>());
-        assert_eq!(record, 14);
-        assert!(bucket + record <= 160, "bucket {bucket} + record {record}");
+        // Slab entry (session + wheel position) + two map buckets (key + packed index + control
+        // byte) for NAT/FULLNAT + one u32 wheel record.
+        let entry = std::mem::size_of::<Option<Entry>>();
+        let bucket = std::mem::size_of::<(FlowKey, u32)>() + 1;
+        println!("session {} bytes, slab entry {entry}, map bucket {bucket}, wheel record 4", std::mem::size_of::<Session>());
+        assert!(std::mem::size_of::<Session>() <= 80);
+        assert!(entry + 2 * bucket + 4 <= 160, "entry {entry} bucket {bucket}");
     }
 }

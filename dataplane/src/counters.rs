@@ -68,6 +68,19 @@ drop_reasons! {
     TxFull => "tx_full",
     /// Handing a packet to another core failed (its ring was full).
     RedirectFull => "redirect_full",
+    /// FULLNAT service without a local address.
+    NoLocalAddr => "no_local_addr",
+    /// FULLNAT: every port of every local address of the service is in use on this worker.
+    NoLocalPort => "no_local_port",
+    /// TUN: the encapsulated packet would exceed the egress MTU and DF is set (an ICMP
+    /// "fragmentation needed" went back to the source).
+    FragNeeded => "frag_needed",
+    /// TUN: the encapsulated packet would exceed the egress MTU, DF clear (rvs does not fragment).
+    TunTooBig => "tun_too_big",
+    /// The session's real server (or service) was deleted and `expire_nodest_conn` is set.
+    NoDest => "no_dest",
+    /// An ICMP error about a flow we have no session for (or not translatable).
+    IcmpNoSession => "icmp_no_session",
 }
 
 /// Counters of one worker.
@@ -85,6 +98,22 @@ pub struct Counters {
     pub sessions_created: u64,
     pub sessions_expired: u64,
     pub sessions_active: u64,
+    /// Packets handed to the worker owning their session.
+    pub redirected_out: u64,
+    /// Packets received from other workers (not in `rx_pkts`: the receiving worker counted them).
+    pub redirected_in: u64,
+    /// FULLNAT: TOA options inserted.
+    pub toa_inserted: u64,
+    /// FULLNAT: TOA not inserted (no room in the TCP options or the buffer).
+    pub toa_skipped: u64,
+    /// FULLNAT: PROXY v2 headers inserted (retransmissions included).
+    pub proxy_inserted: u64,
+    /// ICMP errors about a session forwarded to the other side (translated for NAT/FULLNAT).
+    pub icmp_errors_translated: u64,
+    /// Received frames used up without output or drop (ARP replies to us).
+    pub arp_rx_consumed: u64,
+    /// ICMP errors built by this worker (time exceeded, fragmentation needed).
+    pub icmp_errors_sent: u64,
     pub drops: [u64; DropReason::COUNT],
 }
 
@@ -112,6 +141,14 @@ impl Counters {
         self.sessions_created += o.sessions_created;
         self.sessions_expired += o.sessions_expired;
         self.sessions_active += o.sessions_active;
+        self.redirected_out += o.redirected_out;
+        self.redirected_in += o.redirected_in;
+        self.toa_inserted += o.toa_inserted;
+        self.toa_skipped += o.toa_skipped;
+        self.proxy_inserted += o.proxy_inserted;
+        self.icmp_errors_translated += o.icmp_errors_translated;
+        self.arp_rx_consumed += o.arp_rx_consumed;
+        self.icmp_errors_sent += o.icmp_errors_sent;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += *b;
         }
@@ -130,6 +167,14 @@ impl Counters {
             sessions_created: self.sessions_created,
             sessions_expired: self.sessions_expired,
             sessions_active: self.sessions_active,
+            redirected_out: self.redirected_out,
+            redirected_in: self.redirected_in,
+            toa_inserted: self.toa_inserted,
+            toa_skipped: self.toa_skipped,
+            proxy_inserted: self.proxy_inserted,
+            icmp_errors_translated: self.icmp_errors_translated,
+            arp_rx_consumed: self.arp_rx_consumed,
+            icmp_errors_sent: self.icmp_errors_sent,
             drops: DropReason::ALL.iter().map(|r| (r.name().to_string(), self.drops_of(*r))).collect(),
         }
     }
@@ -149,6 +194,22 @@ pub struct CounterReport {
     pub sessions_created: u64,
     pub sessions_expired: u64,
     pub sessions_active: u64,
+    #[serde(default)]
+    pub redirected_out: u64,
+    #[serde(default)]
+    pub redirected_in: u64,
+    #[serde(default)]
+    pub toa_inserted: u64,
+    #[serde(default)]
+    pub toa_skipped: u64,
+    #[serde(default)]
+    pub proxy_inserted: u64,
+    #[serde(default)]
+    pub icmp_errors_translated: u64,
+    #[serde(default)]
+    pub arp_rx_consumed: u64,
+    #[serde(default)]
+    pub icmp_errors_sent: u64,
     /// (reason, count) for every drop reason, in a fixed order.
     pub drops: Vec<(String, u64)>,
 }

@@ -3,12 +3,16 @@
 #![forbid(unsafe_code)]
 
 pub mod buf;
+pub mod clientaddr;
 pub mod conn;
 pub mod counters;
+pub mod laddr;
+pub mod nat;
 pub mod neigh;
 pub mod route;
 pub mod sched;
 pub mod snapshot;
+pub mod tun;
 pub mod wire;
 pub mod worker;
 

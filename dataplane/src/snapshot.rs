@@ -4,8 +4,11 @@
 
 use crate::conn::Timeouts;
 use crate::route::{Route, RouteTable};
+use crate::sched::MaglevTable;
+use rvs_config::model::SchedKind;
+use std::sync::Arc;
 use hashbrown::{HashMap, HashSet};
-use rvs_config::model::{Proto, Service, ServiceKey};
+use rvs_config::model::{FwdMode, Proto, Service, ServiceKey};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// One DPDK port as the dataplane sees it.
@@ -57,7 +60,16 @@ pub struct Snapshot {
     /// FULLNAT local addresses of all services: ARP is answered for these on every port, and
     /// packets to them are replies of FULLNAT sessions.
     pub laddrs: HashSet<Ipv4Addr>,
+    /// (IP protocol, VIP, port) of services with a NAT real server: their client packets are
+    /// steered to the worker owning the client (`worker::owner_of`).
+    pub nat_services: HashSet<(u8, Ipv4Addr, u16)>,
+    /// (IP protocol, RIP, port) of NAT real servers: their replies are steered to the worker
+    /// owning the client, and dropped as `NoSession` when no session knows them.
+    pub nat_reals: HashSet<(u8, Ipv4Addr, u16)>,
     pub tunables: Tunables,
+    /// Maglev lookup tables of `mh` services, built here, once per change, by the control
+    /// thread, and shared by every worker (a 65537-entry build is too slow for a worker's gap).
+    pub maglev: HashMap<ServiceKey, Arc<MaglevTable>>,
 }
 
 impl Snapshot {
@@ -93,7 +105,10 @@ impl Snapshot {
         }
         let mut vips = HashSet::new();
         let mut laddrs = HashSet::new();
+        let mut maglev = HashMap::new();
         let mut map = HashMap::new();
+        let mut nat_services = HashSet::new();
+        let mut nat_reals = HashSet::new();
         for s in services {
             let v4 = match s.key.vip.ip() {
                 IpAddr::V4(v4) => v4,
@@ -108,9 +123,19 @@ impl Snapshot {
                     IpAddr::V6(_) => return Err(format!("service {}: IPv6 local address {l} is not supported yet", s.key)),
                 }
             }
+            let proto = s.key.proto.ip_proto();
+            for r in &s.reals {
+                if let (FwdMode::Nat, IpAddr::V4(rip)) = (r.fwd, r.addr.ip()) {
+                    nat_services.insert((proto, v4, s.key.vip.port()));
+                    nat_reals.insert((proto, rip, r.addr.port()));
+                }
+            }
+            if s.sched == SchedKind::Mh {
+                maglev.insert(s.key, Arc::new(MaglevTable::build(&s.reals, MaglevTable::DEFAULT_SIZE)));
+            }
             map.insert((s.key.proto, v4, s.key.vip.port()), s.clone());
         }
-        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, tunables })
+        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, nat_services, nat_reals, tunables, maglev })
     }
 
     /// An empty snapshot (generation 0, nothing configured).

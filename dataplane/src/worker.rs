@@ -1,25 +1,47 @@
 //! The per-core pipeline. OWNER: pipeline helper.
 //!
 //! A worker owns everything it touches per packet (neighbour cache, session table, scheduler
-//! state, counters), so the packet path takes no lock. It reads configuration from an immutable
-//! [`Snapshot`] it swaps between bursts.
+//! state, local ports, persistence templates, counters), so the packet path takes no lock. It
+//! reads configuration from an immutable [`Snapshot`] it swaps between bursts.
 //!
 //! Shape of `process`: parsing and decisions borrow the buffer (`&mut B`) and return a
-//! [`Verdict`]; only the last step (transmit, hold for ARP, drop) takes ownership. Forwarding
-//! to a real server is planned (`forward_plan`, one function per forwarding mode) before any
-//! state is created, then applied (`forward`), so NAT/FULLNAT/TUN slot in as new match arms.
+//! [`Verdict`]; only the last step (transmit, hold for ARP, hand to another worker, drop) takes
+//! ownership. Forwarding is planned (`plan`: route, egress) before any state is created, then
+//! applied (`apply`: TTL, then the mode's rewrite), one match arm per forwarding mode.
+//!
+//! # Which worker owns a session (multi-core)
+//!
+//! The rules are deterministic and the same on every worker, so any worker can tell where a
+//! packet's session lives without shared state:
+//!
+//! - **DR and TUN**: the worker that receives the client's packet owns the flow. There is no
+//!   reply direction through rvs, and RSS keeps a flow on one queue.
+//! - **NAT**: the owner is [`owner_of`]`(client_ip, client_port) % n_cores`. A client packet to
+//!   a service with NAT real servers that arrives elsewhere is handed to the owner before the
+//!   session lookup; a reply (source = a NAT real server of some service) goes to
+//!   `owner_of(dst_ip, dst_port)`. RSS of the reply hashes other addresses, hence the hand-off.
+//! - **FULLNAT**: the receiving worker owns the flow and takes a local port with
+//!   `lport % n_cores == core`; a reply to LIP:lport goes to worker `lport % n_cores`.
+//! - ICMP errors quoting a NAT flow (either side) or a FULLNAT flow (real-server side) follow
+//!   the same rules on the quoted tuple.
+//!
+//! A handed-over packet is processed with [`Worker::process_redirected`], never handed again.
 
 use crate::buf::PacketBuf;
-use crate::conn::{ConnState, ConnTable, FlowKey, Timeouts};
+use crate::clientaddr;
+use crate::conn::{ca_flags, ConnState, ConnTable, Dir, FlowKey, Session, SessionId, Timeouts};
 use crate::counters::{Counters, DropReason};
+use crate::laddr::{LaddrError, LocalPorts};
+use crate::nat;
 use crate::neigh::{Enqueue, NeighConfig, NeighTable, NeighView};
 use crate::route::Route;
 use crate::sched::{PickCtx, SchedState};
 use crate::snapshot::{PortInfo, Snapshot};
+use crate::tun::{self, TunError};
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp};
 use hashbrown::HashMap;
-use rvs_config::model::{FwdMode, Proto, RealServer, SchedKind, Service, ServiceKey};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use rvs_config::model::{ClientAddrMode, FwdMode, Proto, RealServer, SchedKind, Service, ServiceKey};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 /// Static parameters of one worker.
@@ -29,8 +51,10 @@ pub struct WorkerConfig {
     pub core: usize,
     /// Number of workers.
     pub n_cores: usize,
-    /// Session table capacity of this worker.
+    /// Session table capacity of this worker (also bounds the persistence templates).
     pub max_sessions: usize,
+    /// Initial timeouts; a snapshot whose `tunables.timeouts` differ from the previous one's
+    /// replaces them.
     pub timeouts: Timeouts,
     pub neigh: NeighConfig,
     /// session-wheel entries examined per tick
@@ -50,12 +74,29 @@ impl Default for WorkerConfig {
     }
 }
 
-/// What the worker needs from its environment (rvsd: a mempool + per-port tx buffers; tests: Vecs).
+/// What the worker needs from its environment (rvsd: a mempool, per-port tx buffers, rings to
+/// the other workers; tests: Vecs).
 pub trait Io<B: PacketBuf> {
     /// A new empty buffer (for ARP requests, ICMP errors), or None when the pool is empty.
     fn alloc(&mut self) -> Option<B>;
     /// Queue `pkt` for transmission on port `pkt.port()`.
     fn tx(&mut self, pkt: B);
+    /// Hand `pkt` to worker `core`, which owns its session (that worker calls
+    /// [`Worker::process_redirected`] with it). On a full ring rvsd drops it and counts
+    /// `DropReason::RedirectFull` (with `Worker::count_drop`).
+    fn redirect(&mut self, core: usize, pkt: B);
+    /// This worker learned ip → mac on `port`: rvsd passes it to the other workers
+    /// ([`Worker::learn_neigh`]), since an ARP reply lands on one queue only. Called only when
+    /// `n_cores > 1`.
+    fn neigh_learned(&mut self, port: u16, ip: Ipv4Addr, mac: [u8; 6]);
+}
+
+/// The NAT owner hash: a fixed multiplicative mix of client address and port (the same on
+/// every worker and every run).
+#[inline]
+pub fn owner_of(ip: Ipv4Addr, port: u16, n_cores: usize) -> usize {
+    let h = (u32::from(ip) ^ (port as u32).rotate_left(16)).wrapping_mul(0x9E37_79B1) >> 16;
+    h as usize % n_cores.max(1)
 }
 
 /// Outcome of looking at a packet; the caller then acts on the owned buffer.
@@ -69,14 +110,19 @@ enum Verdict {
     Tx,
     /// Send out of `port` to the neighbour `nh` (resolving its MAC, or holding for ARP).
     Output { port: u16, nh: Ipv4Addr },
+    /// Hand to worker `core`, the owner of the packet's session.
+    Redirect(usize),
 }
 
-/// How to forward a flow to its real server: decided before the session is created, so a flow
-/// that cannot be forwarded leaves no state behind. One variant per forwarding mode.
+/// How a packet of a session leaves: decided before a new session is created, so a flow that
+/// cannot be forwarded leaves no state behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Plan {
-    /// Direct routing: the frame goes unchanged (but for the MACs and TTL) to the RS on `port`.
-    Dr { port: u16, rip: Ipv4Addr },
+struct Plan {
+    port: u16,
+    /// Next hop on `port` (the destination itself on a connected route).
+    nh: Ipv4Addr,
+    /// TUN: outer source (the egress port's address) and the egress MTU.
+    tun: Option<(Ipv4Addr, u16)>,
 }
 
 /// Scheduler state of one service on this worker, with the server list it was built from.
@@ -87,10 +133,22 @@ struct SvcSched {
     /// `None` when this build does not implement the scheduler (every new flow is then
     /// NoRealServer; rvsd refuses such services before they get here).
     state: Option<SchedState>,
+    /// Some server has an upper threshold: pass connection counts whatever the scheduler.
+    thresholds: bool,
 }
 
 /// Per-(service, real server) (active, inactive) session counts.
 type ConnCounts = HashMap<(ServiceKey, SocketAddr), (u32, u32)>;
+
+/// A persistence template (IPVS's): new flows of a client network go to `rs` until `expires_ns`.
+#[derive(Debug, Clone, Copy)]
+struct Template {
+    rs: SocketAddr,
+    expires_ns: u64,
+}
+
+/// (IP protocol, VIP, VIP port, client address & netmask).
+type TemplateKey = (u8, Ipv4Addr, u16, u32);
 
 /// The per-core pipeline. See the module documentation.
 pub struct Worker<B: PacketBuf> {
@@ -109,17 +167,21 @@ struct State<B> {
     counters: Counters,
     /// Reused for `PickCtx::conns` of schedulers that look at connection counts.
     scratch: Vec<(u32, u32)>,
-    /// Received packets used up without output or drop (ARP replies to us). Not in `Counters`
-    /// (yet); kept for the accounting invariant rx = tx(forwarded) + held + dropped + consumed.
-    consumed: u64,
-    /// IP packets this worker built itself (ICMP errors), for the same invariant.
-    originated: u64,
+    lports: LocalPorts,
+    templates: HashMap<TemplateKey, Template>,
+    /// Next time expired templates are swept.
+    template_sweep_ns: u64,
+    /// IP identification of the outer headers of TUN packets.
+    tun_ident: u16,
+    /// The packet being processed was handed over by another worker: never redirect it again.
+    redirected: bool,
 }
 
 impl<B: PacketBuf> Worker<B> {
     pub fn new(cfg: WorkerConfig, snap: Arc<Snapshot>) -> Self {
         let neigh = NeighTable::new(cfg.neigh);
         let conns = ConnTable::new(cfg.max_sessions, cfg.timeouts);
+        let lports = LocalPorts::new(cfg.core, cfg.n_cores);
         let mut w = Worker {
             snap: Arc::new(Snapshot::empty()),
             st: State {
@@ -130,8 +192,11 @@ impl<B: PacketBuf> Worker<B> {
                 conn_counts: HashMap::new(),
                 counters: Counters::default(),
                 scratch: Vec::new(),
-                consumed: 0,
-                originated: 0,
+                lports,
+                templates: HashMap::new(),
+                template_sweep_ns: 0,
+                tun_ident: 0,
+                redirected: false,
             },
         };
         w.set_snapshot(snap);
@@ -139,24 +204,31 @@ impl<B: PacketBuf> Worker<B> {
     }
 
     /// Switch to a newer snapshot (between bursts). Rebuilds per-service scheduler state (keeping
-    /// rotation state of services whose real-server list is unchanged, `SchedState::update` when changed).
+    /// rotation state of services whose real-server list is unchanged, `SchedState::update` when
+    /// changed), and takes the snapshot's timeouts when they changed. Sessions of deleted real
+    /// servers are looked at lazily, on their next packet.
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
         let mut old = std::mem::take(&mut self.st.sched);
         for svc in snap.services.values() {
+            let thresholds = svc.reals.iter().any(|r| r.u_threshold > 0);
             let entry = match old.remove(&svc.key) {
                 Some(mut s) if s.kind == svc.sched => {
                     if s.reals != svc.reals {
                         match s.state.as_mut() {
-                            Some(st) => st.update(&svc.reals),
-                            None => s.state = new_sched(svc),
+                            Some(st) => st.update_with_table(&svc.reals, snap.maglev.get(&svc.key).cloned()),
+                            None => s.state = new_sched(svc, &snap),
                         }
                         s.reals.clone_from(&svc.reals);
                     }
+                    s.thresholds = thresholds;
                     s
                 }
-                _ => SvcSched { kind: svc.sched, reals: svc.reals.clone(), state: new_sched(svc) },
+                _ => SvcSched { kind: svc.sched, reals: svc.reals.clone(), state: new_sched(svc, &snap), thresholds },
             };
             self.st.sched.insert(svc.key, entry);
+        }
+        if snap.tunables.timeouts != self.snap.tunables.timeouts {
+            self.set_timeouts(snap.tunables.timeouts);
         }
         self.snap = snap;
     }
@@ -165,23 +237,46 @@ impl<B: PacketBuf> Worker<B> {
         self.snap.generation
     }
 
-    /// Handle one received frame; it ends transmitted (io.tx), held (waiting for ARP) or dropped
-    /// (counted under a DropReason, then dropped — B's Drop frees it).
-    pub fn process(&mut self, mut pkt: B, now_ns: u64, io: &mut impl Io<B>) {
+    /// Handle one received frame; it ends transmitted (io.tx), held (waiting for ARP), handed to
+    /// the worker owning its session (io.redirect) or dropped (counted under a DropReason).
+    pub fn process(&mut self, pkt: B, now_ns: u64, io: &mut impl Io<B>) {
+        self.st.counters.rx_pkts += 1;
+        self.st.counters.rx_bytes += pkt.len() as u64;
+        self.run(pkt, now_ns, false, io);
+    }
+
+    /// A packet another worker handed over (it was counted in `rx_pkts` there): processed here
+    /// whatever the owner rule says, so it is never redirected twice.
+    pub fn process_redirected(&mut self, pkt: B, now_ns: u64, io: &mut impl Io<B>) {
+        self.st.counters.redirected_in += 1;
+        self.run(pkt, now_ns, true, io);
+    }
+
+    /// A neighbour learned by another worker: record it and release the packets held for it.
+    pub fn learn_neigh(&mut self, port: u16, ip: Ipv4Addr, mac: [u8; 6], now_ns: u64, io: &mut impl Io<B>) {
+        let snap: &Snapshot = &self.snap;
+        self.st.release(snap, port, ip, mac, now_ns, io);
+    }
+
+    fn run(&mut self, mut pkt: B, now_ns: u64, redirected: bool, io: &mut impl Io<B>) {
         let snap: &Snapshot = &self.snap;
         let st = &mut self.st;
-        st.counters.rx_pkts += 1;
-        st.counters.rx_bytes += pkt.len() as u64;
+        st.redirected = redirected;
         match st.input(snap, &mut pkt, now_ns, io) {
             Verdict::Drop(r) => st.counters.drop(r),
-            Verdict::Consumed => st.consumed += 1,
+            Verdict::Consumed => st.counters.arp_rx_consumed += 1,
             Verdict::Tx => st.tx(pkt, io),
             Verdict::Output { port, nh } => st.send_via(snap, pkt, port, nh, now_ns, io),
+            Verdict::Redirect(core) => {
+                st.counters.redirected_out += 1;
+                io.redirect(core, pkt);
+            }
         }
     }
 
-    /// Timers, called between bursts: ARP retries (build requests with io.alloc), packets whose next hop
-    /// never answered (drop NeighUnreachable), session expiry (ConnTable::expire with expire_budget).
+    /// Timers, called between bursts: ARP retries (build requests with io.alloc), packets whose
+    /// next hop never answered (drop NeighUnreachable), session expiry (ConnTable::expire with
+    /// expire_budget; FULLNAT ports go back), expired persistence templates (once a second).
     pub fn tick(&mut self, now_ns: u64, io: &mut impl Io<B>) {
         let snap: &Snapshot = &self.snap;
         let st = &mut self.st;
@@ -195,18 +290,26 @@ impl<B: PacketBuf> Worker<B> {
         }
         let counts = &mut st.conn_counts;
         let counters = &mut st.counters;
-        st.conns.expire(now_ns, st.cfg.expire_budget, |_, s| {
-            counts_sub(counts, s.svc, s.rs, s.state);
+        let lports = &mut st.lports;
+        st.conns.expire(now_ns, st.cfg.expire_budget, |s| {
+            counts_sub(counts, s.svc(), s.rs_addr(), s.state);
+            if s.fwd == FwdMode::FullNat {
+                lports.free(s.laddr);
+            }
             counters.sessions_expired += 1;
         });
         st.counters.sessions_active = st.conns.len() as u64;
+        if now_ns >= st.template_sweep_ns {
+            st.templates.retain(|_, t| t.expires_ns > now_ns);
+            st.template_sweep_ns = now_ns.saturating_add(1_000_000_000);
+        }
     }
 
     pub fn counters(&self) -> &Counters {
         &self.st.counters
     }
 
-    /// rvsd counts tx-queue-full drops itself.
+    /// rvsd counts tx-queue-full and redirect-ring-full drops itself.
     pub fn count_drop(&mut self, r: DropReason, n: u64) {
         self.st.counters.drops[r as usize] += n;
     }
@@ -224,14 +327,19 @@ impl<B: PacketBuf> Worker<B> {
         self.st.neigh.entries()
     }
 
+    /// Live persistence templates of this worker.
+    pub fn templates(&self) -> usize {
+        self.st.templates.len()
+    }
+
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.st.cfg.timeouts = t;
         self.st.conns.set_timeouts(t);
     }
 }
 
-fn new_sched(svc: &Service) -> Option<SchedState> {
-    match SchedState::new(svc.sched, &svc.reals) {
+fn new_sched(svc: &Service, snap: &Snapshot) -> Option<SchedState> {
+    match SchedState::new_with_table(svc.sched, &svc.reals, snap.maglev.get(&svc.key).cloned()) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(service = %svc.key, "no scheduler, new flows are dropped: {e}");
@@ -240,9 +348,9 @@ fn new_sched(svc: &Service) -> Option<SchedState> {
     }
 }
 
-/// Schedulers that look at connection counts (all but the rotating ones).
+/// Schedulers that look at connection counts (all but the rotating and hashing ones).
 fn needs_conns(k: SchedKind) -> bool {
-    !matches!(k, SchedKind::Rr | SchedKind::Wrr)
+    !matches!(k, SchedKind::Rr | SchedKind::Wrr | SchedKind::Sh | SchedKind::Dh | SchedKind::Mh)
 }
 
 fn counts_add(m: &mut ConnCounts, svc: ServiceKey, rs: SocketAddr, s: ConnState) {
@@ -291,7 +399,28 @@ fn set_macs(data: &mut [u8], src: [u8; 6], dst: Option<[u8; 6]>) {
     }
 }
 
+/// The address of `pi` to speak from towards `nh`: the one on its subnet, else the first.
+fn port_addr_towards(pi: &PortInfo, nh: Ipv4Addr) -> Option<Ipv4Addr> {
+    pi.addrs.iter().find(|(a, l)| same_subnet(*a, nh, *l)).or(pi.addrs.first()).map(|(a, _)| *a)
+}
+
+/// Whether the session's real server is still in its service.
+fn rs_configured(snap: &Snapshot, s: &Session) -> bool {
+    let proto = if s.key.proto == ipv4::protocol::UDP { Proto::Udp } else { Proto::Tcp };
+    snap.service(proto, s.key.dst, s.key.dport).is_some_and(|svc| svc.reals.iter().any(|r| r.addr == s.rs_addr()))
+}
+
 const ETH: usize = ethernet::HEADER_LEN;
+
+/// The parsed L3/L4 facts of a TCP/UDP packet the session code needs.
+#[derive(Debug, Clone, Copy)]
+struct L4Info {
+    key: FlowKey,
+    flags: u8,
+    hl: usize,
+    total: usize,
+    ttl: u8,
+}
 
 impl<B: PacketBuf> State<B> {
     fn tx(&mut self, pkt: B, io: &mut impl Io<B>) {
@@ -319,7 +448,8 @@ impl<B: PacketBuf> State<B> {
         }
     }
 
-    /// RFC 826 reception: answer for our addresses and VIPs, learn from what concerns us.
+    /// RFC 826 reception: answer for our addresses, VIPs and FULLNAT local addresses, learn from
+    /// what concerns us.
     fn arp_input(&mut self, snap: &Snapshot, pinfo: &PortInfo, pkt: &mut B, now: u64, io: &mut impl Io<B>) -> Verdict {
         let (op, sha, spa, tpa) = match arp::Packet::new_checked(&pkt.data()[ETH..]) {
             Ok(a) => (a.operation(), a.sender_hw_addr(), a.sender_ip(), a.target_ip()),
@@ -330,11 +460,12 @@ impl<B: PacketBuf> State<B> {
             return Verdict::Drop(DropReason::MalformedArp);
         }
         let port = pinfo.id;
-        // Interface addresses are answered on their own port; VIPs on any (the DR real servers
-        // hold the VIP too but do not answer ARP for it).
-        let for_us = snap.local_addrs.get(&tpa) == Some(&port) || snap.vips.contains(&tpa);
+        // Interface addresses are answered on their own port; VIPs and local addresses on any
+        // (the DR real servers hold the VIP too but do not answer ARP for it).
+        let ours = |a: &Ipv4Addr| snap.vips.contains(a) || snap.laddrs.contains(a);
+        let for_us = snap.local_addrs.get(&tpa) == Some(&port) || ours(&tpa);
         // 0.0.0.0 is an ARP probe (RFC 5227); our own addresses are never learned from others.
-        let learnable = !spa.is_unspecified() && !snap.local_addrs.contains_key(&spa) && !snap.vips.contains(&spa);
+        let learnable = !spa.is_unspecified() && !snap.local_addrs.contains_key(&spa) && !ours(&spa);
         if for_us {
             if learnable {
                 self.learn(snap, port, spa, sha, now, io);
@@ -359,8 +490,16 @@ impl<B: PacketBuf> State<B> {
         Verdict::Drop(DropReason::ArpNotForUs)
     }
 
-    /// Record a neighbour and send the packets that were waiting for it.
+    /// Record a neighbour, tell the other workers, and send the packets that were waiting for it.
     fn learn(&mut self, snap: &Snapshot, port: u16, ip: Ipv4Addr, mac: [u8; 6], now: u64, io: &mut impl Io<B>) {
+        if self.cfg.n_cores > 1 {
+            io.neigh_learned(port, ip, mac);
+        }
+        self.release(snap, port, ip, mac, now, io);
+    }
+
+    /// Record a neighbour and send the packets that were waiting for it.
+    fn release(&mut self, snap: &Snapshot, port: u16, ip: Ipv4Addr, mac: [u8; 6], now: u64, io: &mut impl Io<B>) {
         for (out_port, mut pkt) in self.neigh.learn(port, ip, mac, now) {
             match snap.port(out_port) {
                 Some(pi) => {
@@ -398,6 +537,7 @@ impl<B: PacketBuf> State<B> {
         }
         match proto {
             ipv4::protocol::TCP | ipv4::protocol::UDP => self.l4_input(snap, pkt, hl, total, now, io),
+            ipv4::protocol::ICMP => self.icmp_error_input(snap, pkt, hl, total),
             _ if snap.vips.contains(&dst) => Verdict::Drop(DropReason::NoService),
             _ => Verdict::Drop(DropReason::NotForUs),
         }
@@ -435,16 +575,35 @@ impl<B: PacketBuf> State<B> {
         route_local(snap, src)
     }
 
-    /// TCP and UDP not addressed to us: established flows first, then new flows to a VIP.
-    fn l4_input(
-        &mut self,
-        snap: &Snapshot,
-        pkt: &mut B,
-        hl: usize,
-        total: usize,
-        now: u64,
-        io: &mut impl Io<B>,
-    ) -> Verdict {
+    /// The worker that owns this packet's session, when it is not this one (see the module
+    /// documentation). `None` with one worker and for handed-over packets.
+    fn owner_elsewhere(&self, snap: &Snapshot, key: &FlowKey) -> Option<usize> {
+        let n = self.cfg.n_cores;
+        if n <= 1 || self.redirected {
+            return None;
+        }
+        let me = self.cfg.core;
+        let other = |o: usize| (o != me).then_some(o);
+        if !snap.laddrs.is_empty() && snap.laddrs.contains(&key.dst) {
+            return other(key.dport as usize % n);
+        }
+        if snap.nat_reals.is_empty() {
+            return None;
+        }
+        let o = owner_of(key.src, key.sport, n);
+        if o != me && snap.nat_services.contains(&(key.proto, key.dst, key.dport)) {
+            return Some(o);
+        }
+        let o = owner_of(key.dst, key.dport, n);
+        if o != me && snap.nat_reals.contains(&(key.proto, key.src, key.sport)) {
+            return Some(o);
+        }
+        None
+    }
+
+    /// TCP and UDP not addressed to an interface: sessions first (one lookup finds either
+    /// direction), then new flows to a VIP.
+    fn l4_input(&mut self, snap: &Snapshot, pkt: &mut B, hl: usize, total: usize, now: u64, io: &mut impl Io<B>) -> Verdict {
         let data = pkt.data();
         let Some(l3) = data.get(ETH..ETH + total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
@@ -468,72 +627,179 @@ impl<B: PacketBuf> State<B> {
             }
         };
         let key = FlowKey { proto, src, dst, sport, dport };
-        let is_tcp = proto == ipv4::protocol::TCP;
-        let syn_only = is_tcp && flags & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST) == tcp::flags::SYN;
-
-        if let Some(s) = self.conns.get(&key) {
-            let (svc, rs, fwd, state) = (s.svc, s.rs, s.fwd, s.state);
-            // A new SYN on a closing connection starts a new one (IPVS's conn_reuse_mode):
-            // forget the old session and schedule afresh.
-            let reuse = syn_only && matches!(state, ConnState::TcpClose | ConnState::TcpFinWait);
-            if !reuse {
-                if ttl <= 1 {
-                    return self.ttl_exceeded(snap, pkt, hl, total, now, io);
-                }
-                let plan = match forward_plan(snap, fwd, rs) {
-                    Ok(p) => p,
-                    Err(r) => return Verdict::Drop(r),
-                };
-                if let Some((old, new)) = self.conns.touch(&key, flags, now, total) {
-                    if old.is_active() != new.is_active() {
-                        counts_sub(&mut self.conn_counts, svc, rs, old);
-                        counts_add(&mut self.conn_counts, svc, rs, new);
-                    }
-                }
-                return self.forward(plan, pkt);
-            }
-            if let Some(old) = self.conns.remove(&key) {
-                counts_sub(&mut self.conn_counts, old.svc, old.rs, old.state);
-            }
-            self.counters.sessions_active = self.conns.len() as u64;
+        if let Some(core) = self.owner_elsewhere(snap, &key) {
+            return Verdict::Redirect(core);
         }
-
+        let info = L4Info { key, flags, hl, total, ttl };
+        if let Some((id, dir)) = self.conns.lookup(&key) {
+            if let Some(v) = self.existing(snap, pkt, id, dir, &info, now, io) {
+                return v;
+            }
+        }
         if !snap.vips.contains(&dst) {
+            if snap.laddrs.contains(&dst) || snap.nat_reals.contains(&(proto, src, sport)) {
+                // The reply of a NAT/FULLNAT flow we do not know (expired, or never ours).
+                return Verdict::Drop(DropReason::NoSession);
+            }
             return Verdict::Drop(DropReason::NotForUs);
         }
-        let p = if is_tcp { Proto::Tcp } else { Proto::Udp };
-        let Some(svc) = snap.service(p, dst, dport) else {
+        self.new_flow(snap, pkt, &info, now, io)
+    }
+
+    /// Remove a session with its bookkeeping (counts, FULLNAT port).
+    fn remove_session(&mut self, id: SessionId) {
+        if let Some(old) = self.conns.remove(id) {
+            counts_sub(&mut self.conn_counts, old.svc(), old.rs_addr(), old.state);
+            if old.fwd == FwdMode::FullNat {
+                self.lports.free(old.laddr);
+            }
+        }
+        self.counters.sessions_active = self.conns.len() as u64;
+    }
+
+    /// A packet of a known session. `None`: the session was closed and a SYN reopens the tuple
+    /// (IPVS's conn_reuse_mode): the caller schedules it afresh.
+    #[allow(clippy::too_many_arguments)]
+    fn existing(&mut self, snap: &Snapshot, pkt: &mut B, id: SessionId, dir: Dir, p: &L4Info, now: u64, io: &mut impl Io<B>) -> Option<Verdict> {
+        let s = self.conns.get(id)?;
+        let (fwd, state) = (s.fwd, s.state);
+        let gen = snap.generation as u32;
+        if s.gen != gen {
+            // The configuration changed since this session last looked: is its RS still there?
+            if snap.tunables.expire_nodest_conn && !rs_configured(snap, s) {
+                self.remove_session(id);
+                return Some(Verdict::Drop(DropReason::NoDest));
+            }
+            if let Some(s) = self.conns.get_mut(id) {
+                s.gen = gen;
+            }
+        }
+        let syn_only = p.key.proto == ipv4::protocol::TCP && p.flags & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST) == tcp::flags::SYN;
+        if dir == Dir::Orig && syn_only && state.reusable(fwd) {
+            self.remove_session(id);
+            return None;
+        }
+        if p.ttl <= 1 {
+            return Some(self.ttl_exceeded(snap, pkt, p.hl, p.total, now, io));
+        }
+        let s = self.conns.get(id)?;
+        let plan = match plan(snap, s, dir) {
+            Ok(pl) => pl,
+            Err(r) => return Some(Verdict::Drop(r)),
+        };
+        if let Some((old, new)) = self.conns.touch(id, dir, p.flags, now, p.total) {
+            if old.is_active() != new.is_active() {
+                if let Some(s) = self.conns.get(id) {
+                    let (svc, rs) = (s.svc(), s.rs_addr());
+                    counts_sub(&mut self.conn_counts, svc, rs, old);
+                    counts_add(&mut self.conn_counts, svc, rs, new);
+                }
+            }
+        }
+        Some(self.apply(snap, pkt, id, dir, plan, p, now, io))
+    }
+
+    /// The first packet of a flow to a VIP: service, scheduler (or persistence template), plan,
+    /// FULLNAT local port, session, then forward.
+    fn new_flow(&mut self, snap: &Snapshot, pkt: &mut B, p: &L4Info, now: u64, io: &mut impl Io<B>) -> Verdict {
+        let k = p.key;
+        let is_tcp = k.proto == ipv4::protocol::TCP;
+        let proto = if is_tcp { Proto::Tcp } else { Proto::Udp };
+        let Some(svc) = snap.service(proto, k.dst, k.dport) else {
             return Verdict::Drop(DropReason::NoService);
         };
+        let syn_only = is_tcp && p.flags & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST) == tcp::flags::SYN;
         if is_tcp && !syn_only {
             return Verdict::Drop(DropReason::NoSession);
         }
-        if ttl <= 1 {
-            return self.ttl_exceeded(snap, pkt, hl, total, now, io);
+        if p.ttl <= 1 {
+            return self.ttl_exceeded(snap, pkt, p.hl, p.total, now, io);
         }
-        let Some(rs) = self.pick(svc, src, sport).and_then(|i| svc.reals.get(i)) else {
+        let Some(rs) = self.choose(svc, k.src, k.sport, k.dst, now).and_then(|i| svc.reals.get(i)) else {
             return Verdict::Drop(DropReason::NoRealServer);
         };
-        let plan = match forward_plan(snap, rs.fwd, rs.addr) {
-            Ok(p) => p,
-            Err(r) => return Verdict::Drop(r),
+        let SocketAddr::V4(rs_addr) = rs.addr else {
+            return Verdict::Drop(DropReason::NoRoute);
         };
-        let sess = self.conns.new_session(svc.key, rs.addr, rs.fwd, proto, flags, now, total);
-        let state = sess.state;
-        if self.conns.insert(key, sess).is_err() {
-            return Verdict::Drop(DropReason::SessionTableFull);
+        let laddr = if rs.fwd == FwdMode::FullNat {
+            match self.lports.alloc(&svc.laddrs) {
+                Ok(a) => a,
+                Err(LaddrError::NoLocalAddr) => return Verdict::Drop(DropReason::NoLocalAddr),
+                Err(LaddrError::NoLocalPort) => return Verdict::Drop(DropReason::NoLocalPort),
+            }
+        } else {
+            SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
+        };
+        let mut sess = self.conns.new_session(k, rs_addr, rs.fwd, laddr, p.flags, now, p.total);
+        sess.gen = snap.generation as u32;
+        if rs.fwd == FwdMode::FullNat && is_tcp {
+            sess.ca_flags = match svc.client_addr {
+                ClientAddrMode::Toa => ca_flags::MODE_TOA,
+                ClientAddrMode::ProxyV2 => ca_flags::MODE_PROXY,
+                ClientAddrMode::None => 0,
+            };
         }
+        let plan = match plan(snap, &sess, Dir::Orig) {
+            Ok(pl) => pl,
+            Err(r) => {
+                if rs.fwd == FwdMode::FullNat {
+                    self.lports.free(laddr);
+                }
+                return Verdict::Drop(r);
+            }
+        };
+        // A stale session holding the reply tuple (a NAT client reusing its port towards another
+        // VIP on the same RS) goes, with its bookkeeping.
+        if let Some(rk) = sess.reply_key() {
+            if let Some((old, _)) = self.conns.lookup(&rk) {
+                self.remove_session(old);
+            }
+        }
+        let state = sess.state;
+        let id = match self.conns.insert(sess) {
+            Ok(id) => id,
+            Err(_) => {
+                if rs.fwd == FwdMode::FullNat {
+                    self.lports.free(laddr);
+                }
+                return Verdict::Drop(DropReason::SessionTableFull);
+            }
+        };
         counts_add(&mut self.conn_counts, svc.key, rs.addr, state);
         self.counters.sessions_created += 1;
         self.counters.sessions_active = self.conns.len() as u64;
-        self.forward(plan, pkt)
+        self.apply(snap, pkt, id, Dir::Orig, plan, p, now, io)
+    }
+
+    /// A real server for a new flow: the persistence template's while it lives and the server
+    /// is still in the service with a weight, else the scheduler's (recorded as the template).
+    fn choose(&mut self, svc: &Service, client: Ipv4Addr, client_port: u16, vip: Ipv4Addr, now: u64) -> Option<usize> {
+        let Some(pers) = svc.persistence else {
+            return self.pick(svc, client, client_port, vip);
+        };
+        let tk: TemplateKey = (svc.key.proto.ip_proto(), vip, svc.key.vip.port(), u32::from(client) & u32::from(pers.netmask));
+        let life = u64::from(pers.timeout_s).saturating_mul(1_000_000_000);
+        if let Some(t) = self.templates.get_mut(&tk) {
+            if t.expires_ns > now {
+                if let Some(i) = svc.reals.iter().position(|r| r.addr == t.rs && r.weight > 0) {
+                    t.expires_ns = now.saturating_add(life);
+                    return Some(i);
+                }
+            }
+        }
+        let i = self.pick(svc, client, client_port, vip)?;
+        let rs = svc.reals.get(i)?.addr;
+        if self.templates.len() < self.cfg.max_sessions || self.templates.contains_key(&tk) {
+            self.templates.insert(tk, Template { rs, expires_ns: now.saturating_add(life) });
+        }
+        Some(i)
     }
 
     /// Ask the service's scheduler for a real server (index into `svc.reals`).
-    fn pick(&mut self, svc: &Service, client: Ipv4Addr, client_port: u16) -> Option<usize> {
+    fn pick(&mut self, svc: &Service, client: Ipv4Addr, client_port: u16, dest: Ipv4Addr) -> Option<usize> {
         let ss = self.sched.get_mut(&svc.key)?;
         let state = ss.state.as_mut()?;
-        let conns: &[(u32, u32)] = if needs_conns(ss.kind) {
+        let conns: &[(u32, u32)] = if needs_conns(ss.kind) || ss.thresholds {
             self.scratch.clear();
             for r in &svc.reals {
                 self.scratch.push(self.conn_counts.get(&(svc.key, r.addr)).copied().unwrap_or((0, 0)));
@@ -542,34 +808,243 @@ impl<B: PacketBuf> State<B> {
         } else {
             &[]
         };
-        state.pick(&svc.reals, &PickCtx { client, client_port, conns })
+        state.pick(&svc.reals, &PickCtx { client, client_port, dest, conns })
     }
 
-    /// Apply a forwarding plan: rvs is an IP hop (TTL checked by the caller), then the
-    /// mode-specific rewrite.
-    fn forward(&mut self, plan: Plan, pkt: &mut B) -> Verdict {
+    /// Forward a packet of session `id` going `dir` along `plan`: rvs is an IP hop (TTL checked
+    /// by the caller), then the mode's rewrite.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(&mut self, snap: &Snapshot, pkt: &mut B, id: SessionId, dir: Dir, plan: Plan, p: &L4Info, now: u64, io: &mut impl Io<B>) -> Verdict {
+        let Some(s) = self.conns.get(id) else {
+            return Verdict::Drop(DropReason::NoSession);
+        };
+        let (fwd, key, rs, laddr) = (s.fwd, s.key, s.rs, s.laddr);
         if let Some(l3) = pkt.data_mut().get_mut(ETH..) {
-            let mut ip = ipv4::Packet::new_unchecked(l3);
-            ip.decrement_ttl();
+            ipv4::Packet::new_unchecked(l3).decrement_ttl();
+        }
+        let vip = SocketAddrV4::new(key.dst, key.dport);
+        let client = SocketAddrV4::new(key.src, key.sport);
+        match (fwd, dir) {
+            (FwdMode::Dr, _) => {}
+            (FwdMode::Tun, _) => {
+                let Some((outer_src, mtu)) = plan.tun else {
+                    return Verdict::Drop(DropReason::NoRoute);
+                };
+                match tun::encap_ipip(pkt, outer_src, *rs.ip(), mtu, &mut self.tun_ident) {
+                    Ok(()) => {}
+                    Err(TunError::FragNeeded { mtu }) => {
+                        self.send_frag_needed(snap, pkt, mtu, now, io);
+                        return Verdict::Drop(DropReason::FragNeeded);
+                    }
+                    Err(TunError::TooBig) => return Verdict::Drop(DropReason::TunTooBig),
+                    Err(TunError::NoHeadroom) => return Verdict::Drop(DropReason::NoBuffer),
+                    Err(TunError::Malformed) => return Verdict::Drop(DropReason::MalformedIpv4),
+                }
+            }
+            (FwdMode::Nat, Dir::Orig) => self.rewrite(pkt, p, None, Some(rs)),
+            (FwdMode::Nat, Dir::Reply) => self.rewrite(pkt, p, Some(vip), None),
+            (FwdMode::FullNat, Dir::Orig) => {
+                if let Err(r) = self.client_addr_out(pkt, id, p, client, vip) {
+                    return Verdict::Drop(r);
+                }
+                // Client-address insertions changed lengths: the L4 header is where it was.
+                self.rewrite(pkt, p, Some(laddr), Some(rs));
+            }
+            (FwdMode::FullNat, Dir::Reply) => {
+                self.client_addr_back(pkt, id, p);
+                self.rewrite(pkt, p, Some(vip), Some(client));
+            }
         }
         self.counters.fwd_pkts += 1;
-        match plan {
-            Plan::Dr { port, rip } => fwd_dr(port, rip),
+        Verdict::Output { port: plan.port, nh: plan.nh }
+    }
+
+    /// Rewrite addresses/ports of the IP datagram in `pkt` (its current length).
+    fn rewrite(&mut self, pkt: &mut B, p: &L4Info, src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) {
+        if let Some(l3) = pkt.data_mut().get_mut(ETH..) {
+            nat::rewrite(l3, p.hl, p.key.proto, src, dst);
         }
+    }
+
+    /// FULLNAT client → RS: TOA on the first ACK after the handshake, or the PROXY v2 header
+    /// before the first data byte (again on a retransmission of that segment) and the sequence
+    /// shift of everything after it.
+    fn client_addr_out(&mut self, pkt: &mut B, id: SessionId, p: &L4Info, client: SocketAddrV4, vip: SocketAddrV4) -> Result<(), DropReason> {
+        use tcp::flags::{ACK, RST, SYN};
+        let Some(s) = self.conns.get(id) else { return Ok(()) };
+        let (cf, delta, pseq) = (s.ca_flags, s.seq_delta, s.proxy_seq);
+        if cf & ca_flags::MODE_TOA != 0 {
+            if cf & ca_flags::TOA_DONE == 0 && p.flags & ACK != 0 && p.flags & (SYN | RST) == 0 {
+                match clientaddr::toa::insert(pkt, ETH, client) {
+                    Ok(()) => self.counters.toa_inserted += 1,
+                    Err(_) => self.counters.toa_skipped += 1,
+                }
+                if let Some(s) = self.conns.get_mut(id) {
+                    s.ca_flags |= ca_flags::TOA_DONE;
+                }
+            }
+            return Ok(());
+        }
+        if cf & ca_flags::MODE_PROXY == 0 || p.flags & SYN != 0 {
+            return Ok(());
+        }
+        let Some((seq, payload)) = pkt.data().get(ETH + p.hl..).and_then(nat::tcp_seq_and_payload) else {
+            return Ok(());
+        };
+        if cf & ca_flags::PROXY_DONE == 0 {
+            if payload == 0 {
+                return Ok(());
+            }
+            let n = clientaddr::proxy_v2::insert(pkt, ETH, client, vip).map_err(|_| DropReason::NoBuffer)?;
+            self.counters.proxy_inserted += 1;
+            if let Some(s) = self.conns.get_mut(id) {
+                s.ca_flags |= ca_flags::PROXY_DONE;
+                s.seq_delta = n as u32;
+                s.proxy_seq = seq;
+            }
+        } else if seq == pseq && payload > 0 {
+            // The first data segment again (a retransmission): the header goes with it again.
+            clientaddr::proxy_v2::insert(pkt, ETH, client, vip).map_err(|_| DropReason::NoBuffer)?;
+            self.counters.proxy_inserted += 1;
+        } else {
+            // Only fails on headers already validated here.
+            let _ = clientaddr::seq::shift_seq(pkt, ETH, delta);
+        }
+        Ok(())
+    }
+
+    /// FULLNAT RS → client: MSS of the SYN-ACK lowered by what the client-address mode adds to
+    /// client segments; acknowledgments shifted back over the PROXY v2 header.
+    fn client_addr_back(&mut self, pkt: &mut B, id: SessionId, p: &L4Info) {
+        let Some(s) = self.conns.get(id) else { return };
+        let (cf, delta) = (s.ca_flags, s.seq_delta);
+        if p.flags & tcp::flags::SYN != 0 {
+            let by = if cf & ca_flags::MODE_TOA != 0 {
+                clientaddr::toa::TOA_LEN
+            } else if cf & ca_flags::MODE_PROXY != 0 {
+                clientaddr::proxy_v2::HEADER_LEN_V4
+            } else {
+                0
+            };
+            if by > 0 {
+                let _ = clientaddr::mss::clamp(pkt, ETH, by as u16);
+            }
+        }
+        if cf & ca_flags::PROXY_DONE != 0 && p.flags & tcp::flags::ACK != 0 {
+            let _ = clientaddr::seq::shift_ack(pkt, ETH, delta);
+        }
+    }
+
+    /// ICMP not addressed to an interface: errors quoting a session's packet are translated and
+    /// passed to the other side (IPVS ip_vs_in_icmp / ip_vs_out_icmp); anything else is not ours.
+    fn icmp_error_input(&mut self, snap: &Snapshot, pkt: &mut B, hl: usize, total: usize) -> Verdict {
+        let data = pkt.data();
+        let Some(l3) = data.get(ETH..ETH + total) else {
+            return Verdict::Drop(DropReason::MalformedIpv4);
+        };
+        let ip = ipv4::Packet::new_unchecked(l3);
+        let (dst, ttl) = (ip.dst_addr(), ip.ttl());
+        let ours = snap.vips.contains(&dst) || snap.laddrs.contains(&dst);
+        let not_ours = if ours { DropReason::NoService } else { DropReason::NotForUs };
+        let msg = &l3[hl..];
+        let Ok(ic) = icmp::Packet::new_checked(msg) else {
+            return Verdict::Drop(if ours { DropReason::MalformedIcmp } else { DropReason::NotForUs });
+        };
+        if !icmp::is_error(ic.msg_type()) || ip.is_fragment() {
+            return Verdict::Drop(not_ours);
+        }
+        let Some(q) = nat::quoted(msg) else {
+            return Verdict::Drop(not_ours);
+        };
+        if !ic.verify_checksum() {
+            return Verdict::Drop(DropReason::MalformedIcmp);
+        }
+        // The quoted packet went out from us: the session knows its reverse.
+        let look = FlowKey { proto: q.proto, src: *q.dst.ip(), dst: *q.src.ip(), sport: q.dst.port(), dport: q.src.port() };
+        if let Some(core) = self.icmp_owner_elsewhere(snap, &q) {
+            return Verdict::Redirect(core);
+        }
+        let Some((id, dir)) = self.conns.lookup(&look) else {
+            return Verdict::Drop(if ours || snap.nat_reals.contains(&(q.proto, *q.dst.ip(), q.dst.port())) { DropReason::IcmpNoSession } else { DropReason::NotForUs });
+        };
+        if ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let Some(s) = self.conns.get(id) else {
+            return Verdict::Drop(DropReason::IcmpNoSession);
+        };
+        let (fwd, key, rs, laddr) = (s.fwd, s.key, s.rs, s.laddr);
+        let plan = match plan(snap, s, dir) {
+            Ok(pl) => pl,
+            Err(r) => return Verdict::Drop(r),
+        };
+        let vip = SocketAddrV4::new(key.dst, key.dport);
+        let client = SocketAddrV4::new(key.src, key.sport);
+        if let Some(l3) = pkt.data_mut().get_mut(ETH..ETH + total) {
+            ipv4::Packet::new_unchecked(&mut *l3).decrement_ttl();
+            match (fwd, dir) {
+                (FwdMode::Nat, Dir::Orig) => nat::rewrite_icmp_error(l3, hl, None, Some(*rs.ip()), Some(rs), None),
+                (FwdMode::Nat, Dir::Reply) => nat::rewrite_icmp_error(l3, hl, Some(*vip.ip()), None, None, Some(vip)),
+                (FwdMode::FullNat, Dir::Orig) => nat::rewrite_icmp_error(l3, hl, Some(*laddr.ip()), Some(*rs.ip()), Some(rs), Some(laddr)),
+                (FwdMode::FullNat, Dir::Reply) => nat::rewrite_icmp_error(l3, hl, Some(*vip.ip()), Some(*client.ip()), Some(client), Some(vip)),
+                // DR/TUN: about the RS's reply (from the VIP): to the RS, as its data goes.
+                (FwdMode::Dr | FwdMode::Tun, _) => {}
+            }
+        }
+        if fwd == FwdMode::Tun {
+            let Some((outer_src, mtu)) = plan.tun else {
+                return Verdict::Drop(DropReason::NoRoute);
+            };
+            if tun::encap_ipip(pkt, outer_src, *rs.ip(), mtu, &mut self.tun_ident).is_err() {
+                return Verdict::Drop(DropReason::TunTooBig);
+            }
+        }
+        self.counters.icmp_errors_translated += 1;
+        self.counters.fwd_pkts += 1;
+        Verdict::Output { port: plan.port, nh: plan.nh }
+    }
+
+    /// Owner of the session an ICMP error quotes, when it is another worker: NAT from either
+    /// side (by the client), FULLNAT from the real-server side (by the local port). Errors from
+    /// the client side of FULLNAT/DR/TUN flows land where RSS puts them (not steerable).
+    fn icmp_owner_elsewhere(&self, snap: &Snapshot, q: &nat::Quoted) -> Option<usize> {
+        let n = self.cfg.n_cores;
+        if n <= 1 || self.redirected {
+            return None;
+        }
+        let me = self.cfg.core;
+        let o = if snap.laddrs.contains(q.src.ip()) {
+            q.src.port() as usize % n
+        } else if snap.nat_reals.contains(&(q.proto, *q.dst.ip(), q.dst.port())) {
+            owner_of(*q.src.ip(), q.src.port(), n)
+        } else if snap.nat_services.contains(&(q.proto, *q.src.ip(), q.src.port())) {
+            owner_of(*q.dst.ip(), q.dst.port(), n)
+        } else {
+            return None;
+        };
+        (o != me).then_some(o)
     }
 
     /// TTL would reach 0: tell the source (RFC 792 Time Exceeded) and drop.
-    fn ttl_exceeded(
-        &mut self,
-        snap: &Snapshot,
-        pkt: &B,
-        hl: usize,
-        total: usize,
-        now: u64,
-        io: &mut impl Io<B>,
-    ) -> Verdict {
+    fn ttl_exceeded(&mut self, snap: &Snapshot, pkt: &B, hl: usize, total: usize, now: u64, io: &mut impl Io<B>) -> Verdict {
         self.send_time_exceeded(snap, pkt, hl, total, now, io);
         Verdict::Drop(DropReason::TtlExceeded)
+    }
+
+    /// TUN with DF and too big: ICMP "fragmentation needed" (RFC 1191) with the inner MTU, from
+    /// the ingress port's address, back to the source.
+    fn send_frag_needed(&mut self, snap: &Snapshot, pkt: &B, mtu: u16, now: u64, io: &mut impl Io<B>) {
+        let Some(&(from, _)) = snap.port(pkt.port()).and_then(|p| p.addrs.first()) else { return };
+        let Some(to) = pkt.data().get(ETH..).and_then(|l3| ipv4::Packet::new_checked(l3).ok()).map(|ip| ip.src_addr()) else { return };
+        let Some(mut out) = io.alloc() else { return };
+        if !tun::frag_needed(&mut out, pkt.data(), from, mtu) {
+            return;
+        }
+        self.counters.icmp_errors_sent += 1;
+        match route_local(snap, to) {
+            Verdict::Output { port, nh } => self.send_via(snap, out, port, nh, now, io),
+            _ => self.counters.drop(DropReason::NoRoute),
+        }
     }
 
     /// Build ICMP Time Exceeded (type 11 code 0) quoting the IP header + 8 bytes (RFC 792), from
@@ -607,7 +1082,7 @@ impl<B: PacketBuf> State<B> {
         ip.set_src_addr(from);
         ip.set_dst_addr(to);
         ip.fill_checksum();
-        self.originated += 1;
+        self.counters.icmp_errors_sent += 1;
         match route_local(snap, to) {
             Verdict::Output { port, nh } => self.send_via(snap, out, port, nh, now, io),
             _ => self.counters.drop(DropReason::NoRoute),
@@ -681,29 +1156,36 @@ fn route_local(snap: &Snapshot, dst: Ipv4Addr) -> Verdict {
     }
 }
 
-/// How a flow reaches real server `rs` with forwarding mode `fwd`.
-fn forward_plan(snap: &Snapshot, fwd: FwdMode, rs: SocketAddr) -> Result<Plan, DropReason> {
-    match fwd {
-        FwdMode::Dr => plan_dr(snap, rs),
-        // NAT, FULLNAT and TUN rewrite addresses/encapsulate: next release, one plan_* each.
-        FwdMode::Nat | FwdMode::FullNat | FwdMode::Tun => Err(DropReason::UnsupportedFwd),
-    }
-}
-
-fn plan_dr(snap: &Snapshot, rs: SocketAddr) -> Result<Plan, DropReason> {
-    let IpAddr::V4(rip) = rs.ip() else { return Err(DropReason::NoRoute) };
-    match snap.routes.lookup(rip) {
+/// How a packet of session `s` going `dir` leaves: towards the real server (client side) or
+/// the client (reply side).
+fn plan(snap: &Snapshot, s: &Session, dir: Dir) -> Result<Plan, DropReason> {
+    let rip = *s.rs.ip();
+    let routed = |dst: Ipv4Addr| match snap.routes.next_hop(dst) {
+        Some((port, nh)) => Ok(Plan { port, nh, tun: None }),
+        None => Err(DropReason::NoRoute),
+    };
+    match (s.fwd, dir) {
         // DR only rewrites the destination MAC, so the RS must be on the same L2 segment as one
         // of our ports (a connected route). Through a gateway the frame would reach the gateway,
         // which would route it by its IP destination (the VIP) — back to us.
-        Some(Route { port, via: None }) => Ok(Plan::Dr { port, rip }),
-        Some(Route { via: Some(_), .. }) | None => Err(DropReason::NoRoute),
+        (FwdMode::Dr, _) => match snap.routes.lookup(rip) {
+            Some(Route { port, via: None }) => Ok(Plan { port, nh: rip, tun: None }),
+            Some(Route { via: Some(_), .. }) | None => Err(DropReason::NoRoute),
+        },
+        // TUN: the outer packet is routed (a gateway is fine); its source is the egress port's
+        // address towards the next hop.
+        (FwdMode::Tun, _) => {
+            let Some(Route { port, via }) = snap.routes.lookup(rip) else {
+                return Err(DropReason::NoRoute);
+            };
+            let nh = via.unwrap_or(rip);
+            let pi = snap.port(port).ok_or(DropReason::NoRoute)?;
+            let src = port_addr_towards(pi, nh).ok_or(DropReason::NoRoute)?;
+            Ok(Plan { port, nh, tun: Some((src, pi.mtu)) })
+        }
+        (FwdMode::Nat | FwdMode::FullNat, Dir::Orig) => routed(rip),
+        (FwdMode::Nat | FwdMode::FullNat, Dir::Reply) => routed(s.key.src),
     }
-}
-
-/// DR: the IP packet is untouched (but for the TTL); only the Ethernet header changes, on output.
-fn fwd_dr(port: u16, rip: Ipv4Addr) -> Verdict {
-    Verdict::Output { port, nh: rip }
 }
 
 #[cfg(test)]
@@ -762,6 +1244,12 @@ mod tests {
             assert!(pkt.len() >= ethernet::HEADER_LEN, "a transmitted frame has an Ethernet header");
             self.sent += 1;
         }
+        fn redirect(&mut self, _core: usize, _pkt: VecBuf) {
+            panic!("one core never redirects");
+        }
+        fn neigh_learned(&mut self, _port: u16, _ip: Ipv4Addr, _mac: [u8; 6]) {
+            panic!("one core never shares neighbours");
+        }
     }
 
     fn snapshot() -> Arc<Snapshot> {
@@ -789,7 +1277,12 @@ mod tests {
             reals: vec![rs(11, port), rs(12, port)],
         };
         let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
-        Arc::new(Snapshot::build(1, vec![port], &[default], &[svc(Proto::Tcp, 80), svc(Proto::Udp, 53)], Default::default()).unwrap())
+        // UDP through NAT, so mutated frames reach the rewrite path too.
+        let mut udp = svc(Proto::Udp, 53);
+        for r in &mut udp.reals {
+            r.fwd = FwdMode::Nat;
+        }
+        Arc::new(Snapshot::build(1, vec![port], &[default], &[svc(Proto::Tcp, 80), udp], Default::default()).unwrap())
     }
 
     /// One mutated frame: truncated, bytes flipped or overwritten (mostly in the headers),
@@ -854,8 +1347,8 @@ mod tests {
             let held = w.st.neigh.pending_len() as u64;
             let forwarded_or_answered = c.tx_pkts - c.arp_requests;
             assert_eq!(
-                c.rx_pkts + w.st.originated,
-                forwarded_or_answered + held + c.total_drops() + w.st.consumed,
+                c.rx_pkts + c.icmp_errors_sent,
+                forwarded_or_answered + held + c.total_drops() + c.arp_rx_consumed,
                 "packet {i} ({f:02x?}) unaccounted: {c:?}, held {held}"
             );
             let sessions: u32 = w.conn_counts().map(|(_, _, (a, i))| a + i).sum();

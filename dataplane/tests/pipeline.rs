@@ -92,6 +92,10 @@ struct TestIo {
     out: Vec<VecBuf>,
     /// Buffers `alloc` may still hand out; `None` = unlimited.
     budget: Option<usize>,
+    /// (core, packet) handed to other workers.
+    redirects: Vec<(usize, VecBuf)>,
+    /// Neighbours shared with the other workers.
+    learned: Vec<(u16, Ipv4Addr, [u8; 6])>,
 }
 
 impl Io<VecBuf> for TestIo {
@@ -107,6 +111,12 @@ impl Io<VecBuf> for TestIo {
     }
     fn tx(&mut self, pkt: VecBuf) {
         self.out.push(pkt);
+    }
+    fn redirect(&mut self, core: usize, pkt: VecBuf) {
+        self.redirects.push((core, pkt));
+    }
+    fn neigh_learned(&mut self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) {
+        self.learned.push((port, ip, mac));
     }
 }
 
@@ -658,7 +668,7 @@ fn syn_on_closing_session_is_rescheduled() {
 
 #[test]
 fn unsupported_fwd_and_unreachable_rs() {
-    // A NAT real server: refused until NAT lands; a DR server behind a gateway: no route.
+    // A NAT real server is forwarded now (held for ARP); a DR server behind a gateway: no route.
     let port = PortInfo { id: 0, name: "p0".into(), mac: PM, addrs: vec![(ip("203.0.113.2"), 24)], mtu: 1500 };
     let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
     let nat = RealServer { fwd: FwdMode::Nat, ..rs(11, 80) };
@@ -666,12 +676,13 @@ fn unsupported_fwd_and_unreachable_rs() {
     let svc = |reals: Vec<RealServer>| Service { key: tcp_key(), sched: SchedKind::Rr, persistence: None, laddrs: Vec::new(), client_addr: Default::default(), reals };
     let mut r = Rig::new();
     r.w.set_snapshot(Arc::new(Snapshot::build(5, vec![port.clone()], &[default], &[svc(vec![nat])], Default::default()).unwrap()));
-    assert!(r.rx(&h(SYN_IN), 0).is_empty());
-    assert_eq!(r.drops(DropReason::UnsupportedFwd), 1);
+    assert_eq!(r.rx(&h(SYN_IN), 0), vec![h(OUR_ARP_REQ_RS11)]);
+    assert_eq!(r.w.counters().sessions_created, 1);
     r.w.set_snapshot(Arc::new(Snapshot::build(6, vec![port], &[default], &[svc(vec![far])], Default::default()).unwrap()));
-    assert!(r.rx(&h(SYN_IN), 0).is_empty());
+    let syn2 = tcp_frame(40001, 80, 0x02, 64);
+    assert!(r.rx(&syn2, 0).is_empty());
     assert_eq!(r.drops(DropReason::NoRoute), 1);
-    assert_eq!(r.w.counters().sessions_created, 0);
+    assert_eq!(r.w.counters().sessions_created, 1);
     // All weights 0: no real server.
     let mut r = Rig::new();
     r.w.set_snapshot(snapshot_with(7, &[RealServer { weight: 0, ..rs(11, 80) }], &[]));
@@ -696,4 +707,585 @@ fn unchanged_service_keeps_its_rotation_across_snapshots() {
     r.w.set_snapshot(snapshot_with(2, &[rs(11, 80), rs(12, 80)], &[rs(11, 53), rs(12, 53)]));
     let syn2 = tcp_frame(43001, 80, 0x02, 64);
     assert_eq!(r.rx(&syn2, 1), vec![dr_out(&syn2, MAC12)]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// NAT, FULLNAT, TUN. Topology as above, plus:
+//   TCP 203.0.113.100:80 NAT → 203.0.113.11:8080;   UDP 203.0.113.100:53 NAT → 203.0.113.11:5353
+//   TCP 203.0.113.101:80 FULLNAT → 203.0.113.12:8080, local address 203.0.113.200
+//   TCP 203.0.113.102:80 TUN → 192.0.2.9:80 (routed via 203.0.113.1)
+// Frames are built and checked here with an independent checksum.
+
+use rvs_config::model::{ClientAddrMode, Persistence};
+use rvs_dataplane::conn::ConnState;
+use rvs_dataplane::snapshot::Tunables;
+
+const CLIENT: [u8; 4] = [198, 51, 100, 10];
+const VIP: [u8; 4] = [203, 0, 113, 100];
+const VIP_F: [u8; 4] = [203, 0, 113, 101];
+const VIP_T: [u8; 4] = [203, 0, 113, 102];
+const RS11: [u8; 4] = [203, 0, 113, 11];
+const RS12: [u8; 4] = [203, 0, 113, 12];
+const LIP: [u8; 4] = [203, 0, 113, 200];
+
+fn real(addr: &str, fwd: FwdMode) -> RealServer {
+    RealServer { addr: addr.parse().unwrap(), fwd, weight: 1, u_threshold: 0, l_threshold: 0 }
+}
+
+fn svc_of(proto: Proto, vip: &str, reals: Vec<RealServer>) -> Service {
+    Service { key: ServiceKey { proto, vip: vip.parse().unwrap() }, sched: SchedKind::Rr, persistence: None, laddrs: Vec::new(), client_addr: ClientAddrMode::None, reals }
+}
+
+fn modes_services(ca: ClientAddrMode) -> Vec<Service> {
+    vec![
+        svc_of(Proto::Tcp, "203.0.113.100:80", vec![real("203.0.113.11:8080", FwdMode::Nat)]),
+        svc_of(Proto::Udp, "203.0.113.100:53", vec![real("203.0.113.11:5353", FwdMode::Nat)]),
+        Service { laddrs: vec!["203.0.113.200".parse().unwrap()], client_addr: ca, ..svc_of(Proto::Tcp, "203.0.113.101:80", vec![real("203.0.113.12:8080", FwdMode::FullNat)]) },
+        svc_of(Proto::Tcp, "203.0.113.102:80", vec![real("192.0.2.9:80", FwdMode::Tun)]),
+    ]
+}
+
+fn modes_snapshot(generation: u64, services: &[Service], mtu: u16, tunables: Tunables) -> Arc<Snapshot> {
+    let port = PortInfo { id: 0, name: "p0".into(), mac: PM, addrs: vec![(ip("203.0.113.2"), 24)], mtu };
+    let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
+    Arc::new(Snapshot::build(generation, vec![port], &[default], services, tunables).unwrap())
+}
+
+fn modes_rig(cfg: WorkerConfig, ca: ClientAddrMode) -> Rig {
+    let mut r = Rig { w: Worker::new(cfg, modes_snapshot(1, &modes_services(ca), 1500, Tunables::default())), io: TestIo::default() };
+    r.resolve_all();
+    r
+}
+
+fn sum16(b: &[u8]) -> u32 {
+    b.chunks(2).map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0))).sum()
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// L4 checksum over the pseudo-header, computed here.
+fn l4_csum(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> u16 {
+    let mut ph = Vec::new();
+    ph.extend_from_slice(&src);
+    ph.extend_from_slice(&dst);
+    ph.extend_from_slice(&[0, proto]);
+    ph.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    !fold(sum16(&ph) + sum16(l4))
+}
+
+/// A frame from `smac` with an IPv4 TCP segment (options padded by the caller to 4 bytes).
+#[allow(clippy::too_many_arguments)]
+fn tcp_seg(smac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut t = Vec::new();
+    t.extend_from_slice(&sport.to_be_bytes());
+    t.extend_from_slice(&dport.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.extend_from_slice(&[(((20 + opts.len()) / 4) << 4) as u8, flags, 0xfa, 0xf0, 0, 0, 0, 0]);
+    t.extend_from_slice(opts);
+    t.extend_from_slice(payload);
+    let c = l4_csum(src, dst, 6, &t);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    l3_frame(smac, src, dst, 6, 64, &t)
+}
+
+fn udp_dgram(smac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8], with_csum: bool) -> Vec<u8> {
+    let mut u = Vec::new();
+    u.extend_from_slice(&sport.to_be_bytes());
+    u.extend_from_slice(&dport.to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    if with_csum {
+        let c = l4_csum(src, dst, 17, &u);
+        u[6..8].copy_from_slice(&c.to_be_bytes());
+    }
+    l3_frame(smac, src, dst, 17, 64, &u)
+}
+
+fn l3_frame(smac: [u8; 6], src: [u8; 4], dst: [u8; 4], proto: u8, ttl: u8, l4: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&PM);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+    f.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, ttl, proto, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(l4);
+    fix_ip_csum(&mut f);
+    f
+}
+
+/// Full recompute of the IP and L4 checksums of an output frame (a UDP checksum of 0 is "none").
+fn assert_checksums(f: &[u8]) {
+    assert_eq!(fold(sum16(&f[14..34])), 0xffff, "IP checksum of {f:02x?}");
+    let (src, dst) = (f[26..30].try_into().unwrap(), f[30..34].try_into().unwrap());
+    let l4 = &f[34..];
+    let at = if f[23] == 6 { 16 } else { 6 };
+    if f[23] == 17 && l4[6..8] == [0, 0] {
+        return;
+    }
+    let mut z = l4.to_vec();
+    z[at] = 0;
+    z[at + 1] = 0;
+    let mut c = l4_csum(src, dst, f[23], &z);
+    if f[23] == 17 && c == 0 {
+        c = 0xffff;
+    }
+    assert_eq!(u16::from_be_bytes([l4[at], l4[at + 1]]), c, "L4 checksum of {f:02x?}");
+}
+
+/// What NAT/FULLNAT should make of `input`: same frame with MACs, TTL−1 and the given
+/// addresses/ports; checksums recomputed here.
+fn translated(input: &[u8], dmac: [u8; 6], src: Option<([u8; 4], u16)>, dst: Option<([u8; 4], u16)>) -> Vec<u8> {
+    let mut f = input.to_vec();
+    f[0..6].copy_from_slice(&dmac);
+    f[6..12].copy_from_slice(&PM);
+    f[22] -= 1;
+    if let Some((a, p)) = src {
+        f[26..30].copy_from_slice(&a);
+        f[34..36].copy_from_slice(&p.to_be_bytes());
+    }
+    if let Some((a, p)) = dst {
+        f[30..34].copy_from_slice(&a);
+        f[36..38].copy_from_slice(&p.to_be_bytes());
+    }
+    fix_ip_csum(&mut f);
+    let at = if f[23] == 6 { 34 + 16 } else { 34 + 6 };
+    if !(f[23] == 17 && f[at..at + 2] == [0, 0]) {
+        f[at] = 0;
+        f[at + 1] = 0;
+        let (s, d) = (f[26..30].try_into().unwrap(), f[30..34].try_into().unwrap());
+        let mut c = l4_csum(s, d, f[23], &f[34..]);
+        if f[23] == 17 && c == 0 {
+            c = 0xffff;
+        }
+        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    f
+}
+
+fn state_of(r: &Rig) -> ConnState {
+    r.w.sessions().iter().next().map(|(_, s)| s.state).unwrap()
+}
+
+#[test]
+fn nat_tcp_forward_reply_and_state_machine() {
+    let mut r = modes_rig(WorkerConfig::default(), ClientAddrMode::None);
+    let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP, 80, 0x02, 1000, 0, &[2, 4, 5, 0xb4], &[]);
+    let out = r.rx(&syn, 0);
+    assert_eq!(out, vec![translated(&syn, MAC11, None, Some((RS11, 8080)))]);
+    assert_checksums(&out[0]);
+    assert_eq!(state_of(&r), ConnState::TcpSynRecv);
+    // The RS's SYN-ACK comes back with the VIP as source, to the client via the gateway.
+    let synack = tcp_seg(MAC11, RS11, 8080, CLIENT, 40000, 0x12, 5000, 1001, &[2, 4, 5, 0xb4], &[]);
+    let out = r.rx(&synack, 1);
+    assert_eq!(out, vec![translated(&synack, GW_MAC, Some((VIP, 80)), None)]);
+    assert_checksums(&out[0]);
+    let ack = tcp_seg(GW_MAC, CLIENT, 40000, VIP, 80, 0x10, 1001, 5001, &[], b"GET /");
+    assert_eq!(r.rx(&ack, 2), vec![translated(&ack, MAC11, None, Some((RS11, 8080)))]);
+    assert_eq!(state_of(&r), ConnState::TcpEstablished);
+    assert_eq!(r.counts(), vec![("203.0.113.11:8080".parse().unwrap(), (1, 0))]);
+    // Client FIN → CLOSE_WAIT, server FIN → TIME_WAIT (IPVS's INPUT/OUTPUT rows).
+    r.rx(&tcp_seg(GW_MAC, CLIENT, 40000, VIP, 80, 0x11, 1006, 5001, &[], &[]), 3);
+    assert_eq!(state_of(&r), ConnState::TcpCloseWait);
+    let fin_back = tcp_seg(MAC11, RS11, 8080, CLIENT, 40000, 0x11, 5001, 1007, &[], &[]);
+    assert_eq!(r.rx(&fin_back, 4), vec![translated(&fin_back, GW_MAC, Some((VIP, 80)), None)]);
+    assert_eq!(state_of(&r), ConnState::TcpTimeWait);
+    let s = r.w.sessions().iter().next().unwrap().1.clone();
+    assert_eq!(s.expires_ns, 4 + Timeouts::default().tcp_time_wait_ns);
+    assert_eq!(r.counts(), vec![("203.0.113.11:8080".parse().unwrap(), (0, 1))]);
+    // A SYN on TIME_WAIT opens a new session on the tuple.
+    r.rx(&syn, 5);
+    assert_eq!(state_of(&r), ConnState::TcpSynRecv);
+    assert_eq!(r.w.counters().sessions_created, 2);
+    // A reply from the NAT RS that no session knows: NoSession.
+    let stray = tcp_seg(MAC11, RS11, 8080, CLIENT, 40001, 0x10, 1, 1, &[], &[]);
+    assert!(r.rx(&stray, 6).is_empty());
+    assert_eq!(r.drops(DropReason::NoSession), 1);
+}
+
+#[test]
+fn nat_udp_with_and_without_checksum() {
+    let mut r = modes_rig(WorkerConfig::default(), ClientAddrMode::None);
+    for (i, with) in [true, false].into_iter().enumerate() {
+        let q = udp_dgram(GW_MAC, CLIENT, 5000 + i as u16, VIP, 53, b"query", with);
+        let out = r.rx(&q, 0);
+        assert_eq!(out, vec![translated(&q, MAC11, None, Some((RS11, 5353)))]);
+        assert_eq!(out[0][40..42] == [0, 0], !with, "a zero UDP checksum stays zero");
+        assert_checksums(&out[0]);
+        let a = udp_dgram(MAC11, RS11, 5353, CLIENT, 5000 + i as u16, b"answer", with);
+        let out = r.rx(&a, 1);
+        assert_eq!(out, vec![translated(&a, GW_MAC, Some((VIP, 53)), None)]);
+        assert_checksums(&out[0]);
+    }
+    assert_eq!(r.w.sessions().len(), 2);
+}
+
+/// Set up a FULLNAT connection through the handshake; returns (rig, lport, SYN-ACK output).
+fn fullnat_handshake(ca: ClientAddrMode) -> (Rig, u16, Vec<u8>) {
+    let mut r = modes_rig(WorkerConfig::default(), ca);
+    let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x02, 1000, 0, &[2, 4, 5, 0xb4], &[]);
+    let out = r.rx(&syn, 0);
+    assert_eq!(out.len(), 1);
+    let lport = u16::from_be_bytes([out[0][34], out[0][35]]);
+    assert!(lport >= 1024);
+    assert_eq!(out[0], translated(&syn, MAC12, Some((LIP, lport)), Some((RS12, 8080))));
+    assert_checksums(&out[0]);
+    let synack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x12, 5000, 1001, &[2, 4, 5, 0xb4], &[]);
+    let out = r.rx(&synack, 1);
+    assert_eq!(out.len(), 1);
+    assert_checksums(&out[0]);
+    (r, lport, out.into_iter().next().unwrap())
+}
+
+#[test]
+fn fullnat_forward_reply_without_client_address() {
+    let (mut r, lport, synack_out) = fullnat_handshake(ClientAddrMode::None);
+    let synack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x12, 5000, 1001, &[2, 4, 5, 0xb4], &[]);
+    assert_eq!(synack_out, translated(&synack, GW_MAC, Some((VIP_F, 80)), Some((CLIENT, 40000))));
+    let s = r.w.sessions().iter().next().unwrap().1.clone();
+    assert_eq!(s.laddr, std::net::SocketAddrV4::new(LIP.into(), lport));
+    let data = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x18, 1001, 5001, &[], b"hello");
+    assert_eq!(r.rx(&data, 2), vec![translated(&data, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
+    assert_eq!(state_of(&r), ConnState::TcpEstablished);
+    // ARP is answered for the local address.
+    let arp_lip = "ffffffffffff0200000000fe080600010800060400010200000000fecb007101000000000000cb0071c8000000000000000000000000000000000000";
+    let out = r.rx(&h(arp_lip), 3);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&out[0][28..32], &LIP);
+    // Expiry gives the port back.
+    r.tick(2000 * S);
+    assert_eq!(r.w.sessions().len(), 0);
+}
+
+#[test]
+fn fullnat_toa_on_first_ack_and_mss_clamp() {
+    let (mut r, lport, synack_out) = fullnat_handshake(ClientAddrMode::Toa);
+    // MSS 1460 (05b4) clamped by the TOA length: 1452 (05ac).
+    assert_eq!(&synack_out[54..58], &[2, 4, 0x05, 0xac]);
+    let ack = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x10, 1001, 5001, &[], &[]);
+    let out = r.rx(&ack, 2);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_checksums(f);
+    // TCP header grew by the 8-byte option: fe 08, client port, client address.
+    assert_eq!(f[46] >> 4, 7);
+    assert_eq!(&f[54..62], &[0xfe, 0x08, 0x9c, 0x40, 198, 51, 100, 10]);
+    assert_eq!(u16::from_be_bytes([f[16], f[17]]), 20 + 28);
+    assert_eq!(&f[26..38], &[203, 0, 113, 200, 203, 0, 113, 12, (lport >> 8) as u8, lport as u8, 0x1f, 0x90]);
+    assert_eq!(r.w.counters().toa_inserted, 1);
+    // Only once.
+    let data = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x18, 1001, 5001, &[], b"x");
+    assert_eq!(r.rx(&data, 3), vec![translated(&data, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
+    assert_eq!(r.w.counters().toa_inserted, 1);
+}
+
+#[test]
+fn fullnat_proxy_v2_first_data_retransmission_and_shifts() {
+    let (mut r, lport, synack_out) = fullnat_handshake(ClientAddrMode::ProxyV2);
+    assert_eq!(&synack_out[54..58], &[2, 4, 0x05, 0x98], "1460 − 28");
+    // The handshake ACK carries no data: nothing inserted, no shift.
+    let ack = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x10, 1001, 5001, &[], &[]);
+    assert_eq!(r.rx(&ack, 2), vec![translated(&ack, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
+    let first = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x18, 1001, 5001, &[], b"hello");
+    let out = r.rx(&first, 3);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_checksums(f);
+    assert_eq!(u32::from_be_bytes(f[38..42].try_into().unwrap()), 1001, "first segment keeps its seq");
+    let mut hdr = vec![0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c];
+    hdr.extend_from_slice(&CLIENT);
+    hdr.extend_from_slice(&VIP_F);
+    hdr.extend_from_slice(&[0x9c, 0x40, 0x00, 0x50]);
+    assert_eq!(&f[54..82], &hdr[..]);
+    assert_eq!(&f[82..], b"hello");
+    // Retransmission of the first segment: the header again, same seq.
+    let out = r.rx(&first, 4);
+    assert_eq!(&out[0][54..82], &hdr[..]);
+    assert_eq!(u32::from_be_bytes(out[0][38..42].try_into().unwrap()), 1001);
+    assert_eq!(r.w.counters().proxy_inserted, 2);
+    // Later client data: seq + 28.
+    let next = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x18, 1006, 5001, &[], b"more");
+    let out = r.rx(&next, 5);
+    assert_checksums(&out[0]);
+    assert_eq!(u32::from_be_bytes(out[0][38..42].try_into().unwrap()), 1006 + 28);
+    // The RS acknowledges header + data: ack − 28 towards the client.
+    let rs_ack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x10, 5001, 1001 + 28 + 5 + 4, &[], &[]);
+    let out = r.rx(&rs_ack, 6);
+    assert_checksums(&out[0]);
+    assert_eq!(u32::from_be_bytes(out[0][42..46].try_into().unwrap()), 1001 + 5 + 4);
+    assert_eq!(&out[0][26..38], &[203, 0, 113, 101, 198, 51, 100, 10, 0, 80, 0x9c, 0x40]);
+}
+
+#[test]
+fn fullnat_without_local_address_or_port() {
+    let mut services = modes_services(ClientAddrMode::None);
+    services[2].laddrs.clear();
+    let mut r = Rig { w: Worker::new(WorkerConfig::default(), modes_snapshot(1, &services, 1500, Tunables::default())), io: TestIo::default() };
+    let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x02, 1000, 0, &[], &[]);
+    assert!(r.rx(&syn, 0).is_empty());
+    assert_eq!(r.drops(DropReason::NoLocalAddr), 1);
+    assert_eq!(r.w.sessions().len(), 0);
+}
+
+#[test]
+fn two_cores_fullnat_lport_rule_and_reply_redirect() {
+    for core in 0..2 {
+        let cfg = WorkerConfig { core, n_cores: 2, ..WorkerConfig::default() };
+        let mut r = modes_rig(cfg, ClientAddrMode::None);
+        let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x02, 1000, 0, &[], &[]);
+        let out = r.rx(&syn, 0);
+        let lport = u16::from_be_bytes([out[0][34], out[0][35]]);
+        assert_eq!(lport as usize % 2, core);
+        assert!(r.io.redirects.is_empty(), "FULLNAT forward stays on the receiving worker");
+        // A reply to a port of the other worker is handed to it.
+        let other = tcp_seg(MAC12, RS12, 8080, LIP, lport + 1, 0x12, 1, 1, &[], &[]);
+        assert!(r.rx(&other, 1).is_empty());
+        assert_eq!(r.io.redirects.len(), 1);
+        assert_eq!(r.io.redirects[0].0, 1 - core);
+        assert_eq!(r.w.counters().redirected_out, 1);
+        // Its own reply is handled here.
+        let mine = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x12, 1, 1001, &[], &[]);
+        assert_eq!(r.rx(&mine, 2).len(), 1);
+    }
+}
+
+#[test]
+fn two_cores_nat_redirect_to_the_client_owner() {
+    let owner = |p: u16| rvs_dataplane::worker::owner_of(Ipv4Addr::from(CLIENT), p, 2);
+    let port_elsewhere = (40000..41000).find(|&p| owner(p) == 1).unwrap();
+    let mut w0 = modes_rig(WorkerConfig { core: 0, n_cores: 2, ..WorkerConfig::default() }, ClientAddrMode::None);
+    let mut w1 = modes_rig(WorkerConfig { core: 1, n_cores: 2, ..WorkerConfig::default() }, ClientAddrMode::None);
+    let syn = tcp_seg(GW_MAC, CLIENT, port_elsewhere, VIP, 80, 0x02, 1000, 0, &[], &[]);
+    assert!(w0.rx(&syn, 0).is_empty());
+    let (core, pkt) = w0.io.redirects.pop().unwrap();
+    assert_eq!(core, 1);
+    assert_eq!(w0.w.sessions().len(), 0);
+    w1.w.process_redirected(pkt, 0, &mut w1.io);
+    assert_eq!(w1.take(), vec![translated(&syn, MAC11, None, Some((RS11, 8080)))]);
+    assert_eq!(w1.w.counters().redirected_in, 1);
+    // The reply lands on worker 0 (RSS): handed to worker 1 as well.
+    let synack = tcp_seg(MAC11, RS11, 8080, CLIENT, port_elsewhere, 0x12, 5000, 1001, &[], &[]);
+    assert!(w0.rx(&synack, 1).is_empty());
+    let (core, pkt) = w0.io.redirects.pop().unwrap();
+    assert_eq!(core, 1);
+    w1.w.process_redirected(pkt, 1, &mut w1.io);
+    assert_eq!(w1.take(), vec![translated(&synack, GW_MAC, Some((VIP, 80)), None)]);
+    // On its owner a packet is never redirected; DR/TUN never.
+    let port_here = (40000..41000).find(|&p| owner(p) == 0).unwrap();
+    let syn0 = tcp_seg(GW_MAC, CLIENT, port_here, VIP, 80, 0x02, 1000, 0, &[], &[]);
+    assert_eq!(w0.rx(&syn0, 2).len(), 1);
+    let tun = tcp_seg(GW_MAC, CLIENT, port_elsewhere, VIP_T, 80, 0x02, 1000, 0, &[], &[]);
+    assert_eq!(w0.rx(&tun, 3).len(), 1);
+    assert!(w0.io.redirects.is_empty());
+}
+
+#[test]
+fn learn_neigh_releases_held_packets_and_arp_is_shared() {
+    let cfg = WorkerConfig { core: 0, n_cores: 2, ..WorkerConfig::default() };
+    let mut r = Rig { w: Worker::new(cfg, snapshot()), io: TestIo::default() };
+    assert_eq!(r.rx(&h(SYN_IN), 0), vec![h(OUR_ARP_REQ_RS11)]);
+    r.w.learn_neigh(0, ip("203.0.113.11"), MAC11, 1, &mut r.io);
+    assert_eq!(r.take(), vec![h(SYN_OUT_RS11)]);
+    assert!(r.io.learned.is_empty(), "learned from another worker: not echoed back");
+    // An ARP reply heard here is shared.
+    assert!(r.rx(&h(RS12_ARP_REPLY), 2).is_empty());
+    assert_eq!(r.io.learned, vec![(0, ip("203.0.113.12"), MAC12)]);
+}
+
+#[test]
+fn tun_encapsulation_and_frag_needed() {
+    let mut r = modes_rig(WorkerConfig::default(), ClientAddrMode::None);
+    let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP_T, 80, 0x02, 1000, 0, &[], &[]);
+    let out = r.rx(&syn, 0);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_eq!(&f[0..12], &[GW_MAC, PM].concat()[..], "routed to the RS via the gateway");
+    // Outer header: IPIP from the port address to the RIP, DF copied, TTL 64.
+    assert_eq!(f[14], 0x45);
+    assert_eq!(u16::from_be_bytes([f[16], f[17]]) as usize, 20 + syn.len() - 14);
+    assert_eq!((f[20] & 0x40, f[22], f[23]), (0x40, 64, 4));
+    assert_eq!(&f[26..34], &[203, 0, 113, 2, 192, 0, 2, 9]);
+    assert_eq!(fold(sum16(&f[14..34])), 0xffff);
+    // Inner: the original datagram, TTL − 1.
+    let mut inner = syn[14..].to_vec();
+    inner[8] -= 1;
+    let mut fx = vec![0u8; 14];
+    fx.extend_from_slice(&inner);
+    fix_ip_csum(&mut fx);
+    assert_eq!(&f[34..], &fx[14..]);
+    // A port MTU of 60: a 60-byte DF datagram + 20 does not fit → ICMP frag needed to the client.
+    let mut r = Rig { w: Worker::new(WorkerConfig::default(), modes_snapshot(1, &modes_services(ClientAddrMode::None), 60, Tunables::default())), io: TestIo::default() };
+    r.resolve_all();
+    let big = tcp_seg(GW_MAC, CLIENT, 40001, VIP_T, 80, 0x02, 1000, 0, &[0; 20], &[]);
+    let out = r.rx(&big, 0);
+    assert_eq!(r.drops(DropReason::FragNeeded), 1);
+    assert_eq!(out.len(), 1);
+    let e = &out[0];
+    assert_eq!(&e[0..6], &GW_MAC);
+    assert_eq!((e[23], e[34], e[35]), (1, 3, 4));
+    assert_eq!(u16::from_be_bytes([e[40], e[41]]), 40, "next-hop MTU = 60 − 20");
+    assert_eq!(&e[30..34], &CLIENT);
+    assert_eq!(r.w.counters().icmp_errors_sent, 1);
+}
+
+/// ICMP error frame from `smac`/`src` to `dst` quoting `quoted` (a frame; IP header + 8 bytes).
+fn icmp_err(smac: [u8; 6], src: [u8; 4], dst: [u8; 4], quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![3, 4, 0, 0, 0, 0, 0x05, 0xdc];
+    m.extend_from_slice(&quoted[14..14 + 28]);
+    let c = !fold(sum16(&m));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    l3_frame(smac, src, dst, 1, 64, &m)
+}
+
+fn assert_icmp_ok(f: &[u8]) {
+    assert_eq!(fold(sum16(&f[14..34])), 0xffff);
+    assert_eq!(fold(sum16(&f[34..])), 0xffff, "ICMP checksum");
+    assert_eq!(fold(sum16(&f[42..62])), 0xffff, "quoted IP checksum");
+}
+
+#[test]
+fn icmp_errors_translated_for_nat_and_fullnat() {
+    let mut r = modes_rig(WorkerConfig::default(), ClientAddrMode::None);
+    let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP, 80, 0x02, 1000, 0, &[], &[]);
+    let to_rs = r.rx(&syn, 0).remove(0);
+    // The RS says "frag needed" about what we sent it (client → RIP:8080), to the client.
+    let err = icmp_err(MAC11, RS11, CLIENT, &to_rs);
+    let out = r.rx(&err, 1);
+    assert_eq!(out.len(), 1);
+    let f = &out[0];
+    assert_icmp_ok(f);
+    assert_eq!(&f[0..6], &GW_MAC);
+    assert_eq!(&f[26..34], &[VIP, CLIENT].concat()[..], "outer source becomes the VIP");
+    assert_eq!(&f[54..62], &[CLIENT, VIP].concat()[..], "quoted destination back to the VIP");
+    assert_eq!(&f[62..66], &[0x9c, 0x40, 0, 80]);
+    // A router on the client side about our reply (VIP:80 → client): to the RS, VIP → RIP.
+    let reply = tcp_seg(MAC11, RS11, 8080, CLIENT, 40000, 0x12, 1, 1001, &[], &[]);
+    let to_client = r.rx(&reply, 2).remove(0);
+    let err = icmp_err(GW_MAC, [198, 51, 100, 1], VIP, &to_client);
+    let out = r.rx(&err, 3);
+    let f = &out[0];
+    assert_icmp_ok(f);
+    assert_eq!(&f[0..6], &MAC11);
+    assert_eq!(&f[30..34], &RS11);
+    assert_eq!(&f[54..58], &RS11);
+    assert_eq!(&f[62..64], &8080u16.to_be_bytes());
+    // FULLNAT, from the RS side (quoting LIP:lport → RIP): to the client, fully translated.
+    let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x02, 1000, 0, &[], &[]);
+    let to_rs = r.rx(&syn, 4).remove(0);
+    let err = icmp_err(MAC12, RS12, LIP, &to_rs);
+    let out = r.rx(&err, 5);
+    let f = &out[0];
+    assert_icmp_ok(f);
+    assert_eq!(&f[26..34], &[VIP_F, CLIENT].concat()[..]);
+    assert_eq!(&f[54..62], &[CLIENT, VIP_F].concat()[..]);
+    assert_eq!(&f[62..66], &[0x9c, 0x40, 0, 80]);
+    assert_eq!(r.w.counters().icmp_errors_translated, 3);
+    // About a flow nobody knows.
+    let err = icmp_err(MAC12, RS12, LIP, &tcp_seg(GW_MAC, LIP, 999, RS12, 8080, 0x02, 1, 0, &[], &[]));
+    assert!(r.rx(&err, 6).is_empty());
+    assert_eq!(r.drops(DropReason::IcmpNoSession), 1);
+}
+
+#[test]
+fn timeouts_follow_the_snapshot() {
+    let mut r = modes_rig(WorkerConfig::default(), ClientAddrMode::None);
+    let t = Tunables { timeouts: Timeouts { udp_ns: 7 * S, ..Timeouts::default() }, expire_nodest_conn: false };
+    r.w.set_snapshot(modes_snapshot(2, &modes_services(ClientAddrMode::None), 1500, t));
+    r.rx(&udp_dgram(GW_MAC, CLIENT, 5000, VIP, 53, b"q", false), 0);
+    assert_eq!(r.w.sessions().iter().next().unwrap().1.expires_ns, 7 * S);
+    r.tick(8 * S);
+    assert_eq!(r.w.sessions().len(), 0);
+}
+
+fn dr_pair_snapshot(generation: u64, reals: &[RealServer], pers: Option<Persistence>, expire_nodest: bool) -> Arc<Snapshot> {
+    let port = PortInfo { id: 0, name: "p0".into(), mac: PM, addrs: vec![(ip("203.0.113.2"), 24)], mtu: 1500 };
+    let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
+    let svc = Service { persistence: pers, ..svc_of(Proto::Tcp, "203.0.113.100:80", reals.to_vec()) };
+    let t = Tunables { expire_nodest_conn: expire_nodest, ..Tunables::default() };
+    Arc::new(Snapshot::build(generation, vec![port], &[default], &[svc], t).unwrap())
+}
+
+#[test]
+fn persistence_sends_a_client_network_to_one_server() {
+    let pers = Persistence { timeout_s: 60, netmask: ip("255.255.255.0") };
+    let mut r = Rig::new();
+    r.w.set_snapshot(dr_pair_snapshot(2, &[rs(11, 80), rs(12, 80)], Some(pers), false));
+    r.resolve_all();
+    for p in 0..4u16 {
+        let out = r.rx(&tcp_frame(41000 + p, 80, 0x02, 64), 0);
+        assert_eq!(&out[0][0..6], &MAC11, "flow {p} sticks to the template's server");
+    }
+    assert_eq!(r.w.templates(), 1);
+    // Template gone after its timeout: rr goes on to the next server.
+    r.tick(61 * S);
+    let out = r.rx(&tcp_frame(42000, 80, 0x02, 64), 61 * S);
+    assert_eq!(&out[0][0..6], &MAC12);
+    // The template's server drained (weight 0): a new choice.
+    r.w.set_snapshot(dr_pair_snapshot(3, &[rs(11, 80), RealServer { weight: 0, ..rs(12, 80) }], Some(pers), false));
+    let out = r.rx(&tcp_frame(42001, 80, 0x02, 64), 62 * S);
+    assert_eq!(&out[0][0..6], &MAC11);
+}
+
+#[test]
+fn weight_zero_drains_and_deleted_server_sessions() {
+    for expire_nodest in [false, true] {
+        let mut r = Rig::new();
+        r.w.set_snapshot(dr_pair_snapshot(2, &[rs(11, 80)], None, expire_nodest));
+        r.resolve_all();
+        let syn = tcp_frame(43000, 80, 0x02, 64);
+        assert_eq!(r.rx(&syn, 0), vec![dr_out(&syn, MAC11)]);
+        // Weight 0: the existing flow goes on, a new one is refused.
+        r.w.set_snapshot(dr_pair_snapshot(3, &[RealServer { weight: 0, ..rs(11, 80) }], None, expire_nodest));
+        let ack = tcp_frame(43000, 80, 0x10, 64);
+        assert_eq!(r.rx(&ack, 1), vec![dr_out(&ack, MAC11)]);
+        assert!(r.rx(&tcp_frame(43001, 80, 0x02, 64), 1).is_empty());
+        assert_eq!(r.drops(DropReason::NoRealServer), 1);
+        // Server deleted: kept forwarding unless expire_nodest_conn.
+        r.w.set_snapshot(dr_pair_snapshot(4, &[rs(12, 80)], None, expire_nodest));
+        let out = r.rx(&ack, 2);
+        if expire_nodest {
+            assert!(out.is_empty());
+            assert_eq!(r.drops(DropReason::NoDest), 1);
+            assert_eq!(r.w.sessions().len(), 0);
+            assert!(r.counts().is_empty());
+        } else {
+            assert_eq!(out, vec![dr_out(&ack, MAC11)]);
+            assert_eq!(r.w.sessions().len(), 1);
+        }
+    }
+}
+
+#[test]
+fn upper_threshold_refuses_new_flows() {
+    let mut r = Rig::new();
+    let capped = RealServer { u_threshold: 1, ..rs(11, 80) };
+    r.w.set_snapshot(dr_pair_snapshot(2, &[capped], None, false));
+    r.resolve_all();
+    assert_eq!(r.rx(&tcp_frame(44000, 80, 0x02, 64), 0).len(), 1);
+    assert!(r.rx(&tcp_frame(44001, 80, 0x02, 64), 0).is_empty());
+    assert_eq!(r.drops(DropReason::NoRealServer), 1);
+}
+
+#[test]
+fn nat_table_full_keeps_existing_flows() {
+    let mut r = modes_rig(WorkerConfig { max_sessions: 1, ..WorkerConfig::default() }, ClientAddrMode::None);
+    let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP, 80, 0x02, 1000, 0, &[], &[]);
+    assert_eq!(r.rx(&syn, 0).len(), 1);
+    let syn2 = tcp_seg(GW_MAC, CLIENT, 40001, VIP, 80, 0x02, 1000, 0, &[], &[]);
+    assert!(r.rx(&syn2, 0).is_empty());
+    assert_eq!(r.drops(DropReason::SessionTableFull), 1);
+    let synack = tcp_seg(MAC11, RS11, 8080, CLIENT, 40000, 0x12, 5000, 1001, &[], &[]);
+    assert_eq!(r.rx(&synack, 1).len(), 1);
+    // FULLNAT: the port goes back when the insert fails.
+    let fsyn = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x02, 1000, 0, &[], &[]);
+    assert!(r.rx(&fsyn, 2).is_empty());
+    assert_eq!(r.drops(DropReason::SessionTableFull), 2);
 }

@@ -1,15 +1,40 @@
 //! Schedulers: which real server gets a new flow. State is per worker and per service.
+//!
+//! Every scheduler follows its Linux IPVS namesake (net/netfilter/ipvs/ip_vs_<name>.c):
+//! rotation (rr, wrr), fewest connections (lc, wlc), highest weight (fo), 256-bucket hashing of
+//! the client (sh) or destination (dh) address, and Maglev hashing (mh). A server is
+//! *available* when its weight is > 0 and it is not overloaded (IPVS's IP_VS_DEST_F_OVERLOAD,
+//! from `u_threshold`/`l_threshold`); only available servers are ever picked.
+//!
+//! `pick` runs per new flow: it allocates nothing and cannot panic, for every kind, as long as
+//! it is given the list last passed to `new`/`update` (a different list is taken as an implicit
+//! `update`, which may allocate). The one costly structure, mh's lookup table, is built by
+//! [`MaglevTable::build`], meant for the control plane: once per change, shared (`Arc`) by every
+//! worker through [`SchedState::new_with_table`] / [`SchedState::update_with_table`].
 
+mod hash;
+mod least;
+mod maglev;
+mod wrr;
+
+pub use maglev::{MaglevTable, MAGLEV_SIZES};
+
+use hash::HashTable;
 use rvs_config::model::{RealServer, SchedKind};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use wrr::WrrState;
 
 /// What a scheduler may look at for one new flow.
 #[derive(Debug, Clone, Copy)]
 pub struct PickCtx<'a> {
     pub client: Ipv4Addr,
     pub client_port: u16,
+    /// Destination address of the flow (the VIP): what dh hashes.
+    pub dest: Ipv4Addr,
     /// Per real server (indexed like `reals`): (active, inactive) connections on this worker.
-    /// Empty when the caller does not track them (rr and wrr do not need them).
+    /// Empty when the caller does not track them (rr and wrr do not need them; lc and wlc then
+    /// see every server as idle, and thresholds are not looked at).
     pub conns: &'a [(u32, u32)],
 }
 
@@ -21,19 +46,6 @@ struct RrState {
     last: Option<usize>,
 }
 
-/// Interleaved weighted round robin (ip_vs_wrr.c), state named as there.
-#[derive(Debug, Clone)]
-struct WrrState {
-    /// Last server picked; `None` is the list head (before the first server).
-    cl: Option<usize>,
-    /// Current weight: servers with weight ≥ cw are eligible in this round.
-    cw: i64,
-    /// Max weight less (gcd − 1): the first round's cw.
-    mw: i64,
-    /// Decrement of cw per round: the gcd of the positive weights.
-    di: i64,
-}
-
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
@@ -42,86 +54,24 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-impl WrrState {
-    /// gcd over the positive weights (1 when none), as ip_vs_wrr_gcd_weight.
-    fn gcd_weight(reals: &[RealServer]) -> i64 {
-        let g = reals.iter().filter(|r| r.weight > 0).fold(0u64, |g, r| if g == 0 { r.weight as u64 } else { gcd(r.weight as u64, g) });
-        if g == 0 {
-            1
-        } else {
-            g as i64
-        }
-    }
-    fn max_weight(reals: &[RealServer]) -> i64 {
-        reals.iter().map(|r| r.weight as i64).max().unwrap_or(0)
-    }
-    /// ip_vs_wrr_init_svc.
-    fn new(reals: &[RealServer]) -> Self {
-        let di = Self::gcd_weight(reals);
-        let mw = Self::max_weight(reals) - (di - 1);
-        WrrState { cl: None, cw: mw, mw, di }
-    }
-    /// ip_vs_wrr_dest_changed: restart from the list head, keep cw in range and on the gcd grid.
-    fn update(&mut self, reals: &[RealServer]) {
-        self.cl = None;
-        self.di = Self::gcd_weight(reals);
-        self.mw = Self::max_weight(reals) - (self.di - 1);
-        if self.cw > self.mw || self.cw <= 0 {
-            self.cw = self.mw;
-        } else if self.di > 1 {
-            self.cw = (self.cw / self.di) * self.di + 1;
-        }
-    }
-    /// ip_vs_wrr_schedule, on indices. `ok(i)`: server i is not overloaded.
-    fn pick(&mut self, reals: &[RealServer], ok: impl Fn(usize) -> bool) -> Option<usize> {
-        if self.mw <= 0 {
-            return None;
-        }
-        let last = self.cl;
-        let mut from = self.cl;
-        let mut stop: Option<usize> = None;
-        let (mut last_pass, mut restarted) = (false, false);
-        // The kernel loop ends by itself (a last pass from the head covers every positive
-        // weight); the bound only guards the "never hang" promise against inconsistent input.
-        let rounds = (self.mw / self.di) as u64 * 2 + 4;
-        for _ in 0..rounds {
-            let start = from.map_or(0, |i| i + 1);
-            for (i, r) in reals.iter().enumerate().skip(start) {
-                if ok(i) && r.weight as i64 >= self.cw {
-                    self.cl = Some(i);
-                    return Some(i);
-                }
-                if stop == Some(i) {
-                    return None;
-                }
-            }
-            from = None;
-            self.cw -= self.di;
-            if self.cw <= 0 {
-                self.cw = self.mw;
-                // Stop when the last pass was done, or when the first and only traversal
-                // started from the head and so already covered every server for weight ≥ 1.
-                if last_pass || last.is_none() {
-                    self.cl = None;
-                    return None;
-                }
-                restarted = true;
-            }
-            last_pass = self.cw <= self.di;
-            if last_pass && restarted && last.is_some() {
-                // The weight ≥ 1 pass began after `last`: finish it up to `last`.
-                stop = last;
-            }
-        }
-        None
-    }
-}
-
-/// Per-kind state; lc, wlc, sh, dh, fo and mh join as variants.
+/// Per-kind state.
 #[derive(Debug, Clone)]
 enum KindState {
     Rr(RrState),
     Wrr(WrrState),
+    /// Least connection (ip_vs_lc.c): stateless, works on `PickCtx::conns`.
+    Lc,
+    /// Weighted least connection (ip_vs_wlc.c): stateless, works on `PickCtx::conns`.
+    Wlc,
+    /// Weighted failover (ip_vs_fo.c): stateless.
+    Fo,
+    /// Source hashing (ip_vs_sh.c) on the client address.
+    Sh(HashTable),
+    /// Destination hashing on the flow's destination address (see `hash` for how it departs
+    /// from ip_vs_dh.c).
+    Dh(HashTable),
+    /// Maglev hashing (ip_vs_mh.c); the table may be shared with other workers.
+    Mh(Arc<MaglevTable>),
 }
 
 /// Scheduler state of one service on one worker.
@@ -158,14 +108,33 @@ fn overloaded(was: bool, r: &RealServer, (active, inactive): (u32, u32)) -> bool
 }
 
 impl SchedState {
-    /// Errors name the scheduler when this build does not implement it.
+    /// State for a new service. Every `SchedKind` is implemented; the `Result` stays for kinds
+    /// a build may leave out. mh builds its table here (size [`MaglevTable::DEFAULT_SIZE`]);
+    /// use [`SchedState::new_with_table`] to hand it one built off the packet path.
     pub fn new(kind: SchedKind, reals: &[RealServer]) -> Result<Self, String> {
+        Self::new_with_table(kind, reals, None)
+    }
+
+    /// As [`SchedState::new`], with mh using `table` when it was built from this very list
+    /// ([`MaglevTable::matches`]); otherwise mh builds its own, of `table`'s size when one was
+    /// given, else of the default size. Other kinds ignore `table`.
+    pub fn new_with_table(
+        kind: SchedKind,
+        reals: &[RealServer],
+        table: Option<Arc<MaglevTable>>,
+    ) -> Result<Self, String> {
         let k = match kind {
             SchedKind::Rr => KindState::Rr(RrState::default()),
             SchedKind::Wrr => KindState::Wrr(WrrState::new(reals)),
-            SchedKind::Lc | SchedKind::Wlc | SchedKind::Sh | SchedKind::Dh | SchedKind::Fo | SchedKind::Mh => {
-                return Err(format!("scheduler '{}' is not implemented yet", kind));
-            }
+            SchedKind::Lc => KindState::Lc,
+            SchedKind::Wlc => KindState::Wlc,
+            SchedKind::Fo => KindState::Fo,
+            SchedKind::Sh => KindState::Sh(HashTable::build(reals)),
+            SchedKind::Dh => KindState::Dh(HashTable::build(reals)),
+            SchedKind::Mh => KindState::Mh(match table {
+                Some(t) if t.matches(reals) => t,
+                other => Arc::new(MaglevTable::build(reals, other.map_or(MaglevTable::DEFAULT_SIZE, |t| t.size()))),
+            }),
         };
         Ok(SchedState { kind: k, known: Self::known_of(reals), overloaded: vec![false; reals.len()] })
     }
@@ -178,17 +147,39 @@ impl SchedState {
         match self.kind {
             KindState::Rr(_) => SchedKind::Rr,
             KindState::Wrr(_) => SchedKind::Wrr,
+            KindState::Lc => SchedKind::Lc,
+            KindState::Wlc => SchedKind::Wlc,
+            KindState::Fo => SchedKind::Fo,
+            KindState::Sh(_) => SchedKind::Sh,
+            KindState::Dh(_) => SchedKind::Dh,
+            KindState::Mh(_) => SchedKind::Mh,
+        }
+    }
+
+    /// mh's lookup table (`None` for the other kinds), e.g. to share it with another worker.
+    pub fn maglev_table(&self) -> Option<&Arc<MaglevTable>> {
+        match &self.kind {
+            KindState::Mh(t) => Some(t),
+            _ => None,
         }
     }
 
     /// The real server list changed (added, removed, reweighted): keep the rotation position
-    /// where it makes sense, recompute weights.
+    /// where it makes sense, recompute weights and tables.
     ///
     /// Servers are matched by address. rr goes on after the server it picked last, or after the
     /// nearest survivor before it when that one left (as ip_vs_rr_del_dest does); wrr restarts its round from
-    /// the list head with the current weight kept in range (ip_vs_wrr_dest_changed). Overload
+    /// the list head with the current weight kept in range (ip_vs_wrr_dest_changed); sh and dh
+    /// refill their 256 buckets; mh keeps its table when it already matches `reals` and
+    /// otherwise rebuilds it here, at the same size (an O(M log M) job: prefer
+    /// [`SchedState::update_with_table`] with a table built once for all workers). Overload
     /// flags follow their server.
     pub fn update(&mut self, reals: &[RealServer]) {
+        self.update_with_table(reals, None)
+    }
+
+    /// As [`SchedState::update`], with mh taking `table` when it matches `reals`.
+    pub fn update_with_table(&mut self, reals: &[RealServer], table: Option<Arc<MaglevTable>>) {
         let find = |a: SocketAddr| reals.iter().position(|r| r.addr == a);
         let mut overloaded = vec![false; reals.len()];
         for (i, &(a, _)) in self.known.iter().enumerate() {
@@ -201,9 +192,18 @@ impl SchedState {
                 // The last server picked, or the nearest survivor before it (ip_vs_rr_del_dest
                 // steps the pointer back); the list head when none.
                 let old = &self.known;
-                rr.last = rr.last.and_then(|l| (0..=l.min(old.len().saturating_sub(1))).rev().find_map(|i| old.get(i).and_then(|k| find(k.0))));
+                rr.last = rr.last.and_then(|l| {
+                    (0..=l.min(old.len().saturating_sub(1))).rev().find_map(|i| old.get(i).and_then(|k| find(k.0)))
+                });
             }
             KindState::Wrr(w) => w.update(reals),
+            KindState::Lc | KindState::Wlc | KindState::Fo => {}
+            KindState::Sh(t) | KindState::Dh(t) => *t = HashTable::build(reals),
+            KindState::Mh(t) => match table {
+                Some(given) if given.matches(reals) => *t = given,
+                _ if t.matches(reals) => {}
+                _ => *t = Arc::new(MaglevTable::build(reals, t.size())),
+            },
         }
         self.overloaded = overloaded;
         self.known = Self::known_of(reals);
@@ -231,38 +231,79 @@ impl SchedState {
         }
         let flags = &self.overloaded;
         let ok = |i: usize| !flags[i];
-        if !(0..n).any(|i| ok(i) && reals[i].weight > 0) {
+        // Index-checked: hash tables hold indices, and must not panic on a stale one.
+        let avail = |i: usize| i < n && !flags[i] && reals[i].weight > 0;
+        if !(0..n).any(avail) {
             return None;
         }
         match &mut self.kind {
             KindState::Rr(rr) => {
                 let start = rr.last.map_or(0, |l| l + 1);
-                let i = (0..n).map(|k| (start + k) % n).find(|&i| ok(i) && reals[i].weight > 0)?;
+                let i = (0..n).map(|k| (start + k) % n).find(|&i| avail(i))?;
                 rr.last = Some(i);
                 Some(i)
             }
             KindState::Wrr(w) => w.pick(reals, ok),
+            KindState::Lc => least::lc(n, ctx.conns, avail),
+            KindState::Wlc => least::wlc(reals, ctx.conns, avail),
+            KindState::Fo => least::fo(reals, avail),
+            KindState::Sh(t) => t.lookup(ctx.client, avail),
+            KindState::Dh(t) => t.lookup(ctx.dest, avail),
+            KindState::Mh(t) => t.lookup_available(ctx.client, avail),
         }
+    }
+}
+
+/// Shared by the tests of every scheduler.
+#[cfg(test)]
+mod testutil {
+    use super::*;
+    use rvs_config::model::FwdMode;
+
+    pub(super) const ALL: [SchedKind; 8] = [
+        SchedKind::Rr,
+        SchedKind::Wrr,
+        SchedKind::Lc,
+        SchedKind::Wlc,
+        SchedKind::Sh,
+        SchedKind::Dh,
+        SchedKind::Fo,
+        SchedKind::Mh,
+    ];
+
+    pub(super) fn rs(last: u8, weight: u32) -> RealServer {
+        rs_at(SocketAddr::new(Ipv4Addr::new(203, 0, 113, last).into(), 80), weight)
+    }
+    pub(super) fn rs_at(addr: SocketAddr, weight: u32) -> RealServer {
+        RealServer { addr, fwd: FwdMode::Dr, weight, u_threshold: 0, l_threshold: 0 }
+    }
+    /// `n` distinct servers of weight `w` (203.0.113.1-250, port 80 upwards).
+    pub(super) fn many(n: usize, w: u32) -> Vec<RealServer> {
+        (0..n)
+            .map(|i| {
+                rs_at(SocketAddr::new(Ipv4Addr::new(203, 0, 113, (1 + i % 250) as u8).into(), 80 + (i / 250) as u16), w)
+            })
+            .collect()
+    }
+    pub(super) fn ctx(conns: &[(u32, u32)]) -> PickCtx<'_> {
+        ctx_from(Ipv4Addr::new(198, 51, 100, 1), conns)
+    }
+    pub(super) fn ctx_from(client: Ipv4Addr, conns: &[(u32, u32)]) -> PickCtx<'_> {
+        PickCtx { client, client_port: 40000, dest: Ipv4Addr::new(192, 0, 2, 10), conns }
+    }
+    /// The 768 addresses of the three documentation networks (RFC 5737), as clients.
+    pub(super) fn clients() -> impl Iterator<Item = Ipv4Addr> {
+        [[192, 0, 2], [198, 51, 100], [203, 0, 113]]
+            .into_iter()
+            .flat_map(|[a, b, c]| (0..=255u8).map(move |d| Ipv4Addr::new(a, b, c, d)))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testutil::*;
     use super::*;
-    use rvs_config::model::FwdMode;
 
-    fn rs(last: u8, weight: u32) -> RealServer {
-        RealServer {
-            addr: SocketAddr::new(Ipv4Addr::new(203, 0, 113, last).into(), 80),
-            fwd: FwdMode::Dr,
-            weight,
-            u_threshold: 0,
-            l_threshold: 0,
-        }
-    }
-    fn ctx(conns: &[(u32, u32)]) -> PickCtx<'_> {
-        PickCtx { client: Ipv4Addr::new(198, 51, 100, 1), client_port: 40000, conns }
-    }
     fn picks(s: &mut SchedState, reals: &[RealServer], n: usize) -> Vec<Option<usize>> {
         (0..n).map(|_| s.pick(reals, &ctx(&[]))).collect()
     }
@@ -271,18 +312,59 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_kinds_are_named() {
-        for k in [SchedKind::Lc, SchedKind::Wlc, SchedKind::Sh, SchedKind::Dh, SchedKind::Fo, SchedKind::Mh] {
-            let e = SchedState::new(k, &[rs(1, 1)]).unwrap_err();
-            assert_eq!(e, format!("scheduler '{}' is not implemented yet", k.name()));
+    fn every_kind_is_implemented() {
+        for k in ALL {
+            assert_eq!(SchedState::new(k, &[]).unwrap().kind(), k);
+            assert_eq!(SchedState::new(k, &[rs(1, 1)]).unwrap().kind(), k);
         }
-        assert_eq!(SchedState::new(SchedKind::Rr, &[]).unwrap().kind(), SchedKind::Rr);
-        assert_eq!(SchedState::new(SchedKind::Wrr, &[]).unwrap().kind(), SchedKind::Wrr);
+    }
+
+    /// Every kind, on pseudo-random lists, weights, thresholds and loads: a pick is an
+    /// available server, and `None` only when there is none.
+    #[test]
+    fn every_kind_picks_only_available_servers() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for k in ALL {
+            let mut s = SchedState::new(k, &[]).unwrap();
+            for round in 0..300 {
+                let n = rnd(8) as usize;
+                let mut reals = many(n, 1);
+                let mut conns = Vec::new();
+                for r in reals.iter_mut() {
+                    r.weight = [0, 1, 2, 5, 100][rnd(5) as usize];
+                    r.u_threshold = rnd(4) as u32;
+                    conns.push((rnd(3) as u32, rnd(3) as u32));
+                }
+                if round % 3 == 0 {
+                    s.update(&reals);
+                }
+                // Overload as `overloaded` computes it from scratch (hysteresis aside: flags
+                // were set by earlier rounds, so only servers clearly under or over are checked).
+                let over = |i: usize| reals[i].u_threshold != 0 && conns[i].0 + conns[i].1 >= reals[i].u_threshold;
+                let under =
+                    |i: usize| reals[i].u_threshold == 0 || (conns[i].0 + conns[i].1) * 4 < reals[i].u_threshold * 3;
+                for c in clients().step_by(97) {
+                    match s.pick(&reals, &ctx_from(c, &conns)) {
+                        Some(i) => assert!(i < n && reals[i].weight > 0 && !over(i), "{k}: {i} of {reals:?} {conns:?}"),
+                        None => assert!(
+                            (0..n).all(|i| reals[i].weight == 0 || !under(i)),
+                            "{k}: none of {reals:?} {conns:?}"
+                        ),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
     fn empty_and_all_zero_give_none() {
-        for k in [SchedKind::Rr, SchedKind::Wrr] {
+        for k in ALL {
             let mut s = SchedState::new(k, &[]).unwrap();
             assert_eq!(s.pick(&[], &ctx(&[])), None);
             let zero = [rs(1, 0), rs(2, 0)];

@@ -1,0 +1,158 @@
+//! Sequence-space shifts after a [`super::proxy_v2`] insertion: the RS's view of the client's
+//! stream is `delta` bytes longer than the client's own. Client→RS segments after the one that
+//! carried the header get `seq + delta`; RS→client segments get `ack - delta` and SACK block
+//! edges (RFC 2018) `- delta`, all modulo 2^32 (RFC 9293 §3.4). Header-local edits: the TCP
+//! checksum is updated incrementally and first fragments are accepted.
+
+use super::{edit_tcp_header, locate, opt, walk_options, ClientAddrError};
+use crate::buf::PacketBuf;
+use crate::wire::tcp;
+
+/// Offset of the sequence number in the TCP header (RFC 9293 §3.1).
+const SEQ: usize = 4;
+/// Offset of the acknowledgment number.
+const ACK: usize = 8;
+/// SACK option (RFC 2018 §3): kind and length ...
+const SACK_BASE: usize = 2;
+/// ... then blocks of two 32-bit edges. A power of two: lengths are checked with a mask.
+const SACK_BLOCK: usize = 8;
+
+fn add_at(h: &mut [u8], at: usize, f: impl FnOnce(u32) -> u32) {
+    let v = u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    h[at..at + 4].copy_from_slice(&f(v).to_be_bytes());
+}
+
+/// `seq = seq + delta (mod 2^32)` on the TCP segment of the frame (IPv4 header at `l3`).
+pub fn shift_seq<B: PacketBuf>(pkt: &mut B, l3: usize, delta: u32) -> Result<(), ClientAddrError> {
+    let seg = locate(pkt.data(), l3)?;
+    edit_tcp_header(pkt, &seg, |h| add_at(h, SEQ, |s| s.wrapping_add(delta)));
+    Ok(())
+}
+
+/// If the ACK flag is set: `ack = ack - delta (mod 2^32)` and every SACK block edge `- delta`.
+/// Without ACK the segment acknowledges nothing and is left as is (`Ok`).
+///
+/// Options are parsed like Linux's `tcp_parse_options`: a malformed option ends parsing (SACK
+/// blocks before it are shifted, as the receiver will read them); a SACK option whose length is
+/// not 2 + 8n is ignored, as the receiver ignores it.
+pub fn shift_ack<B: PacketBuf>(pkt: &mut B, l3: usize, delta: u32) -> Result<(), ClientAddrError> {
+    let seg = locate(pkt.data(), l3)?;
+    if pkt.data()[seg.tcp() + 13] & tcp::flags::ACK == 0 {
+        return Ok(());
+    }
+    edit_tcp_header(pkt, &seg, |h| {
+        add_at(h, ACK, |a| a.wrapping_sub(delta));
+        // At most 4 SACK blocks fit in 40 bytes of options; collect their offsets first.
+        let (mut blocks, mut n) = ([0usize; 8], 0);
+        walk_options(&h[tcp::MIN_HEADER_LEN..], |kind, at, len| {
+            if kind == opt::SACK && len >= SACK_BASE + SACK_BLOCK && (len - SACK_BASE) & (SACK_BLOCK - 1) == 0 {
+                for b in 0..(len - SACK_BASE) / SACK_BLOCK {
+                    if n < blocks.len() {
+                        blocks[n] = tcp::MIN_HEADER_LEN + at + SACK_BASE + b * SACK_BLOCK;
+                        n += 1;
+                    }
+                }
+            }
+        });
+        for &at in &blocks[..n] {
+            add_at(h, at, |e| e.wrapping_sub(delta));
+            add_at(h, at + 4, |e| e.wrapping_sub(delta));
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use crate::buf::VecBuf;
+    use crate::wire::tcp::flags::{ACK as F_ACK, PSH, SYN};
+
+    #[test]
+    fn seq_shift_wraps() {
+        let f = frame(F_ACK | PSH, 0xffff_fff0, 5, &[], b"payload");
+        let mut b = VecBuf::new(&f, 0);
+        shift_seq(&mut b, L3, 28).unwrap();
+        assert_eq!(b.data(), &frame(F_ACK | PSH, 12, 5, &[], b"payload")[..]);
+        assert!(checksums_ok(b.data()));
+        shift_seq(&mut b, L3, 28u32.wrapping_neg()).unwrap();
+        assert_eq!(b.data(), &f[..]);
+    }
+
+    #[test]
+    fn ack_shift_wraps() {
+        let f = frame(F_ACK, 7, 10, &[], &[]);
+        let mut b = VecBuf::new(&f, 0);
+        shift_ack(&mut b, L3, 28).unwrap();
+        assert_eq!(b.data(), &frame(F_ACK, 7, 0xffff_ffee, &[], &[])[..]);
+        assert!(checksums_ok(b.data()));
+    }
+
+    #[test]
+    fn sack_edges_shift() {
+        // NOP NOP SACK with two blocks, then NOP NOP TS: SACK edges at odd-word offsets of
+        // nothing in particular; both blocks move, the timestamps do not.
+        let opts = hex("0101 0512 00000010 00000100 fffffff0 00000004 0101 080a 00000010 00000020");
+        let f = frame(F_ACK, 1, 0x20, &opts, &[]);
+        let mut b = VecBuf::new(&f, 0);
+        shift_ack(&mut b, L3, 0x10).unwrap();
+        let want = hex("0101 0512 00000000 000000f0 ffffffe0 fffffff4 0101 080a 00000010 00000020");
+        assert_eq!(b.data(), &frame(F_ACK, 1, 0x10, &want, &[])[..]);
+        // An odd option offset: a single NOP, SACK at option byte 1, EOL-padded.
+        let opts = hex("01 050a 00000064 000000c8 00");
+        let mut b = VecBuf::new(&frame(F_ACK, 1, 100, &opts, b"z"), 0);
+        shift_ack(&mut b, L3, 50).unwrap();
+        let want = hex("01 050a 00000032 00000096 00");
+        assert_eq!(b.data(), &frame(F_ACK, 1, 50, &want, b"z")[..]);
+        assert!(checksums_ok(b.data()));
+    }
+
+    #[test]
+    fn bad_sack_lengths_and_malformed_options() {
+        // SACK length 6 (not 2 + 8n) is ignored; the ack still moves.
+        let opts = hex("0506 00000064 0101");
+        let mut b = VecBuf::new(&frame(F_ACK, 1, 100, &opts, &[]), 0);
+        shift_ack(&mut b, L3, 1).unwrap();
+        assert_eq!(b.data(), &frame(F_ACK, 1, 99, &opts, &[])[..]);
+        // A SACK block, then an option running past the header: the block before it moves.
+        let opts = hex("050a 00000064 000000c8 08ff 00000000");
+        let mut b = VecBuf::new(&frame(F_ACK, 1, 100, &opts, &[]), 0);
+        shift_ack(&mut b, L3, 1).unwrap();
+        let want = hex("050a 00000063 000000c7 08ff 00000000");
+        assert_eq!(b.data(), &frame(F_ACK, 1, 99, &want, &[])[..]);
+    }
+
+    #[test]
+    fn no_ack_flag_no_change() {
+        let f = frame(SYN, 1, 12345, &hex("020405b4"), &[]);
+        let mut b = VecBuf::new(&f, 0);
+        shift_ack(&mut b, L3, 28).unwrap();
+        assert_eq!(b.data(), &f[..]);
+    }
+
+    #[test]
+    fn first_fragment_and_padding() {
+        let mut f = frame(F_ACK, 1, 2, &[], b"abcd");
+        f[L3 + 6] |= 0x20; // MF: a first fragment; the header edits are still exact.
+        fix_checksums(&mut f);
+        f.extend_from_slice(&[0xee; 4]);
+        let mut b = VecBuf::new(&f, 0);
+        shift_seq(&mut b, L3, 3).unwrap();
+        shift_ack(&mut b, L3, 3).unwrap();
+        assert!(checksums_ok(b.data()));
+        assert_eq!(b.len(), f.len(), "in-place edits keep the padding");
+        assert_eq!(&b.data()[L3 + 24..L3 + 32], &hex("00000004 ffffffff")[..]);
+    }
+
+    #[test]
+    fn errors_leave_packet_unchanged() {
+        let mut f = frame(F_ACK, 1, 2, &[], &[]);
+        f[L3 + 9] = 17;
+        let mut b = VecBuf::new(&f, 0);
+        assert_eq!(shift_seq(&mut b, L3, 1), Err(ClientAddrError::NotTcp));
+        assert_eq!(shift_ack(&mut b, L3, 1), Err(ClientAddrError::NotTcp));
+        assert_eq!(b.data(), &f[..]);
+        assert_eq!(shift_seq(&mut VecBuf::new(&f[..L3 + 30], 0), L3, 1), Err(ClientAddrError::Truncated));
+    }
+}
