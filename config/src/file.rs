@@ -9,7 +9,9 @@
 //!
 //! A commented example is [`EXAMPLE`].
 
-use crate::model::{FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
+use crate::model::{
+    ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
+};
 use crate::services::{self, ModelError, Problem, ServiceTable};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -43,6 +45,9 @@ tcp_established_s = 900
 tcp_fin_wait_s = 120
 tcp_close_s = 10
 udp_s = 300
+# Drop the sessions of a deleted real server at once instead of letting them run out
+# (IPVS's expire_nodest_conn sysctl; at run time: rvsadm --set-expire-nodest-conn on|off).
+expire_nodest_conn = false
 
 [neigh]
 # ARP: packets held per unresolved next hop and in total, request interval, requests before
@@ -98,6 +103,28 @@ weight = 1
 [[service.real]]
 addr = "203.0.113.12"      # no port: the service port
 weight = 2
+
+[[service]]
+# Same as: rvsadm -A -t 203.0.113.101:443 -s wlc -p 600 -M 255.255.255.0 --client-addr toa
+#          rvsadm --add-laddr -t 203.0.113.101:443 -z 203.0.113.3
+proto = "tcp"
+vip = "203.0.113.101:443"
+sched = "wlc"
+# Persistence: same real server for a client (network, with `netmask`) for `persistent` seconds.
+persistent = 600
+netmask = "255.255.255.0"
+# FULLNAT: the source addresses rvs uses towards the real servers, and how the real server
+# learns the client address: "toa" (TCP option), "proxy-v2" (PROXY protocol v2) or "none".
+laddrs = ["203.0.113.3"]
+client_addr = "toa"
+
+[[service.real]]
+# Same as: rvsadm -a -t 203.0.113.101:443 -r 198.51.100.11:8443 -b -w 1 -x 1000 -y 800
+# (NAT "nat" and FULLNAT "fullnat" may map the port; DR "dr" and TUN "tun" may not.)
+addr = "198.51.100.11:8443"
+fwd = "fullnat"
+u_threshold = 1000
+l_threshold = 800
 "#;
 
 /// Why a configuration was refused.
@@ -230,6 +257,8 @@ pub struct SessionsConfig {
     pub tcp_fin_wait_s: u32,
     pub tcp_close_s: u32,
     pub udp_s: u32,
+    /// Drop the sessions of a deleted real server at once (IPVS's `expire_nodest_conn`).
+    pub expire_nodest_conn: bool,
 }
 
 impl Default for SessionsConfig {
@@ -242,6 +271,7 @@ impl Default for SessionsConfig {
             tcp_fin_wait_s: 120,
             tcp_close_s: 10,
             udp_s: 300,
+            expire_nodest_conn: false,
         }
     }
 }
@@ -445,12 +475,18 @@ pub struct ServiceConfig {
     /// Scheduler name; default wrr.
     #[serde(default = "default_sched")]
     pub sched: String,
-    /// Persistence timeout in seconds (`-p`); not supported yet.
+    /// Persistence timeout in seconds (`-p`), 1..=31536000.
     #[serde(default)]
     pub persistent: Option<u32>,
     /// Persistence netmask (`-M`), default 255.255.255.255.
     #[serde(default)]
     pub netmask: Option<String>,
+    /// FULLNAT local addresses (DPVS's `--add-laddr`), IPv4.
+    #[serde(default)]
+    pub laddrs: Vec<String>,
+    /// FULLNAT client-address mode: toa (default) | proxy-v2 | none.
+    #[serde(default)]
+    pub client_addr: Option<String>,
     #[serde(default, rename = "real")]
     pub reals: Vec<RealConfig>,
 }
@@ -880,7 +916,8 @@ impl Config {
                     ModelError::InvalidService { problem, .. } => {
                         let f = match problem {
                             Problem::SchedNotSupported(_) => "sched",
-                            Problem::Persistent => "persistent",
+                            Problem::PersistTimeout(_) => "persistent",
+                            Problem::PersistNetmask(_) => "netmask",
                             _ => "vip",
                         };
                         ConfigError::invalid(at(f), problem.to_string())
@@ -933,14 +970,51 @@ impl Config {
                 }
                 reals.push(rs);
             }
+            let client_addr: ClientAddrMode = match &s.client_addr {
+                None => ClientAddrMode::default(),
+                Some(m) => m
+                    .parse()
+                    .map_err(|m: String| ConfigError::invalid(at("client_addr"), m))?,
+            };
+            let mut laddrs: Vec<IpAddr> = Vec::with_capacity(s.laddrs.len());
+            for (k, l) in s.laddrs.iter().enumerate() {
+                let lat = format!("service[{i}].laddrs[{k}]");
+                let ip: IpAddr = l.parse().map_err(|_| {
+                    ConfigError::invalid(&lat, format!("\"{l}\" is not an IPv4 address"))
+                })?;
+                services::validate_laddr(&key, ip).map_err(|e| match e {
+                    ModelError::InvalidLaddr { problem, .. } => {
+                        ConfigError::invalid(&lat, format!("{ip}: {problem}"))
+                    }
+                    e => ConfigError::invalid(&lat, e.to_string()),
+                })?;
+                if let Some(j) = laddrs.iter().position(|&o| o == ip) {
+                    return Err(ConfigError::invalid(
+                        &lat,
+                        format!("duplicate local address {ip} (also service[{i}].laddrs[{j}])"),
+                    ));
+                }
+                laddrs.push(ip);
+            }
             out.push(Service {
                 key,
                 sched,
                 persistence,
-                laddrs: Vec::new(),
-                client_addr: Default::default(),
+                laddrs,
+                client_addr,
                 reals,
             });
+        }
+        // Local addresses and VIPs must be disjoint across services.
+        for (i, s) in out.iter().enumerate() {
+            for (k, l) in s.laddrs.iter().enumerate() {
+                if let Some((j, o)) = out.iter().enumerate().find(|(_, o)| o.key.vip.ip() == *l) {
+                    return Err(ConfigError::invalid(
+                        format!("service[{i}].laddrs[{k}]"),
+                        format!("{l}: the address is the VIP of service {} (service[{j}])", o.key),
+                    ));
+                }
+            }
         }
         // Everything was checked above with field paths; this cannot fail but is not assumed.
         ServiceTable::from_services(out).map_err(|e| ConfigError::invalid("service", e.to_string()))
@@ -1086,7 +1160,7 @@ mod tests {
         assert_eq!(c.routes[0].via_v4(), Some(Ipv4Addr::new(203, 0, 113, 1)));
         let t = c.service_table();
         let svcs = t.list();
-        assert_eq!(svcs.len(), 1);
+        assert_eq!(svcs.len(), 2);
         assert_eq!(svcs[0].sched, SchedKind::Rr);
         assert_eq!(svcs[0].reals.len(), 2);
         assert_eq!(
@@ -1095,6 +1169,25 @@ mod tests {
             "port defaulted to the service's"
         );
         assert_eq!(svcs[0].reals[1].weight, 2);
+        let f = svcs[1];
+        assert_eq!(f.sched, SchedKind::Wlc);
+        assert_eq!(
+            f.persistence,
+            Some(Persistence { timeout_s: 600, netmask: Ipv4Addr::new(255, 255, 255, 0) })
+        );
+        assert_eq!(f.laddrs, ["203.0.113.3".parse::<IpAddr>().unwrap()]);
+        assert_eq!(f.client_addr, ClientAddrMode::Toa);
+        assert_eq!(
+            f.reals[0],
+            RealServer {
+                addr: "198.51.100.11:8443".parse().unwrap(),
+                fwd: FwdMode::FullNat,
+                weight: 1,
+                u_threshold: 1000,
+                l_threshold: 800
+            }
+        );
+        assert!(!c.sessions.expire_nodest_conn);
         assert_eq!(c.timeouts_ns().tcp_established_ns, 900 * NS_PER_S);
         assert_eq!(c.neigh.retry_ns(), 1_000_000_000);
         assert_eq!(c.neigh.reachable_ns(), 300 * NS_PER_S);
@@ -1353,17 +1446,50 @@ mod tests {
             "service[0].vip: service port 0 is not supported",
         );
         refused(
-            &format!("{svc}sched = \"lc\"\n"),
-            "service[0].sched: scheduler 'lc' is not supported yet (available: rr, wrr)",
-        );
-        refused(
             &format!("{svc}sched = \"fastest\"\n"),
             "service[0].sched: unknown scheduler 'fastest'",
         );
         refused(
-            &format!("{svc}persistent = 300\n"),
-            "service[0].persistent: persistent services (-p) are not supported yet",
+            &format!("{svc}persistent = 0\n"),
+            "service[0].persistent: persistence timeout 0 s is not in 1..=31536000",
         );
+        refused(
+            &format!("{svc}persistent = 31536001\n"),
+            "service[0].persistent: persistence timeout 31536001 s",
+        );
+        refused(
+            &format!("{svc}persistent = 60\nnetmask = \"255.0.255.0\"\n"),
+            "service[0].netmask: persistence netmask 255.0.255.0 is not a contiguous netmask",
+        );
+        refused(
+            &format!("{svc}persistent = 60\nnetmask = \"/24\"\n"),
+            "service[0].netmask: \"/24\" is not an IPv4 netmask",
+        );
+        refused(
+            &format!("{svc}client_addr = \"proxy-v1\"\n"),
+            "service[0].client_addr: unknown client-address mode 'proxy-v1'",
+        );
+        refused(
+            &format!("{svc}laddrs = [\"203.0.113.3\", \"x\"]\n"),
+            "service[0].laddrs[1]: \"x\" is not an IPv4 address",
+        );
+        refused(
+            &format!("{svc}laddrs = [\"203.0.113.3\", \"203.0.113.3\"]\n"),
+            "service[0].laddrs[1]: duplicate local address 203.0.113.3 (also service[0].laddrs[0])",
+        );
+        refused(
+            &format!("{svc}laddrs = [\"2001:db8::3\"]\n"),
+            "service[0].laddrs[0]: 2001:db8::3: IPv6 local addresses are not supported yet",
+        );
+        refused(
+            &format!("{svc}laddrs = [\"203.0.113.100\"]\n"),
+            "service[0].laddrs[0]: 203.0.113.100: the address is the VIP of service TCP 203.0.113.100:80",
+        );
+        refused(
+            &format!("{svc}laddrs = [\"203.0.113.101\"]\n[[service]]\nproto = \"udp\"\nvip = \"203.0.113.101:53\"\n"),
+            "service[0].laddrs[0]: 203.0.113.101: the address is the VIP of service UDP 203.0.113.101:53 (service[1])",
+        );
+        refused("[sessions]\nexpire_nodest_conn = \"yes\"\n", "invalid type");
         refused(
             &format!("{svc}netmask = \"255.255.255.0\"\n"),
             "service[0].netmask: netmask needs persistent",
@@ -1375,7 +1501,10 @@ mod tests {
         let real = |body: &str| {
             format!("{svc}[[service.real]]\naddr = \"203.0.113.11:80\"\n[[service.real]]\n{body}")
         };
-        refused(&real("addr = \"203.0.113.12:80\"\nfwd = \"nat\"\n"), "service[0].real[1].fwd: forwarding mode NAT (-m) is not supported yet (available: DR -g)");
+        refused(
+            &real("addr = \"203.0.113.12:8080\"\nfwd = \"tun\"\n"),
+            "service[0].real[1].addr: real server port 8080 differs from the service port 80, which TUN (-i) cannot do",
+        );
         refused(
             &real("addr = \"203.0.113.12:80\"\nfwd = \"warp\"\n"),
             "service[0].real[1].fwd: unknown forwarding mode 'warp'",
@@ -1401,5 +1530,37 @@ mod tests {
             &real("addr = \"224.0.0.5:80\"\n"),
             "service[0].real[1].addr: 224.0.0.5 is a multicast address",
         );
+    }
+
+    #[test]
+    fn modes_persistence_laddrs_accepted() {
+        let text = format!(
+            "{PORT}[sessions]\nexpire_nodest_conn = true\n\
+             [[service]]\nproto = \"tcp\"\nvip = \"203.0.113.100:80\"\nsched = \"mh\"\npersistent = 300\n\
+             laddrs = [\"203.0.113.3\", \"203.0.113.4\"]\nclient_addr = \"proxy-v2\"\n\
+             [[service.real]]\naddr = \"198.51.100.11:8080\"\nfwd = \"nat\"\n\
+             [[service.real]]\naddr = \"198.51.100.12\"\nfwd = \"fullnat\"\n\
+             [[service.real]]\naddr = \"198.51.100.13:80\"\nfwd = \"tun\"\n\
+             [[service.real]]\naddr = \"198.51.100.14\"\nfwd = \"dr\"\nu_threshold = 10\nl_threshold = 5\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        assert!(c.sessions.expire_nodest_conn);
+        let t = c.service_table();
+        let s = t.list()[0];
+        assert_eq!(s.sched, SchedKind::Mh);
+        assert_eq!(s.persistence, Some(Persistence::default_ipvsadm()));
+        assert_eq!(s.client_addr, ClientAddrMode::ProxyV2);
+        assert_eq!(s.laddrs.len(), 2);
+        let got: Vec<(String, FwdMode)> = s.reals.iter().map(|r| (r.addr.to_string(), r.fwd)).collect();
+        assert_eq!(
+            got,
+            [
+                ("198.51.100.11:8080".to_string(), FwdMode::Nat),
+                ("198.51.100.12:80".to_string(), FwdMode::FullNat),
+                ("198.51.100.13:80".to_string(), FwdMode::Tun),
+                ("198.51.100.14:80".to_string(), FwdMode::Dr),
+            ]
+        );
+        assert_eq!((s.reals[3].u_threshold, s.reals[3].l_threshold), (10, 5));
     }
 }

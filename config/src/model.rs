@@ -68,7 +68,13 @@ impl FwdMode {
     }
     /// Whether this release can forward with it (the others are refused with a clear message).
     pub const fn supported(self) -> bool {
-        matches!(self, FwdMode::Dr)
+        matches!(self, FwdMode::Dr | FwdMode::Tun | FwdMode::Nat | FwdMode::FullNat)
+    }
+    /// Whether the real-server port may differ from the service port. DR and TUN deliver the
+    /// packet with its destination port untouched, so the RS must listen on the service port;
+    /// NAT and FULLNAT rewrite it (as IPVS).
+    pub const fn maps_ports(self) -> bool {
+        matches!(self, FwdMode::Nat | FwdMode::FullNat)
     }
 }
 
@@ -115,7 +121,17 @@ impl SchedKind {
     }
     /// Whether this release implements it (the others are refused with a clear message).
     pub const fn supported(self) -> bool {
-        matches!(self, SchedKind::Rr | SchedKind::Wrr)
+        matches!(
+            self,
+            SchedKind::Rr
+                | SchedKind::Wrr
+                | SchedKind::Lc
+                | SchedKind::Wlc
+                | SchedKind::Sh
+                | SchedKind::Dh
+                | SchedKind::Fo
+                | SchedKind::Mh
+        )
     }
 }
 
@@ -162,6 +178,24 @@ pub struct Persistence {
     pub netmask: Ipv4Addr,
 }
 
+impl Persistence {
+    /// ipvsadm's timeout when `-p` is given without one, seconds.
+    pub const DEFAULT_TIMEOUT_S: u32 = 300;
+    /// Longest persistence timeout accepted: one year, seconds.
+    pub const MAX_TIMEOUT_S: u32 = 31_536_000;
+
+    /// `-p` with ipvsadm's defaults: 300 s, per client address (/32).
+    pub const fn default_ipvsadm() -> Persistence {
+        Persistence { timeout_s: Self::DEFAULT_TIMEOUT_S, netmask: Ipv4Addr::BROADCAST }
+    }
+}
+
+/// Whether `m` is a contiguous IPv4 netmask (ones then zeros; 0.0.0.0 and /32 included).
+pub fn is_contiguous_netmask(m: Ipv4Addr) -> bool {
+    let bits = u32::from(m);
+    bits.leading_ones() + bits.trailing_zeros() == 32
+}
+
 /// One real server of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RealServer {
@@ -193,9 +227,27 @@ pub enum ClientAddrMode {
     #[default]
     Toa,
     /// PROXY protocol v2 header before the first payload byte (haproxy spec, section 2.2).
+    #[serde(alias = "proxy-v2")]
     ProxyV2,
     /// Nothing: the RS only sees the local address.
     None,
+}
+
+impl ClientAddrMode {
+    /// The word rvsadm prints and accepts (`--client-addr toa|proxy-v2|none`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ClientAddrMode::Toa => "toa",
+            ClientAddrMode::ProxyV2 => "proxy-v2",
+            ClientAddrMode::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for ClientAddrMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl FromStr for ClientAddrMode {
@@ -232,6 +284,10 @@ impl Service {
     /// A service with no real servers, no persistence, no local addresses, TOA for FULLNAT.
     pub fn new(key: ServiceKey, sched: SchedKind) -> Service {
         Service { key, sched, persistence: None, laddrs: Vec::new(), client_addr: ClientAddrMode::Toa, reals: Vec::new() }
+    }
+    /// Whether any real server is forwarded by FULLNAT (then laddrs and client_addr matter).
+    pub fn has_fullnat(&self) -> bool {
+        self.reals.iter().any(|r| r.fwd == FwdMode::FullNat)
     }
 }
 

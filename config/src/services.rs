@@ -4,10 +4,12 @@
 //! leaves a half-applied service behind. The same validation backs the TOML config, so a
 //! service refused by `rvsadm -A` is refused with the same words in `rvsd.toml`.
 
-use crate::model::{FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
+use crate::model::{
+    is_contiguous_netmask, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
+};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Highest real-server weight ipvsadm accepts (`-w`).
 pub const MAX_WEIGHT: u32 = 65535;
@@ -42,8 +44,17 @@ pub const fn fwd_label(m: FwdMode) -> (&'static str, &'static str) {
 pub enum Problem {
     SchedNotSupported(SchedKind),
     FwdNotSupported(FwdMode),
-    Persistent,
+    /// Persistence timeout outside 1..=[`Persistence::MAX_TIMEOUT_S`].
+    PersistTimeout(u32),
+    /// Persistence netmask that is not ones-then-zeros.
+    PersistNetmask(Ipv4Addr),
     Ipv6,
+    /// An IPv6 FULLNAT local address.
+    Ipv6Laddr,
+    /// A local address that is the VIP of this service.
+    LaddrIsVip(ServiceKey),
+    /// A VIP that is a local address of this service.
+    VipIsLaddr(ServiceKey),
     /// (address, what kind of address it is)
     BadAddr(IpAddr, &'static str),
     ServicePortZero,
@@ -79,8 +90,22 @@ impl fmt::Display for Problem {
                     .collect();
                 write!(f, "forwarding mode {name} ({opt}) is not supported yet (available: {})", avail.join(", "))
             }
-            Problem::Persistent => f.write_str("persistent services (-p) are not supported yet"),
+            Problem::PersistTimeout(t) => write!(
+                f,
+                "persistence timeout {t} s is not in 1..={} (-p)",
+                Persistence::MAX_TIMEOUT_S
+            ),
+            Problem::PersistNetmask(m) => {
+                write!(f, "persistence netmask {m} is not a contiguous netmask (-M)")
+            }
             Problem::Ipv6 => f.write_str("IPv6 services are not supported yet"),
+            Problem::Ipv6Laddr => f.write_str("IPv6 local addresses are not supported yet"),
+            Problem::LaddrIsVip(k) => {
+                write!(f, "the address is the VIP of service {k}; a local address must differ from every VIP")
+            }
+            Problem::VipIsLaddr(k) => {
+                write!(f, "the VIP is a local address (laddr) of service {k}")
+            }
             Problem::BadAddr(ip, what) => write!(f, "{ip} is {what} address"),
             Problem::ServicePortZero => f.write_str(
                 "service port 0 is not supported (ipvsadm's port-0 and fwmark services are not supported)",
@@ -119,6 +144,16 @@ pub enum ModelError {
     InvalidReal {
         key: ServiceKey,
         addr: SocketAddr,
+        problem: Problem,
+    },
+    #[error("service {key}: local address {addr} already exists")]
+    LaddrExists { key: ServiceKey, addr: IpAddr },
+    #[error("service {key}: local address {addr} does not exist")]
+    NoSuchLaddr { key: ServiceKey, addr: IpAddr },
+    #[error("service {key}: local address {addr}: {problem}")]
+    InvalidLaddr {
+        key: ServiceKey,
+        addr: IpAddr,
         problem: Problem,
     },
 }
@@ -163,8 +198,28 @@ pub fn validate_service_params(
     if !sched.supported() {
         return Err(err(Problem::SchedNotSupported(sched)));
     }
-    if persistence.is_some() {
-        return Err(err(Problem::Persistent));
+    if let Some(p) = persistence {
+        if !(1..=Persistence::MAX_TIMEOUT_S).contains(&p.timeout_s) {
+            return Err(err(Problem::PersistTimeout(p.timeout_s)));
+        }
+        if !is_contiguous_netmask(p.netmask) {
+            return Err(err(Problem::PersistNetmask(p.netmask)));
+        }
+    }
+    Ok(())
+}
+
+/// Check one FULLNAT local address of `key` on its own: an IPv4 unicast host address that is
+/// not the service's VIP. (That it is no other service's VIP is checked by [`ServiceTable`].)
+pub fn validate_laddr(key: &ServiceKey, addr: IpAddr) -> Result<(), ModelError> {
+    let err = |problem| ModelError::InvalidLaddr { key: *key, addr, problem };
+    match check_host_ip(addr) {
+        Err(Problem::Ipv6) => return Err(err(Problem::Ipv6Laddr)),
+        Err(p) => return Err(err(p)),
+        Ok(()) => {}
+    }
+    if addr == key.vip.ip() {
+        return Err(err(Problem::LaddrIsVip(*key)));
     }
     Ok(())
 }
@@ -187,7 +242,7 @@ pub fn validate_real(key: &ServiceKey, real: &RealServer) -> Result<RealServer, 
     if !rs.fwd.supported() {
         return Err(err(Problem::FwdNotSupported(rs.fwd)));
     }
-    if matches!(rs.fwd, FwdMode::Dr | FwdMode::Tun) && rs.addr.port() != key.vip.port() {
+    if !rs.fwd.maps_ports() && rs.addr.port() != key.vip.port() {
         return Err(err(Problem::PortMismatch {
             fwd: rs.fwd,
             rs_port: rs.addr.port(),
@@ -219,6 +274,12 @@ pub fn validate_service(svc: &Service) -> Result<Service, ModelError> {
             });
         }
         reals.push(r);
+    }
+    for (i, &l) in svc.laddrs.iter().enumerate() {
+        validate_laddr(&svc.key, l)?;
+        if svc.laddrs[..i].contains(&l) {
+            return Err(ModelError::LaddrExists { key: svc.key, addr: l });
+        }
     }
     Ok(Service {
         key: svc.key,
@@ -258,18 +319,30 @@ impl ServiceTable {
         Ok(t)
     }
 
-    /// `ipvsadm -A`: add a service, with or without real servers.
+    /// `ipvsadm -A`: add a service, with or without real servers and local addresses.
     pub fn add_service(&mut self, svc: Service) -> Result<(), ModelError> {
         if self.services.contains_key(&svc.key) {
             return Err(ModelError::ServiceExists(svc.key));
         }
         let svc = validate_service(&svc)?;
+        // Local addresses and VIPs are disjoint across the whole table: a packet to a laddr is a
+        // FULLNAT reply, a packet to a VIP is a client's.
+        let vip = svc.key.vip.ip();
+        if let Some(other) = self.services.values().find(|s| s.laddrs.contains(&vip)) {
+            return Err(ModelError::InvalidService {
+                key: svc.key,
+                problem: Problem::VipIsLaddr(other.key),
+            });
+        }
+        for &l in &svc.laddrs {
+            self.check_laddr_not_vip(&svc.key, l)?;
+        }
         self.services.insert(svc.key, svc);
         Ok(())
     }
 
-    /// `ipvsadm -E`: change scheduler and persistence; the real servers are kept (the `reals`
-    /// of the argument are ignored, as `-E` carries none).
+    /// `ipvsadm -E`: change scheduler, persistence and client-address mode; the real servers
+    /// and local addresses are kept (those of the argument are ignored, as `-E` carries none).
     pub fn edit_service(&mut self, svc: Service) -> Result<(), ModelError> {
         validate_service_params(&svc.key, svc.sched, svc.persistence.as_ref())?;
         let cur = self
@@ -278,6 +351,48 @@ impl ServiceTable {
             .ok_or(ModelError::NoSuchService(svc.key))?;
         cur.sched = svc.sched;
         cur.persistence = svc.persistence;
+        cur.client_addr = svc.client_addr;
+        Ok(())
+    }
+
+    /// Refuse a local address of `key` that is the VIP of any service.
+    fn check_laddr_not_vip(&self, key: &ServiceKey, addr: IpAddr) -> Result<(), ModelError> {
+        if let Some(other) = self.services.values().find(|s| s.key.vip.ip() == addr) {
+            return Err(ModelError::InvalidLaddr {
+                key: *key,
+                addr,
+                problem: Problem::LaddrIsVip(other.key),
+            });
+        }
+        Ok(())
+    }
+
+    /// DPVS's `ipvsadm --add-laddr -z LIP -t VIP:PORT`: add a FULLNAT local address. It must be
+    /// IPv4 unicast, no service's VIP, and not already on this service. A local address may be
+    /// shared by several services (as in DPVS), and may be added before any FULLNAT real server.
+    pub fn add_laddr(&mut self, key: &ServiceKey, addr: IpAddr) -> Result<(), ModelError> {
+        if !self.services.contains_key(key) {
+            return Err(ModelError::NoSuchService(*key));
+        }
+        validate_laddr(key, addr)?;
+        self.check_laddr_not_vip(key, addr)?;
+        let svc = self.services.get_mut(key).ok_or(ModelError::NoSuchService(*key))?;
+        if svc.laddrs.contains(&addr) {
+            return Err(ModelError::LaddrExists { key: *key, addr });
+        }
+        svc.laddrs.push(addr);
+        Ok(())
+    }
+
+    /// DPVS's `ipvsadm --del-laddr -z LIP -t VIP:PORT`.
+    pub fn del_laddr(&mut self, key: &ServiceKey, addr: IpAddr) -> Result<(), ModelError> {
+        let svc = self.services.get_mut(key).ok_or(ModelError::NoSuchService(*key))?;
+        let i = svc
+            .laddrs
+            .iter()
+            .position(|&l| l == addr)
+            .ok_or(ModelError::NoSuchLaddr { key: *key, addr })?;
+        svc.laddrs.remove(i);
         Ok(())
     }
 
@@ -514,15 +629,11 @@ mod tests {
             r.weight = 65536;
             t.edit_real(&k, r)
         });
-        refused(
-            &mut t,
-            "scheduler 'lc' is not supported yet (available: rr, wrr)",
-            |t| {
-                let mut s = svc("203.0.113.100:80", &[]);
-                s.sched = SchedKind::Lc;
-                t.edit_service(s)
-            },
-        );
+        refused(&mut t, "persistence timeout 0 s is not in 1..=31536000", |t| {
+            let mut s = svc("203.0.113.100:80", &[]);
+            s.persistence = Some(Persistence { timeout_s: 0, netmask: Ipv4Addr::BROADCAST });
+            t.edit_service(s)
+        });
         // A service whose second real is bad is not added at all.
         refused(&mut t, "service TCP 203.0.113.102:80: real server 203.0.113.12:8080: real server port 8080 differs", |t| {
             t.add_service(svc("203.0.113.102:80", &["203.0.113.11:80", "203.0.113.12:8080"]))
@@ -546,20 +657,12 @@ mod tests {
         };
         let cases: Vec<(RealServer, &str)> = vec![
             (
-                with_real(&|r| r.fwd = FwdMode::Nat),
-                "forwarding mode NAT (-m) is not supported yet (available: DR -g)",
-            ),
-            (
-                with_real(&|r| r.fwd = FwdMode::FullNat),
-                "forwarding mode FULLNAT (-b) is not supported yet",
-            ),
-            (
-                with_real(&|r| r.fwd = FwdMode::Tun),
-                "forwarding mode TUN (-i) is not supported yet",
-            ),
-            (
                 with_real(&|r| r.addr = "203.0.113.20:81".parse().unwrap()),
-                "real server port 81 differs from the service port 80",
+                "real server port 81 differs from the service port 80, which DR (-g) cannot do",
+            ),
+            (
+                with_real(&|r| (r.addr, r.fwd) = ("203.0.113.20:81".parse().unwrap(), FwdMode::Tun)),
+                "real server port 81 differs from the service port 80, which TUN (-i) cannot do",
             ),
             (
                 with_real(&|r| r.addr = "[2001:db8::1]:80".parse().unwrap()),
@@ -616,10 +719,33 @@ mod tests {
             (svc("239.1.1.1:80", &[]), "multicast"),
             (svc("127.0.0.1:80", &[]), "loopback"),
             (
-                Service { persistence: Some(Persistence { timeout_s: 300, netmask: Ipv4Addr::BROADCAST }), ..svc("203.0.113.5:80", &[]) },
-                "persistent services (-p) are not supported yet",
+                Service { persistence: Some(Persistence { timeout_s: 0, netmask: Ipv4Addr::BROADCAST }), ..svc("203.0.113.5:80", &[]) },
+                "service TCP 203.0.113.5:80: persistence timeout 0 s is not in 1..=31536000 (-p)",
             ),
-            (Service { sched: SchedKind::Wlc, ..svc("203.0.113.5:80", &[]) }, "service TCP 203.0.113.5:80: scheduler 'wlc' is not supported yet (available: rr, wrr)"),
+            (
+                Service { persistence: Some(Persistence { timeout_s: 31_536_001, netmask: Ipv4Addr::BROADCAST }), ..svc("203.0.113.5:80", &[]) },
+                "persistence timeout 31536001 s is not in 1..=31536000",
+            ),
+            (
+                Service { persistence: Some(Persistence { timeout_s: 300, netmask: Ipv4Addr::new(255, 0, 255, 0) }), ..svc("203.0.113.5:80", &[]) },
+                "persistence netmask 255.0.255.0 is not a contiguous netmask (-M)",
+            ),
+            (
+                Service { laddrs: vec!["203.0.113.3".parse().unwrap(), "203.0.113.3".parse().unwrap()], ..svc("203.0.113.5:80", &[]) },
+                "service TCP 203.0.113.5:80: local address 203.0.113.3 already exists",
+            ),
+            (
+                Service { laddrs: vec!["203.0.113.5".parse().unwrap()], ..svc("203.0.113.5:80", &[]) },
+                "local address 203.0.113.5: the address is the VIP of service TCP 203.0.113.5:80",
+            ),
+            (
+                Service { laddrs: vec!["203.0.113.100".parse().unwrap()], ..svc("203.0.113.5:80", &[]) },
+                "local address 203.0.113.100: the address is the VIP of service TCP 203.0.113.100:80",
+            ),
+            (
+                Service { laddrs: vec!["2001:db8::3".parse().unwrap()], ..svc("203.0.113.5:80", &[]) },
+                "local address 2001:db8::3: IPv6 local addresses are not supported yet",
+            ),
         ];
         for (s, want) in svc_cases {
             refused(&mut t, want, |t| t.add_service(s));
@@ -642,5 +768,114 @@ mod tests {
         assert_eq!(t.to_services()[0].reals[0].addr.port(), 80);
         assert_eq!(t.iter_proto(Proto::Tcp).count(), 1);
         assert_eq!(t.iter_proto(Proto::Udp).count(), 0);
+    }
+
+    #[test]
+    fn every_mode_and_scheduler_is_accepted() {
+        let k = key("203.0.113.100:80");
+        let mut t = table();
+        for sched in ALL_SCHEDS {
+            assert!(sched.supported());
+            let mut s = svc("203.0.113.100:80", &[]);
+            s.sched = sched;
+            t.edit_service(s).unwrap_or_else(|e| panic!("{sched}: {e}"));
+            assert_eq!(t.get(&k).unwrap().sched, sched);
+        }
+        for (i, m) in ALL_FWDS.iter().enumerate() {
+            assert!(m.supported());
+            let mut r = rs(&format!("203.0.113.{}:80", 30 + i));
+            r.fwd = *m;
+            t.add_real(&k, r).unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn port_mapping_per_mode() {
+        let k = key("203.0.113.100:80");
+        let mut t = table();
+        // NAT and FULLNAT may map the port; port 0 still means the service port.
+        for (ip, m) in [("203.0.113.21", FwdMode::Nat), ("203.0.113.22", FwdMode::FullNat)] {
+            let r = RealServer { addr: format!("{ip}:8080").parse().unwrap(), fwd: m, ..rs("203.0.113.1:80") };
+            t.add_real(&k, r).unwrap();
+            let r = RealServer { addr: format!("{ip}:0").parse().unwrap(), fwd: m, ..rs("203.0.113.1:80") };
+            t.add_real(&k, r).unwrap();
+        }
+        let addrs: Vec<String> = t.get(&k).unwrap().reals.iter().map(|r| r.addr.to_string()).collect();
+        assert_eq!(
+            addrs,
+            ["203.0.113.11:80", "203.0.113.12:80", "203.0.113.21:8080", "203.0.113.21:80", "203.0.113.22:8080", "203.0.113.22:80"]
+        );
+        // DR and TUN may not, also when editing an existing real into that mode.
+        for m in [FwdMode::Dr, FwdMode::Tun] {
+            let (name, opt) = fwd_label(m);
+            refused(&mut t, &format!("real server 203.0.113.23:8080: real server port 8080 differs from the service port 80, which {name} ({opt}) cannot do"), |t| {
+                t.add_real(&k, RealServer { addr: "203.0.113.23:8080".parse().unwrap(), fwd: m, ..rs("203.0.113.1:80") })
+            });
+            refused(&mut t, "port 8080 differs", |t| {
+                t.edit_real(&k, RealServer { addr: "203.0.113.21:8080".parse().unwrap(), fwd: m, ..rs("203.0.113.1:80") })
+            });
+        }
+        // TUN with the service port (or 0) is fine.
+        let r = RealServer { addr: "203.0.113.24:0".parse().unwrap(), fwd: FwdMode::Tun, ..rs("203.0.113.1:80") };
+        t.add_real(&k, r).unwrap();
+    }
+
+    #[test]
+    fn persistence_rules() {
+        let k = key("203.0.113.100:80");
+        let mut t = table();
+        for (timeout_s, netmask) in [
+            (1, Ipv4Addr::BROADCAST),
+            (300, Ipv4Addr::new(255, 255, 255, 0)),
+            (Persistence::MAX_TIMEOUT_S, Ipv4Addr::UNSPECIFIED),
+        ] {
+            let p = Persistence { timeout_s, netmask };
+            t.edit_service(Service { persistence: Some(p), ..svc("203.0.113.100:80", &[]) }).unwrap();
+            assert_eq!(t.get(&k).unwrap().persistence, Some(p));
+        }
+        t.edit_service(svc("203.0.113.100:80", &[])).unwrap();
+        assert_eq!(t.get(&k).unwrap().persistence, None, "-E without -p clears persistence, as ipvsadm");
+        assert_eq!(Persistence::default_ipvsadm(), Persistence { timeout_s: 300, netmask: Ipv4Addr::BROADCAST });
+    }
+
+    #[test]
+    fn laddr_rules() {
+        use crate::model::ClientAddrMode;
+        let k = key("203.0.113.100:80");
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut t = table();
+        t.add_service(svc("203.0.113.101:80", &[])).unwrap();
+        // A FULLNAT real may come before any laddr (operators do it in that order).
+        let r = RealServer { addr: "198.51.100.11:8080".parse().unwrap(), fwd: FwdMode::FullNat, ..rs("203.0.113.1:80") };
+        t.add_real(&k, r).unwrap();
+        assert!(t.get(&k).unwrap().has_fullnat());
+        t.add_laddr(&k, ip("203.0.113.3")).unwrap();
+        t.add_laddr(&k, ip("203.0.113.4")).unwrap();
+        // Shared by two services, as DPVS allows.
+        t.add_laddr(&key("203.0.113.101:80"), ip("203.0.113.3")).unwrap();
+        assert_eq!(t.get(&k).unwrap().laddrs, [ip("203.0.113.3"), ip("203.0.113.4")]);
+
+        refused(&mut t, "service TCP 203.0.113.100:80: local address 203.0.113.3 already exists", |t| t.add_laddr(&k, ip("203.0.113.3")));
+        refused(&mut t, "local address 203.0.113.101: the address is the VIP of service TCP 203.0.113.101:80", |t| t.add_laddr(&k, ip("203.0.113.101")));
+        refused(&mut t, "local address 203.0.113.100: the address is the VIP of service TCP 203.0.113.100:80", |t| t.add_laddr(&k, ip("203.0.113.100")));
+        refused(&mut t, "IPv6 local addresses are not supported yet", |t| t.add_laddr(&k, ip("2001:db8::3")));
+        refused(&mut t, "0.0.0.0 is the unspecified address", |t| t.add_laddr(&k, ip("0.0.0.0")));
+        refused(&mut t, "224.0.0.9 is a multicast address", |t| t.add_laddr(&k, ip("224.0.0.9")));
+        refused(&mut t, "service TCP 203.0.113.102:80 does not exist", |t| t.add_laddr(&key("203.0.113.102:80"), ip("203.0.113.5")));
+        refused(&mut t, "service TCP 203.0.113.100:80: local address 203.0.113.9 does not exist", |t| t.del_laddr(&k, ip("203.0.113.9")));
+        refused(&mut t, "service TCP 203.0.113.102:80 does not exist", |t| t.del_laddr(&key("203.0.113.102:80"), ip("203.0.113.3")));
+        // A new service whose VIP is a laddr of another (any port) is refused.
+        refused(&mut t, "service TCP 203.0.113.4:443: the VIP is a local address (laddr) of service TCP 203.0.113.100:80", |t| t.add_service(svc("203.0.113.4:443", &[])));
+
+        // -E keeps the laddrs and reals, and sets the client-address mode.
+        let mut e = svc("203.0.113.100:80", &[]);
+        e.client_addr = ClientAddrMode::ProxyV2;
+        t.edit_service(e).unwrap();
+        let got = t.get(&k).unwrap();
+        assert_eq!((got.client_addr, got.laddrs.len(), got.reals.len()), (ClientAddrMode::ProxyV2, 2, 3));
+
+        t.del_laddr(&k, ip("203.0.113.3")).unwrap();
+        assert_eq!(t.get(&k).unwrap().laddrs, [ip("203.0.113.4")]);
+        assert_eq!(t.get(&key("203.0.113.101:80")).unwrap().laddrs, [ip("203.0.113.3")], "the other service's copy stays");
     }
 }

@@ -10,7 +10,7 @@ pub mod server;
 
 pub use client::{request, Client, ClientError};
 pub use ipvsadm::{Command, ParseError};
-pub use proto::{PortReport, Request, Response, ServiceStatus};
+pub use proto::{PortReport, Request, Response, ServiceLaddrs, ServiceStatus};
 pub use server::{Handler, Server, ServerHandle};
 
 /// Control socket used when neither `--socket` nor `$RVSADM_SOCKET` is given.

@@ -7,10 +7,13 @@
 
 use rvs_config::model::{RealServer, Service, ServiceKey};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Longest request or response line accepted, newline excluded.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Longest session timeout `--set` accepts, seconds (one year).
+pub const MAX_TIMEOUT_S: u32 = 31_536_000;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -44,6 +47,37 @@ pub enum Request {
     },
     LinkShow,
     Version,
+    /// DPVS's `--add-laddr -t VIP:PORT -z LIP`: add a FULLNAT local address to a service.
+    AddLaddr {
+        key: ServiceKey,
+        addr: IpAddr,
+    },
+    /// DPVS's `--del-laddr -t VIP:PORT -z LIP`.
+    DelLaddr {
+        key: ServiceKey,
+        addr: IpAddr,
+    },
+    /// DPVS's `--get-laddr [-t VIP:PORT]`: the local addresses of one service, or of all
+    /// services that have any. Answered with [`Response::Laddrs`].
+    GetLaddr {
+        #[serde(default)]
+        key: Option<ServiceKey>,
+    },
+    /// ipvsadm's `--set TCP TCPFIN UDP`: session timeouts in seconds, 0 = leave unchanged.
+    /// `tcp` is the established-state timeout, `tcpfin` the FIN_WAIT one.
+    SetTimeouts {
+        tcp: u32,
+        tcpfin: u32,
+        udp: u32,
+    },
+    /// ipvsadm's `-L --timeout`. Answered with [`Response::Timeouts`].
+    GetTimeouts,
+    /// IPVS's `expire_nodest_conn` sysctl: drop the sessions of a deleted real server at once.
+    SetExpireNodestConn {
+        enabled: bool,
+    },
+    /// Answered with [`Response::ExpireNodestConn`].
+    GetExpireNodestConn,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -65,6 +99,19 @@ pub enum Response {
     Version {
         version: String,
     },
+    /// Local addresses per service, in service order.
+    Laddrs {
+        services: Vec<ServiceLaddrs>,
+    },
+    /// Session timeouts in seconds, as `ipvsadm -L --timeout` prints them.
+    Timeouts {
+        tcp: u32,
+        tcpfin: u32,
+        udp: u32,
+    },
+    ExpireNodestConn {
+        enabled: bool,
+    },
 }
 
 impl Response {
@@ -81,6 +128,13 @@ pub struct ServiceStatus {
     pub service: Service,
     /// (active, inactive) connections per real server, same order as `service.reals`.
     pub conns: Vec<(u64, u64)>,
+}
+
+/// The FULLNAT local addresses of one service.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ServiceLaddrs {
+    pub key: ServiceKey,
+    pub laddrs: Vec<IpAddr>,
 }
 
 /// One DPDK port as `rvsadm link show` prints it.
@@ -149,6 +203,14 @@ mod tests {
             Request::List { key: Some(key()) },
             Request::LinkShow,
             Request::Version,
+            Request::AddLaddr { key: key(), addr: "203.0.113.3".parse().unwrap() },
+            Request::DelLaddr { key: key(), addr: "203.0.113.3".parse().unwrap() },
+            Request::GetLaddr { key: None },
+            Request::GetLaddr { key: Some(key()) },
+            Request::SetTimeouts { tcp: 900, tcpfin: 0, udp: 300 },
+            Request::GetTimeouts,
+            Request::SetExpireNodestConn { enabled: true },
+            Request::GetExpireNodestConn,
         ];
         for r in all {
             let line = serde_json::to_string(&r).unwrap();
@@ -181,6 +243,35 @@ mod tests {
         };
         assert_eq!((real.fwd, real.weight), (FwdMode::Dr, 1));
         assert!(serde_json::from_str::<Request>(r#"{"op":"reboot"}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&Request::SetTimeouts { tcp: 900, tcpfin: 120, udp: 0 }).unwrap(),
+            r#"{"op":"set_timeouts","tcp":900,"tcpfin":120,"udp":0}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::AddLaddr { key: key(), addr: "203.0.113.3".parse().unwrap() })
+                .unwrap(),
+            r#"{"op":"add_laddr","key":{"proto":"tcp","vip":"203.0.113.100:80"},"addr":"203.0.113.3"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::SetExpireNodestConn { enabled: true }).unwrap(),
+            r#"{"op":"set_expire_nodest_conn","enabled":true}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"op":"get_laddr"}"#).unwrap(),
+            Request::GetLaddr { key: None }
+        );
+        assert_eq!(
+            serde_json::to_string(&Response::Timeouts { tcp: 900, tcpfin: 120, udp: 300 }).unwrap(),
+            r#"{"status":"timeouts","tcp":900,"tcpfin":120,"udp":300}"#
+        );
+        // A service written by hand: laddrs and client_addr (either spelling) default sensibly.
+        let r: Request = serde_json::from_str(
+            r#"{"op":"add_service","service":{"key":{"proto":"tcp","vip":"203.0.113.100:80"},"laddrs":["203.0.113.3"],"client_addr":"proxy-v2"}}"#,
+        )
+        .unwrap();
+        let Request::AddService { service } = r else { panic!("{r:?}") };
+        assert_eq!(service.client_addr, rvs_config::model::ClientAddrMode::ProxyV2);
+        assert_eq!(service.laddrs, ["203.0.113.3".parse::<IpAddr>().unwrap()]);
         assert_eq!(
             serde_json::to_string(&Response::Ok).unwrap(),
             r#"{"status":"ok"}"#
@@ -219,6 +310,14 @@ mod tests {
             Response::Version {
                 version: "0.1.0".into(),
             },
+            Response::Laddrs {
+                services: vec![ServiceLaddrs {
+                    key: key(),
+                    laddrs: vec!["203.0.113.3".parse().unwrap(), "203.0.113.4".parse().unwrap()],
+                }],
+            },
+            Response::Timeouts { tcp: 900, tcpfin: 120, udp: 300 },
+            Response::ExpireNodestConn { enabled: false },
         ];
         for r in all {
             let line = serde_json::to_string(&r).unwrap();

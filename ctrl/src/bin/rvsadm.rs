@@ -1,10 +1,10 @@
 //! rvsadm: ipvsadm-compatible administration of rvsd over its control socket.
 //!
-//! `rvsadm [--socket PATH] <ipvsadm arguments>`, plus `rvsadm link show [--json]` and
-//! `rvsadm version`. Exit status: 0 success, 1 refused by rvsd or rvsd unreachable,
+//! `rvsadm [--socket PATH] <ipvsadm arguments>`, plus `rvsadm link show [--json]`,
+//! `rvsadm laddr add|del|show ...` and `rvsadm version`. Exit status: 0 success, 1 refused by rvsd or rvsd unreachable,
 //! 2 bad command line.
 
-use rvs_ctrl::display::{format_link, format_list, format_save};
+use rvs_ctrl::display::{format_laddrs, format_link, format_list, format_save, format_timeouts};
 use rvs_ctrl::ipvsadm::{self, Command, USAGE};
 use rvs_ctrl::{Client, Request, Response, DEFAULT_SOCKET};
 use std::io::{BufRead, Write};
@@ -72,6 +72,11 @@ fn run(args: Vec<String>) -> Result<(), Fail> {
             let resp = send(&socket, &Request::LinkShow)?;
             print_response(resp, Output::Link { json })
         }
+        Some("laddr") => {
+            let cmd = ipvsadm::parse_laddr_subcommand(&args[1..])
+                .map_err(|e| Fail::Usage(e.to_string()))?;
+            run_command(&socket, cmd)
+        }
         Some("version") => {
             if args.len() > 1 {
                 return Err(Fail::Usage("usage: rvsadm version".into()));
@@ -80,31 +85,36 @@ fn run(args: Vec<String>) -> Result<(), Fail> {
         }
         _ => {
             let cmd = ipvsadm::parse(&args).map_err(|e| Fail::Usage(e.to_string()))?;
-            match cmd {
-                Command::Help => {
-                    print!(
-                        "rvsadm {} - administer rvs virtual services (ipvsadm syntax)\n\n{USAGE}",
-                        env!("CARGO_PKG_VERSION")
-                    );
-                    Ok(())
-                }
-                Command::Version => version(&socket),
-                Command::Restore => restore(&socket),
-                cmd => {
-                    let out = match &cmd {
-                        Command::List { json, .. } => Output::List { json: *json },
-                        Command::Save => Output::Save,
-                        _ => Output::None,
-                    };
-                    let Some(req) = cmd.to_request() else {
-                        return Err(Fail::Run(
-                            "internal error: command without a request".into(),
-                        ));
-                    };
-                    let resp = send(&socket, &req)?;
-                    print_response(resp, out)
-                }
-            }
+            run_command(&socket, cmd)
+        }
+    }
+}
+
+fn run_command(socket: &std::path::Path, cmd: Command) -> Result<(), Fail> {
+    match cmd {
+        Command::Help => {
+            print!(
+                "rvsadm {} - administer rvs virtual services (ipvsadm syntax)\n\n{USAGE}",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(())
+        }
+        Command::Version => version(socket),
+        Command::Restore => restore(socket),
+        cmd => {
+            let out = match &cmd {
+                Command::List { json, .. } => Output::List { json: *json },
+                Command::Save => Output::Save,
+                Command::GetLaddr { json, .. } => Output::Laddrs { json: *json },
+                Command::GetTimeouts { json } => Output::Timeouts { json: *json },
+                Command::GetExpireNodestConn => Output::Expire,
+                _ => Output::None,
+            };
+            let Some(req) = cmd.to_request() else {
+                return Err(Fail::Run("internal error: command without a request".into()));
+            };
+            let resp = send(socket, &req)?;
+            print_response(resp, out)
         }
     }
 }
@@ -139,10 +149,15 @@ fn restore(socket: &std::path::Path) -> Result<(), Fail> {
             | Command::AddReal { .. }
             | Command::EditReal { .. }
             | Command::DelReal { .. }
-            | Command::Clear => {}
+            | Command::Clear
+            | Command::AddLaddr { .. }
+            | Command::DelLaddr { .. }
+            | Command::SetTimeouts { .. }
+            | Command::SetExpireNodestConn(_) => {}
             _ => {
                 return Err(Fail::Usage(format!(
-                    "stdin line {}: only -A -E -D -C -a -e -d can be restored",
+                    "stdin line {}: only -A -E -D -C -a -e -d --add-laddr --del-laddr --set \
+                     --set-expire-nodest-conn can be restored",
                     n + 1
                 )))
             }
@@ -174,6 +189,9 @@ enum Output {
     Save,
     Link { json: bool },
     Version,
+    Laddrs { json: bool },
+    Timeouts { json: bool },
+    Expire,
 }
 
 fn json_pairs(pairs: &[(String, u64)]) -> serde_json::Value {
@@ -216,6 +234,22 @@ fn print_response(resp: Response, out: Output) -> Result<(), Fail> {
             s
         }
         (Response::Version { version }, Output::Version) => format!("rvsd {version}\n"),
+        (Response::Laddrs { services }, Output::Laddrs { json: false }) => format_laddrs(&services),
+        (Response::Laddrs { services }, Output::Laddrs { json: true }) => {
+            let mut s =
+                serde_json::to_string_pretty(&services).map_err(|e| Fail::Run(e.to_string()))?;
+            s.push('\n');
+            s
+        }
+        (Response::Timeouts { tcp, tcpfin, udp }, Output::Timeouts { json: false }) => {
+            format_timeouts(tcp, tcpfin, udp)
+        }
+        (Response::Timeouts { tcp, tcpfin, udp }, Output::Timeouts { json: true }) => {
+            format!("{}\n", serde_json::json!({ "tcp": tcp, "tcpfin": tcpfin, "udp": udp }))
+        }
+        (Response::ExpireNodestConn { enabled }, Output::Expire) => {
+            format!("expire_nodest_conn {}\n", if enabled { "on" } else { "off" })
+        }
         (other, _) => {
             return Err(Fail::Run(format!(
                 "unexpected response from rvsd: {other:?}"
