@@ -1,0 +1,413 @@
+//! Harness for the end-to-end lab tests: a network-namespace lab (deploy/lab.sh),
+//! an rvsd running in it, and helpers to drive traffic and rvsadm.
+//!
+//! Every external command runs under `timeout`, so no test can hang. Each test
+//! uses its own lab PREFIX, which also gives rvsd its own DPDK `--file-prefix`
+//! and control socket, so tests run side by side.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Root of the `rvs` crate (= workspace root).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn rvsd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rvsd"))
+}
+
+/// rvsadm is a binary of another workspace crate; it lands next to rvsd.
+pub fn rvsadm_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_rvsd")).with_file_name("rvsadm");
+    assert!(
+        p.exists(),
+        "rvsadm not found at {} - build every binary first: `cargo build --workspace --bins` \
+         (deploy/test.sh does this)",
+        p.display()
+    );
+    p
+}
+
+/// Runs `argv` under `timeout -k 2 <secs>`; never hangs.
+pub fn run(argv: &[&str], secs: u64) -> Output {
+    let secs = secs.to_string();
+    Command::new("timeout")
+        .args(["-k", "2", &secs])
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
+}
+
+pub fn out_str(o: &Output) -> String {
+    format!(
+        "status={} stdout={:?} stderr={:?}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// True when the lab tests can run (root + `ip netns`). Otherwise prints a loud
+/// notice: the caller then returns, i.e. the test is skipped.
+pub fn lab_supported(test: &str) -> bool {
+    let uid = Command::new("id").arg("-u").output().ok();
+    let root = uid
+        .as_ref()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        eprintln!("\n!!!!! SKIPPING lab test (lab {test}): not running as root !!!!!\n");
+        return false;
+    }
+    let netns = Command::new("ip")
+        .args(["netns", "list"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !netns {
+        eprintln!("\n!!!!! SKIPPING lab test (lab {test}): `ip netns` is unavailable !!!!!\n");
+        return false;
+    }
+    true
+}
+
+fn lab_sh() -> String {
+    repo_root().join("deploy/lab.sh").display().to_string()
+}
+
+/// A running lab (deploy/lab.sh up PREFIX); torn down on drop.
+pub struct Lab {
+    pub prefix: String,
+    /// /tmp/rvs-lab-PREFIX: server logs, rvsd config, log and socket.
+    pub state: PathBuf,
+}
+
+impl Lab {
+    /// Brings the lab up, or returns None (test skipped, loudly) when the
+    /// machine cannot run labs.
+    pub fn up(prefix: &str) -> Option<Lab> {
+        if !lab_supported(prefix) {
+            return None;
+        }
+        let o = run(&["bash", &lab_sh(), "up", prefix], 60);
+        assert!(o.status.success(), "lab.sh up {prefix} failed: {}", out_str(&o));
+        Some(Lab { prefix: prefix.to_string(), state: PathBuf::from(format!("/tmp/rvs-lab-{prefix}")) })
+    }
+
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}-{}", self.prefix, name)
+    }
+
+    /// `ip netns exec PREFIX-<ns> argv...` under a timeout.
+    pub fn exec(&self, ns: &str, argv: &[&str], secs: u64) -> Output {
+        let ns = self.ns(ns);
+        let mut full = vec!["ip", "netns", "exec", ns.as_str()];
+        full.extend_from_slice(argv);
+        run(&full, secs)
+    }
+
+    /// The rvsd config for this lab, without services (`lab.sh config`).
+    pub fn base_config(&self) -> String {
+        let o = run(&["bash", &lab_sh(), "config", &self.prefix], 10);
+        assert!(o.status.success(), "lab.sh config failed: {}", out_str(&o));
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.state.join("rvsd.sock")
+    }
+
+    /// One HTTP GET from the client: body on success, a description on failure.
+    pub fn client_curl(&self, url: &str) -> Result<String, String> {
+        let o = self.exec("cl", &["curl", "-s", "--max-time", "2", url], 5);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        } else {
+            Err(format!("curl {url}: {}", out_str(&o)))
+        }
+    }
+
+    /// One datagram from the client, from a fresh socket (fresh source port),
+    /// connected to addr:port so only a reply from addr:port is accepted.
+    pub fn client_udp(&self, addr: &str, port: u16, payload: &str) -> Result<String, String> {
+        let script = "import socket,sys\n\
+                      s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                      s.settimeout(2)\n\
+                      s.connect((sys.argv[1],int(sys.argv[2])))\n\
+                      s.send(sys.argv[3].encode())\n\
+                      sys.stdout.write(s.recv(65535).decode())\n";
+        let port = port.to_string();
+        let o = self.exec("cl", &["/usr/bin/python3", "-c", script, addr, &port, payload], 6);
+        if o.status.success() {
+            Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        } else {
+            Err(format!("udp {addr}:{port}: {}", out_str(&o)))
+        }
+    }
+
+    /// Pings `dst` from the client `count` times; returns the number of replies.
+    pub fn client_ping(&self, dst: &str, count: u32) -> u32 {
+        let c = count.to_string();
+        let o = self.exec("cl", &["ping", "-n", "-c", &c, "-i", "0.2", "-W", "2", dst], 5 + 3 * count as u64);
+        let text = String::from_utf8_lossy(&o.stdout);
+        text.lines()
+            .find_map(|l| {
+                let l = l.trim();
+                let rest = l.split(" packets transmitted, ").nth(1)?;
+                rest.split(' ').next()?.parse::<u32>().ok()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Neighbour-table MAC of `ip` on the router's server-segment leg.
+    pub fn router_neigh_mac(&self, ip: &str) -> Option<String> {
+        let o = self.exec("rt", &["ip", "neigh", "show", ip, "dev", "eth1"], 5);
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let mut it = text.split_whitespace();
+        while let Some(tok) = it.next() {
+            if tok == "lladdr" {
+                return it.next().map(str::to_string);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let o = run(&["bash", &lab_sh(), "down", &self.prefix], 60);
+        if !o.status.success() {
+            eprintln!("lab.sh down {} failed: {}", self.prefix, out_str(&o));
+        }
+    }
+}
+
+/// rvsd running in PREFIX-lb. Dropping it SIGTERMs (then SIGKILLs) it; tests
+/// that care about the exit status call [`Rvsd::stop`]. If the test is
+/// panicking, the drop prints the rvsd log tail and the counters.
+pub struct Rvsd {
+    child: Option<Child>,
+    pub prefix: String,
+    pub log: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Rvsd {
+    /// Writes `lab.sh config` + `extra_toml`, starts rvsd and waits (<= 20 s)
+    /// until its control socket answers `rvsadm -L -n`.
+    pub fn start(lab: &Lab, extra_toml: &str) -> Rvsd {
+        let cfg = format!("{}\n{}\n", lab.base_config(), extra_toml);
+        Self::start_with_config(lab, &cfg)
+    }
+
+    pub fn start_with_config(lab: &Lab, cfg: &str) -> Rvsd {
+        let rvsadm = rvsadm_bin();
+        let config = lab.state.join("rvsd.toml");
+        fs::write(&config, cfg).unwrap();
+        let log = lab.state.join("rvsd.log");
+        let logf = fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &lab.ns("lb")])
+            .arg(rvsd_bin())
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn rvsd");
+        let mut d = Rvsd {
+            child: Some(child),
+            prefix: lab.prefix.clone(),
+            log,
+            config,
+            socket: lab.socket(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rvsd exited during start-up with {st}\n--- rvsd log ---\n{}", d.log_tail(40));
+            }
+            if d.socket.exists() {
+                let o = run(&[rvsadm.to_str().unwrap(), "--socket", d.socket.to_str().unwrap(), "-L", "-n"], 5);
+                if o.status.success() {
+                    return d;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("rvsd control socket {} did not answer within 20 s\n--- rvsd log ---\n{}", d.socket.display(), d.log_tail(40));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// `rvsadm --socket <sock> args...`.
+    pub fn rvsadm(&self, args: &[&str]) -> Output {
+        let bin = rvsadm_bin();
+        let mut argv = vec![bin.to_str().unwrap(), "--socket", self.socket.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        run(&argv, 10)
+    }
+
+    /// rvsadm that must succeed; returns stdout.
+    pub fn rvsadm_ok(&self, args: &[&str]) -> String {
+        let o = self.rvsadm(args);
+        assert!(o.status.success(), "rvsadm {args:?} failed: {}", out_str(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// Counters from `rvsadm link show --json` (`"counters": [[name, n], ...]`;
+    /// a `{name: n}` object is accepted too).
+    pub fn counters(&self) -> HashMap<String, u64> {
+        let out = self.rvsadm_ok(&["link", "show", "--json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("bad JSON from link show ({e}): {out}"));
+        let mut m = HashMap::new();
+        match v.get("counters") {
+            Some(serde_json::Value::Array(a)) => {
+                for pair in a {
+                    if let (Some(k), Some(n)) = (pair.get(0).and_then(|k| k.as_str()), pair.get(1).and_then(|n| n.as_u64())) {
+                        m.insert(k.to_string(), n);
+                    }
+                }
+            }
+            Some(serde_json::Value::Object(o)) => {
+                for (k, n) in o {
+                    if let Some(n) = n.as_u64() {
+                        m.insert(k.clone(), n);
+                    }
+                }
+            }
+            _ => panic!("no counters in link show output: {out}"),
+        }
+        m
+    }
+
+    /// Counters are published by the workers periodically, so a value read
+    /// right after traffic may lag: polls (<= `secs`) until `name` >= `min` and
+    /// returns the last reading either way.
+    pub fn counters_when(&self, name: &str, min: u64, secs: u64) -> HashMap<String, u64> {
+        let mut last = HashMap::new();
+        wait_until(secs, || {
+            last = self.counters();
+            last.get(name).copied().unwrap_or(0) >= min
+        });
+        last
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = run(&["kill", sig, &pid.to_string()], 5);
+        }
+    }
+
+    fn wait_timeout(&mut self, d: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + d;
+        let c = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then wait (<= 15 s) for the exit status. Panics (with the log)
+    /// if rvsd does not exit.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("-TERM");
+        match self.wait_timeout(Duration::from_secs(15)) {
+            Some(st) => {
+                self.child = None;
+                st
+            }
+            None => {
+                self.signal("-KILL");
+                let _ = self.wait_timeout(Duration::from_secs(5));
+                let tail = self.log_tail(40);
+                self.child = None;
+                panic!("rvsd did not exit within 15 s of SIGTERM\n--- rvsd log ---\n{tail}");
+            }
+        }
+    }
+}
+
+impl Drop for Rvsd {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            if thread::panicking() {
+                eprintln!("--- rvsd log ({}) ---\n{}", self.log.display(), self.log_tail(40));
+            }
+            return;
+        }
+        if thread::panicking() {
+            if self.is_alive() {
+                let o = self.rvsadm(&["link", "show", "--json"]);
+                eprintln!("--- rvsd counters ---\n{}", String::from_utf8_lossy(&o.stdout));
+            }
+            eprintln!("--- rvsd log ({}) ---\n{}", self.log.display(), self.log_tail(40));
+        }
+        self.signal("-TERM");
+        if self.wait_timeout(Duration::from_secs(10)).is_none() {
+            self.signal("-KILL");
+            let _ = self.wait_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Asserts that `seq` cycles through `names` round-robin: every element is one
+/// of `names` and each one follows its predecessor in cyclic order (starting anywhere).
+pub fn assert_round_robin(seq: &[String], names: &[&str]) {
+    assert!(!seq.is_empty(), "no responses");
+    let idx: Vec<usize> = seq
+        .iter()
+        .map(|s| names.iter().position(|n| n == s).unwrap_or_else(|| panic!("unexpected response {s:?} in {seq:?}")))
+        .collect();
+    for w in idx.windows(2) {
+        assert_eq!((w[0] + 1) % names.len(), w[1], "not round-robin over {names:?}: {seq:?}");
+    }
+}
+
+/// Polls `f` every 100 ms until it returns true or `secs` elapse.
+pub fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
