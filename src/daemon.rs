@@ -4,9 +4,15 @@
 //! one rx/tx queue pair per worker (RSS spreads flows when there is more than one), then the first
 //! snapshot, the workers, and last the control socket (so rvsadm only ever talks to a gateway that
 //! is forwarding). Shut-down runs the same steps backwards.
+//!
+//! With several workers, the redirect rings and neighbour inboxes between them (the
+//! `workers::Fabric`) are created before the workers and dropped after they have joined, and the
+//! FULLNAT steering rules (`flow`) are installed after the ports start and removed before they
+//! stop. See docs/multicore.md.
 
 use crate::control::Control;
-use crate::workers::{self, LoopConfig};
+use crate::flow::{Steering, SteeringHandle};
+use crate::workers::{self, Fabric, LoopConfig};
 use dpdk_sys::{Eal, Mempool, PortConf};
 use rvs_config::file::Config;
 use rvs_dataplane::conn::Timeouts;
@@ -34,6 +40,8 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("worker thread: {0}")]
     Thread(std::io::Error),
+    #[error("redirect rings between workers: {0}")]
+    Rings(dpdk_sys::DpdkError),
 }
 
 /// EAL arguments: the configured ones, the ports as `--vdev`/`-a`, and two defaults an operator
@@ -42,9 +50,12 @@ pub enum DaemonError {
 /// per worker (`qpairs=N`) unless its string says otherwise.
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let mut args: Vec<String> = cfg.eal.args.clone();
-    let has = |flags: &[&str]| cfg.eal.args.iter().any(|a| flags.iter().any(|f| a == f || a.starts_with(&format!("{f}="))));
+    let has =
+        |flags: &[&str]| cfg.eal.args.iter().any(|a| flags.iter().any(|f| a == f || a.starts_with(&format!("{f}="))));
     if !has(&["-l", "-c", "--lcores"]) {
-        let main = (0u32..1024).find(|c| !cfg.workers.lcores.contains(c)).unwrap_or(0);
+        let cpus: Vec<u32> =
+            core_affinity::get_core_ids().map(|ids| ids.iter().map(|c| c.id as u32).collect()).unwrap_or_default();
+        let main = main_lcore(&cfg.workers.lcores, &cpus);
         args.extend(["-l".to_string(), main.to_string()]);
     }
     if !has(&["--no-telemetry", "--telemetry"]) {
@@ -66,6 +77,16 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
         args.extend(dev_args);
     }
     args
+}
+
+/// The CPU for EAL's main lcore (the control thread, mostly asleep): the first CPU this process
+/// may run on that no worker uses, else — every CPU has a worker, e.g. two workers on a
+/// two-CPU machine — the first allowed CPU, shared with its worker. `cpus` empty = unknown.
+pub fn main_lcore(workers: &[u32], cpus: &[u32]) -> u32 {
+    if cpus.is_empty() {
+        return (0u32..1024).find(|c| !workers.contains(c)).unwrap_or(0);
+    }
+    cpus.iter().copied().find(|c| !workers.contains(c)).unwrap_or(cpus[0])
 }
 
 /// Run the gateway until SIGTERM or SIGINT.
@@ -130,7 +151,7 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop: &AtomicBool) -> Result<(), Daemon
                 mtu: p.mtu,
             });
         }
-        serve(cfg, ports, drivers, Arc::clone(&pool), stop)
+        serve(eal, cfg, ports, drivers, Arc::clone(&pool), stop)
     })();
 
     for id in started {
@@ -147,7 +168,14 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop: &AtomicBool) -> Result<(), Daemon
 }
 
 /// Workers and the control socket, until stopped.
-fn serve(cfg: &Config, ports: Vec<PortInfo>, drivers: Vec<String>, pool: Arc<Mempool>, stop: &AtomicBool) -> Result<(), DaemonError> {
+fn serve(
+    eal: &Eal,
+    cfg: &Config,
+    ports: Vec<PortInfo>,
+    drivers: Vec<String>,
+    pool: Arc<Mempool>,
+    stop: &AtomicBool,
+) -> Result<(), DaemonError> {
     let routes: Vec<StaticRoute> = cfg
         .routes
         .iter()
@@ -159,8 +187,23 @@ fn serve(cfg: &Config, ports: Vec<PortInfo>, drivers: Vec<String>, pool: Arc<Mem
         .collect();
     let table = cfg.service_table();
     let n_workers = cfg.workers.lcores.len();
-    let control = Arc::new(Control::new(ports.clone(), drivers, routes, table, Tunables { timeouts: timeouts(cfg), expire_nodest_conn: false }, n_workers).map_err(DaemonError::Config)?);
+    let probe_ports: Vec<(u16, String, String)> =
+        ports.iter().zip(&drivers).map(|(p, d)| (p.id, p.name.clone(), d.clone())).collect();
+    let control = Arc::new(
+        Control::new(ports.clone(), drivers, routes, table, tunables(cfg), n_workers).map_err(DaemonError::Config)?,
+    );
     let shared = Arc::clone(control.shared());
+
+    // Between the workers: redirect rings and neighbour inboxes (dropped after they join).
+    let fabric = Arc::new(Fabric::new(eal, n_workers, workers::REDIRECT_RING_SIZE).map_err(DaemonError::Rings)?);
+    // FULLNAT reply steering for the configured local addresses; kept in step with every
+    // published snapshot by the loop below.
+    let steering: SteeringHandle = Arc::new(parking_lot::Mutex::new(Steering::probe(&probe_ports, n_workers)));
+    let mut steered_gen = {
+        let snap = shared.snapshot.load();
+        steering.lock().sync(&snap.laddrs);
+        snap.generation
+    };
 
     let dp = WorkerConfig {
         core: 0,
@@ -184,9 +227,10 @@ fn serve(cfg: &Config, ports: Vec<PortInfo>, drivers: Vec<String>, pool: Arc<Mem
         };
         let pool = Arc::clone(&pool);
         let shared = Arc::clone(&shared);
+        let fabric = Arc::clone(&fabric);
         let h = std::thread::Builder::new()
             .name(format!("rvs-worker-{idx}"))
-            .spawn(move || workers::run(lc, pool, shared))
+            .spawn(move || workers::run(lc, pool, shared, fabric))
             .map_err(DaemonError::Thread)?;
         handles.push(h);
     }
@@ -199,6 +243,11 @@ fn serve(cfg: &Config, ports: Vec<PortInfo>, drivers: Vec<String>, pool: Arc<Mem
         tracing::info!(socket = %cfg.ctrl.socket.display(), workers = n_workers, "rvsd ready");
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
+            let snap = shared.snapshot.load();
+            if snap.generation != steered_gen {
+                steered_gen = snap.generation;
+                steering.lock().sync(&snap.laddrs);
+            }
         }
         tracing::info!("stopping");
         handle.shutdown();
@@ -211,7 +260,16 @@ fn serve(cfg: &Config, ports: Vec<PortInfo>, drivers: Vec<String>, pool: Arc<Mem
             tracing::error!("a worker thread panicked");
         }
     }
+    // Rules go while the ports still run; the rings (and the mbufs left in them) before the
+    // ports close and EAL cleans up.
+    steering.lock().clear();
+    drop(fabric);
     result
+}
+
+/// The run-time settings of the config: session timeouts and `expire_nodest_conn`.
+fn tunables(cfg: &Config) -> Tunables {
+    Tunables { timeouts: timeouts(cfg), expire_nodest_conn: cfg.sessions.expire_nodest_conn }
 }
 
 fn timeouts(cfg: &Config) -> Timeouts {
@@ -222,6 +280,7 @@ fn timeouts(cfg: &Config) -> Timeouts {
         tcp_fin_wait_ns: t.tcp_fin_wait_ns,
         tcp_close_ns: t.tcp_close_ns,
         udp_ns: t.udp_ns,
+        ..Timeouts::default()
     }
 }
 
@@ -234,5 +293,19 @@ fn neigh(cfg: &Config) -> NeighConfig {
         retry_ns: n.retry_ns(),
         max_requests: n.max_requests,
         reachable_ns: n.reachable_ns(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::main_lcore;
+
+    #[test]
+    fn main_lcore_avoids_workers_but_never_leaves_the_machine() {
+        assert_eq!(main_lcore(&[1], &[0, 1]), 0);
+        assert_eq!(main_lcore(&[0], &[0, 1]), 1);
+        assert_eq!(main_lcore(&[0, 1], &[0, 1]), 0, "all CPUs busy: share the first");
+        assert_eq!(main_lcore(&[2, 3], &[2, 3, 4]), 4);
+        assert_eq!(main_lcore(&[0, 1], &[]), 2, "CPU set unknown: first id no worker uses");
     }
 }

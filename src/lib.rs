@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod daemon;
+pub mod flow;
 pub mod pkt;
 pub mod workers;
 

@@ -2,19 +2,30 @@
 //! every port, its own session table and counters. Run to completion over bursts:
 //! rx → `Worker::process` (parse, session, schedule, rewrite, neighbour) → tx.
 //!
-//! Nothing on this path takes a lock or touches a shared atomic per packet. Between bursts a
-//! worker (a) compares the published snapshot's generation with its own and switches when newer,
-//! (b) runs its timers, (c) every `STATS_EVERY` copies its counters into its own stats slot.
+//! With more than one worker, a packet can arrive on a queue whose worker does not own its
+//! session (NAT replies, FULLNAT replies without rte_flow steering): the pipeline hands it to
+//! the owner through [`Io::redirect`]. Each ordered pair of workers (i → j) has its own
+//! single-producer/single-consumer DPDK ring (the [`Fabric`]); redirected packets are staged per
+//! destination ([`Outbox`]) and enqueued once per burst. Neighbours learned from an ARP reply,
+//! which lands on one queue only, are passed to the other workers through a small lock-free
+//! inbox per worker ([`NeighBus`]) — ARP is rare, this is off the per-packet path.
+//!
+//! Nothing on this path takes a lock or touches a shared atomic per packet. Each loop a worker
+//! (a) compares the published snapshot's generation with its own and switches when newer,
+//! (b) applies neighbours learned by the others, (c) receives a burst from each port and then
+//! from each incoming redirect ring, (d) flushes its tx and redirect buffers, (e) runs its timers,
+//! (f) every `STATS_EVERY` copies its counters into its own stats slot.
 
 use crate::pkt::Pkt;
 use arc_swap::ArcSwap;
-use dpdk_sys::{Mbuf, Mempool};
+use crossbeam_queue::ArrayQueue;
+use dpdk_sys::{DpdkError, Eal, Mbuf, Mempool, Ring};
 use parking_lot::Mutex;
 use rvs_config::model::ServiceKey;
 use rvs_dataplane::worker::{Io, Worker, WorkerConfig};
 use rvs_dataplane::{Counters, DropReason, PacketBuf, Snapshot};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +34,11 @@ use std::time::{Duration, Instant};
 const TICK_EVERY: Duration = Duration::from_millis(1);
 /// How often a worker publishes its counters for the control plane.
 const STATS_EVERY: Duration = Duration::from_millis(100);
+/// Mbufs per redirect ring (one ring per ordered pair of workers).
+pub const REDIRECT_RING_SIZE: u32 = 4096;
+/// Neighbour messages a worker's inbox holds; beyond that new ones are dropped (the worker
+/// then resolves the address itself with its own ARP request).
+pub const NEIGH_INBOX: usize = 256;
 
 /// What a worker publishes for the control plane (counters and per-RS session counts).
 #[derive(Debug, Clone, Default)]
@@ -80,11 +96,145 @@ pub struct LoopConfig {
     pub dataplane: WorkerConfig,
 }
 
-/// The worker's view of DPDK: a mempool for new packets and a tx buffer per port.
+/// A neighbour one worker learned, for the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighMsg {
+    pub port: u16,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+}
+
+/// One bounded lock-free inbox of neighbour messages per worker.
+#[derive(Debug)]
+pub struct NeighBus {
+    inboxes: Vec<ArrayQueue<NeighMsg>>,
+}
+
+impl NeighBus {
+    /// Inboxes for `n` workers with room for `cap` messages each.
+    pub fn new(n: usize, cap: usize) -> NeighBus {
+        NeighBus { inboxes: (0..n).map(|_| ArrayQueue::new(cap.max(1))).collect() }
+    }
+
+    /// Give `msg` to every worker but `from`. Returns how many inboxes were full (those
+    /// workers do not get it).
+    pub fn publish(&self, from: usize, msg: NeighMsg) -> usize {
+        self.inboxes.iter().enumerate().filter(|(i, q)| *i != from && q.push(msg).is_err()).count()
+    }
+
+    /// The next message for worker `me`.
+    pub fn pop(&self, me: usize) -> Option<NeighMsg> {
+        self.inboxes.get(me)?.pop()
+    }
+}
+
+/// Redirected packets of one worker, staged per destination worker until the end of the burst.
+#[derive(Debug)]
+pub struct Outbox<M> {
+    per_dst: Vec<Vec<M>>,
+    /// Packets for a worker that does not exist (a dataplane bug): dropped at once, counted at
+    /// the next flush.
+    invalid: u64,
+    pending: usize,
+}
+
+impl<M> Outbox<M> {
+    /// Buffers for `n` destinations, each with `burst` reserved.
+    pub fn new(n: usize, burst: usize) -> Outbox<M> {
+        Outbox { per_dst: (0..n).map(|_| Vec::with_capacity(burst)).collect(), invalid: 0, pending: 0 }
+    }
+
+    #[inline]
+    pub fn push(&mut self, dst: usize, m: M) {
+        match self.per_dst.get_mut(dst) {
+            Some(v) => {
+                v.push(m);
+                self.pending += 1;
+            }
+            None => {
+                drop(m);
+                self.invalid += 1;
+            }
+        }
+    }
+
+    /// Nothing staged and nothing to count.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0 && self.invalid == 0
+    }
+
+    /// Offer each destination's packets to `send(dst, pkts)`, which removes from the front of
+    /// `pkts` what it accepted and returns how many. What is left is dropped. Returns the number
+    /// of packets dropped (refused plus invalid destinations).
+    pub fn flush(&mut self, mut send: impl FnMut(usize, &mut Vec<M>) -> usize) -> u64 {
+        let mut dropped = std::mem::take(&mut self.invalid);
+        if self.pending > 0 {
+            for (dst, v) in self.per_dst.iter_mut().enumerate() {
+                if v.is_empty() {
+                    continue;
+                }
+                send(dst, v);
+                dropped += v.len() as u64;
+                v.clear();
+            }
+            self.pending = 0;
+        }
+        dropped
+    }
+}
+
+/// Everything the workers share for talking to each other: the redirect rings of all ordered
+/// pairs and the neighbour inboxes. Created at start-up, dropped after the workers have joined
+/// (dropping a ring frees the mbufs still in it), before the ports close and EAL is cleaned up.
+#[derive(Debug)]
+pub struct Fabric {
+    n: usize,
+    /// Ring i → j at `i * n + j`; `None` on the diagonal.
+    rings: Vec<Option<Ring>>,
+    pub neigh: NeighBus,
+}
+
+impl Fabric {
+    /// Rings of `ring_size` mbufs for every ordered pair of `n` workers (none for one worker).
+    pub fn new(eal: &Eal, n: usize, ring_size: u32) -> Result<Fabric, DpdkError> {
+        let mut rings = Vec::with_capacity(n * n);
+        for from in 0..n {
+            for to in 0..n {
+                rings.push(if from == to {
+                    None
+                } else {
+                    // Names are process-wide; one Fabric per process.
+                    Some(Ring::new(eal, &format!("rvs_rd_{from}_{to}"), ring_size, true, true)?)
+                });
+            }
+        }
+        Ok(Fabric { n, rings, neigh: NeighBus::new(n, NEIGH_INBOX) })
+    }
+
+    /// The ring worker `from` enqueues on for worker `to`.
+    #[inline]
+    pub fn ring(&self, from: usize, to: usize) -> Option<&Ring> {
+        if from >= self.n || to >= self.n {
+            return None;
+        }
+        self.rings[from * self.n + to].as_ref()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.n
+    }
+}
+
+/// The worker's view of DPDK: a mempool for new packets, a tx buffer per port, and the
+/// redirect/neighbour fabric to the other workers.
 struct DpdkIo {
     pool: Arc<Mempool>,
     /// Indexed by port id.
     tx: Vec<Vec<Mbuf>>,
+    me: usize,
+    fabric: Arc<Fabric>,
+    redirects: Outbox<Mbuf>,
 }
 
 impl Io<Pkt> for DpdkIo {
@@ -102,10 +252,21 @@ impl Io<Pkt> for DpdkIo {
             None => drop(pkt),
         }
     }
+    #[inline]
+    fn redirect(&mut self, core: usize, pkt: Pkt) {
+        self.redirects.push(core, pkt.0);
+    }
+    fn neigh_learned(&mut self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) {
+        let full = self.fabric.neigh.publish(self.me, NeighMsg { port, ip, mac });
+        if full > 0 {
+            tracing::debug!(worker = self.me, %ip, full, "neighbour inbox full, not shared with every worker");
+        }
+    }
 }
 
 impl DpdkIo {
-    /// Send every buffered packet; what the tx queue refuses is freed and counted.
+    /// Send every buffered packet; what the tx queue refuses is freed and counted. Then hand the
+    /// staged redirects to their rings; what does not fit is freed and counted.
     fn flush(&mut self, queue: u16, worker: &mut Worker<Pkt>) {
         for (port, q) in self.tx.iter_mut().enumerate() {
             while !q.is_empty() {
@@ -118,11 +279,18 @@ impl DpdkIo {
                 q.clear();
             }
         }
+        if !self.redirects.is_empty() {
+            let (me, fabric) = (self.me, &self.fabric);
+            let dropped = self.redirects.flush(|dst, v| fabric.ring(me, dst).map_or(0, |r| r.enqueue_burst(v)));
+            if dropped > 0 {
+                worker.count_drop(DropReason::RedirectFull, dropped);
+            }
+        }
     }
 }
 
 /// Run one worker until `shared.stop` is set. Called on the worker's own thread.
-pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>) {
+pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>, fabric: Arc<Fabric>) {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cfg.cpu }) {
         tracing::warn!(worker = cfg.idx, cpu = cfg.cpu, "could not pin worker to its CPU");
     }
@@ -137,7 +305,15 @@ pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>) {
 
     let queue = cfg.idx as u16;
     let max_port = cfg.ports.iter().copied().max().map_or(0, usize::from);
-    let mut io = DpdkIo { pool, tx: (0..=max_port).map(|_| Vec::with_capacity(cfg.burst * 2)).collect() };
+    let n_workers = fabric.workers();
+    let me = cfg.idx;
+    let mut io = DpdkIo {
+        pool,
+        tx: (0..=max_port).map(|_| Vec::with_capacity(cfg.burst * 2)).collect(),
+        me,
+        fabric: Arc::clone(&fabric),
+        redirects: Outbox::new(n_workers, cfg.burst),
+    };
     let mut worker: Worker<Pkt> = Worker::new(cfg.dataplane.clone(), shared.snapshot.load_full());
     let mut rx: Vec<Mbuf> = Vec::with_capacity(cfg.burst);
     let epoch = Instant::now();
@@ -156,11 +332,27 @@ pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>) {
         let now = Instant::now();
         let now_ns = now.duration_since(epoch).as_nanos() as u64;
         let mut got = 0usize;
+        // Neighbours the other workers learned (and the packets held here waiting for them).
+        while let Some(msg) = fabric.neigh.pop(me) {
+            got += 1;
+            tracing::debug!(worker = me, ip = %msg.ip, port = msg.port, "neighbour learned by another worker");
+            worker.learn_neigh(msg.port, msg.ip, msg.mac, now_ns, &mut io);
+        }
         for &port in &cfg.ports {
             let n = dpdk_sys::rx_burst(port, queue, &mut rx);
             got += n;
             for m in rx.drain(..) {
                 worker.process(Pkt(m), now_ns, &mut io);
+            }
+        }
+        // Packets of sessions this worker owns that arrived on another worker's queue.
+        for from in (0..n_workers).filter(|&w| w != me) {
+            if let Some(ring) = fabric.ring(from, me) {
+                let n = ring.dequeue_burst(&mut rx, cfg.burst);
+                got += n;
+                for m in rx.drain(..) {
+                    worker.process_redirected(Pkt(m), now_ns, &mut io);
+                }
             }
         }
         if got > 0 {
@@ -182,13 +374,19 @@ pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>) {
             std::thread::sleep(cfg.idle_sleep);
         }
     }
+    io.flush(queue, &mut worker);
     publish(&worker, &shared.stats[cfg.idx]);
-    // Packets still held for ARP are freed with the worker.
+    let c = worker.counters();
+    let (redirected_out, redirected_in) = (c.redirected_out, c.redirected_in);
+    let redirect_full = c.drops[DropReason::RedirectFull as usize];
+    // Packets still held for ARP are freed with the worker; those staged for other workers
+    // went into the rings (freed with the Fabric).
     drop(worker);
+    drop(io);
     if lcore.is_some() {
         dpdk_sys::unregister_thread();
     }
-    tracing::info!(worker = cfg.idx, "worker stopped");
+    tracing::info!(worker = cfg.idx, redirected_out, redirected_in, redirect_full, "worker stopped");
 }
 
 fn publish(worker: &Worker<Pkt>, slot: &Mutex<WorkerStats>) {
@@ -196,4 +394,160 @@ fn publish(worker: &Worker<Pkt>, slot: &Mutex<WorkerStats>) {
     let mut s = slot.lock();
     s.counters.clone_from(worker.counters());
     s.conns = conns;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_config::model::{FwdMode, Proto, RealServer, SchedKind, Service};
+    use rvs_dataplane::snapshot::{PortInfo, StaticRoute};
+    use rvs_dataplane::VecBuf;
+    use std::collections::VecDeque;
+
+    fn msg(last: u8) -> NeighMsg {
+        NeighMsg { port: 0, ip: Ipv4Addr::new(203, 0, 113, last), mac: [2, 0, 0, 0, 0, last] }
+    }
+
+    #[test]
+    fn neighbour_messages_reach_every_other_worker_once() {
+        let bus = NeighBus::new(3, 2);
+        assert_eq!(bus.publish(1, msg(11)), 0);
+        assert_eq!(bus.pop(1), None, "the publisher does not hear itself");
+        assert_eq!(bus.pop(0), Some(msg(11)));
+        assert_eq!(bus.pop(0), None);
+        assert_eq!(bus.pop(2), Some(msg(11)));
+        assert_eq!(bus.pop(7), None, "no such worker");
+        // Bounded: worker 0 and 2 hold two each; the third message is refused for both.
+        assert_eq!(bus.publish(1, msg(12)), 0);
+        assert_eq!(bus.publish(1, msg(13)), 0);
+        assert_eq!(bus.publish(1, msg(14)), 2);
+        assert_eq!(bus.pop(0), Some(msg(12)));
+        assert_eq!(bus.pop(0), Some(msg(13)));
+        assert_eq!(bus.pop(0), None);
+    }
+
+    /// A bounded FIFO standing in for a DPDK ring.
+    struct FakeRing {
+        q: VecDeque<u32>,
+        cap: usize,
+    }
+
+    impl FakeRing {
+        fn enqueue_burst(&mut self, v: &mut Vec<u32>) -> usize {
+            let k = v.len().min(self.cap - self.q.len());
+            self.q.extend(v.drain(..k));
+            k
+        }
+    }
+
+    #[test]
+    fn outbox_flushes_per_destination_and_counts_what_does_not_fit() {
+        let mut ob: Outbox<u32> = Outbox::new(3, 4);
+        assert!(ob.is_empty());
+        let mut rings: Vec<FakeRing> = (0..3).map(|_| FakeRing { q: VecDeque::new(), cap: 3 }).collect();
+        for i in 0..5 {
+            ob.push(1, i);
+        }
+        ob.push(2, 100);
+        ob.push(9, 900); // no such worker: dropped, counted at the flush
+        assert!(!ob.is_empty());
+        let dropped = ob.flush(|dst, v| rings[dst].enqueue_burst(v));
+        assert_eq!(dropped, 2 + 1, "two did not fit the ring to worker 1, one had no destination");
+        assert!(ob.is_empty());
+        assert_eq!(rings[1].q, [0, 1, 2], "FIFO, the front of the burst goes first");
+        assert_eq!(rings[2].q, [100]);
+        assert!(rings[0].q.is_empty());
+        // Nothing staged: the sender is not even asked.
+        assert_eq!(ob.flush(|_, _| panic!("nothing to send")), 0);
+    }
+
+    // Frames of dataplane/tests/pipeline.rs (port 0 = 02:00:00:00:00:01, 203.0.113.2/24; TCP
+    // 203.0.113.100:80 rr over the DR real server 203.0.113.11).
+    const SYN_IN: &str = "0200000000010200000000fe08004500003c1c4640004006b7d3c633640acb0071649c4000503e2a5b7100000000a002faf079e80000020405b40402080a0a1b2c3d0000000001030307";
+    const SYN_OUT_RS11: &str = "02000000000b02000000000108004500003c1c4640003f06b8d3c633640acb0071649c4000503e2a5b7100000000a002faf079e80000020405b40402080a0a1b2c3d0000000001030307";
+    const RS11_ARP_REPLY: &str = "02000000000102000000000b0806000108000604000202000000000bcb00710b020000000001cb007102000000000000000000000000000000000000";
+
+    fn h(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// The test twin of `DpdkIo`: the same Outbox and NeighBus, Vecs instead of queues.
+    struct TestIo<'a> {
+        me: usize,
+        bus: &'a NeighBus,
+        out: Vec<VecBuf>,
+        redirects: Outbox<VecBuf>,
+    }
+
+    impl Io<VecBuf> for TestIo<'_> {
+        fn alloc(&mut self) -> Option<VecBuf> {
+            Some(VecBuf::empty())
+        }
+        fn tx(&mut self, pkt: VecBuf) {
+            self.out.push(pkt);
+        }
+        fn redirect(&mut self, core: usize, pkt: VecBuf) {
+            self.redirects.push(core, pkt);
+        }
+        fn neigh_learned(&mut self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) {
+            self.bus.publish(self.me, NeighMsg { port, ip, mac });
+        }
+    }
+
+    #[test]
+    fn arp_learned_on_one_worker_releases_packets_held_on_another() {
+        let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let port = PortInfo {
+            id: 0,
+            name: "p0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![(ip("203.0.113.2"), 24)],
+            mtu: 1500,
+        };
+        let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
+        let key = ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() };
+        let mut svc = Service::new(key, SchedKind::Rr);
+        svc.reals.push(RealServer {
+            addr: "203.0.113.11:80".parse().unwrap(),
+            fwd: FwdMode::Dr,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        });
+        let snap = Arc::new(Snapshot::build(1, vec![port], &[default], &[svc], Default::default()).unwrap());
+        let bus = NeighBus::new(2, NEIGH_INBOX);
+        let mk = |core| {
+            let cfg = WorkerConfig { core, n_cores: 2, ..WorkerConfig::default() };
+            (
+                Worker::<VecBuf>::new(cfg, Arc::clone(&snap)),
+                TestIo { me: core, bus: &bus, out: Vec::new(), redirects: Outbox::new(2, 8) },
+            )
+        };
+        let (mut w0, mut io0) = mk(0);
+        let (mut w1, mut io1) = mk(1);
+
+        // Worker 1 gets the SYN: it holds it and asks for the RS's MAC.
+        w1.process(VecBuf::new(&h(SYN_IN), 0), 1_000, &mut io1);
+        assert_eq!(io1.out.len(), 1, "an ARP request for 203.0.113.11");
+        assert_eq!(&io1.out[0].data()[12..14], &[0x08, 0x06]);
+        io1.out.clear();
+
+        // The reply lands on worker 0's queue: it learns and shares the neighbour.
+        w0.process(VecBuf::new(&h(RS11_ARP_REPLY), 0), 2_000, &mut io0);
+        assert!(io0.out.is_empty());
+        assert_eq!(bus.pop(0), None);
+
+        // Between bursts worker 1 drains its inbox, as `run` does: the SYN goes out.
+        let mut n = 0;
+        while let Some(m) = bus.pop(1) {
+            n += 1;
+            assert_eq!(m, NeighMsg { port: 0, ip: ip("203.0.113.11"), mac: [2, 0, 0, 0, 0, 0x0b] });
+            w1.learn_neigh(m.port, m.ip, m.mac, 3_000, &mut io1);
+        }
+        assert_eq!(n, 1);
+        assert_eq!(io1.out.len(), 1);
+        assert_eq!(io1.out[0].to_vec(), h(SYN_OUT_RS11));
+        assert_eq!(w1.counters().drops[DropReason::NeighUnreachable as usize], 0);
+        assert!(io0.redirects.is_empty() && io1.redirects.is_empty(), "DR never redirects");
+    }
 }

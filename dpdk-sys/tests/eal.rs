@@ -305,6 +305,21 @@ fn dpdk_end_to_end() {
     drop(small);
     assert_eq!(pool.in_use(), 0);
 
+    // ---- rte_flow: net_ring has no flow support, so steering is refused cleanly ----------------
+    let rule = LportRule {
+        dst: std::net::Ipv4Addr::new(198, 51, 100, 7),
+        l4: FlowL4::Tcp,
+        port_mask: 1,
+        port_value: 0,
+        queue: 0,
+    };
+    let e = flow_validate(ring_port, &rule).unwrap_err();
+    assert!(e.errno > 0 && e.op.contains("rte_flow_validate"), "{e}");
+    let e = FlowRule::create(ring_port, &LportRule { l4: FlowL4::Udp, ..rule }).unwrap_err();
+    assert!(e.errno > 0 && e.op.contains("rte_flow_create"), "{e}");
+    let e = flow_validate(31, &rule).unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL, "a port that is not started: {e}");
+
     // ---- teardown -------------------------------------------------------------------------
     let busy = eal.check_cleanup().unwrap_err();
     assert_eq!(busy.errno, libc::EBUSY, "{busy}");

@@ -12,12 +12,14 @@
 
 mod eal;
 mod error;
+mod flow;
 mod mbuf;
 mod port;
 mod ring;
 
 pub use eal::{lcore_id, register_thread, socket_id, tsc, tsc_hz, unregister_thread, Eal};
 pub use error::{strerror, DpdkError};
+pub use flow::{flow_validate, FlowL4, FlowRule, LportRule};
 pub use mbuf::{Mbuf, Mempool, MBUF_DEFAULT_BUF_SIZE, PKTMBUF_HEADROOM};
 pub use port::{
     port_close, port_configure, port_info, port_link, port_start, port_stats, port_stats_reset,

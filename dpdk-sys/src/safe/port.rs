@@ -30,6 +30,9 @@ struct PortSlot {
     nb_rx: AtomicU16,
     nb_tx: AtomicU16,
     promiscuous: AtomicBool,
+    /// Bumped by every stop, (re)configure and close: handles valid only while the port runs
+    /// (flow rules) compare it to know whether the port is still in the run they were made in.
+    epoch: AtomicU32,
 }
 
 /// Bursts in flight on one (port, queue id), RX and TX together. Own cache line: each
@@ -43,6 +46,7 @@ const SLOT_INIT: PortSlot = PortSlot {
     nb_rx: AtomicU16::new(0),
     nb_tx: AtomicU16::new(0),
     promiscuous: AtomicBool::new(false),
+    epoch: AtomicU32::new(0),
 };
 #[allow(clippy::declare_interior_mutable_const)]
 const INFLIGHT_INIT: Inflight = Inflight(AtomicU32::new(0));
@@ -64,6 +68,13 @@ pub(crate) fn first_open_port() -> Option<u16> {
         .iter()
         .position(|s| s.state.load(Ordering::Acquire) != UNCONFIGURED)
         .map(|p| p as u16)
+}
+
+/// The run epoch of `port` if it is started through this wrapper. Call with
+/// [`control_lock`] held so the answer stays true while it is used.
+pub(crate) fn started_epoch(port: u16) -> Option<u32> {
+    let slot = SLOTS.get(usize::from(port))?;
+    (slot.state.load(Ordering::Acquire) == STARTED).then(|| slot.epoch.load(Ordering::Acquire))
 }
 
 /// Marks a burst in flight on (port, queue) while the port is started; see [`quiesce`].
@@ -101,6 +112,7 @@ impl Drop for BurstGuard {
 fn quiesce(port: u16, state: u8) {
     let p = usize::from(port);
     SLOTS[p].state.store(state, Ordering::SeqCst);
+    SLOTS[p].epoch.fetch_add(1, Ordering::AcqRel);
     for q in INFLIGHT[p].iter() {
         while q.0.load(Ordering::SeqCst) != 0 {
             std::thread::yield_now();
