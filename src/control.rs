@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use rvs_config::services::ServiceTable;
 use rvs_ctrl::proto::{PortReport, Request, Response, ServiceLaddrs, ServiceStatus, MAX_TIMEOUT_S};
 use rvs_dataplane::snapshot::{PortInfo, StaticRoute, Tunables};
-use rvs_dataplane::{DropReason, Snapshot};
+use rvs_dataplane::Snapshot;
 use std::sync::Arc;
 
 /// Control-plane state: what the snapshot is built from.
@@ -194,22 +194,7 @@ impl Control {
             });
         }
         let c = self.shared.counters();
-        let mut counters = vec![
-            ("rx_pkts".to_string(), c.rx_pkts),
-            ("rx_bytes".to_string(), c.rx_bytes),
-            ("tx_pkts".to_string(), c.tx_pkts),
-            ("tx_bytes".to_string(), c.tx_bytes),
-            ("fwd_pkts".to_string(), c.fwd_pkts),
-            ("arp_replies".to_string(), c.arp_replies),
-            ("arp_requests".to_string(), c.arp_requests),
-            ("icmp_echo_replies".to_string(), c.icmp_echo_replies),
-            ("sessions_created".to_string(), c.sessions_created),
-            ("sessions_expired".to_string(), c.sessions_expired),
-            ("sessions_active".to_string(), c.sessions_active),
-        ];
-        for r in DropReason::ALL {
-            counters.push((format!("drop_{}", r.name()), c.drops_of(*r)));
-        }
+        let counters = c.pairs();
         Response::Link { ports, counters }
     }
 }

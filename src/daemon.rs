@@ -212,6 +212,9 @@ fn serve(
         timeouts: timeouts(cfg),
         neigh: neigh(cfg),
         expire_budget: 256,
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
     };
     let port_ids: Vec<u16> = ports.iter().map(|p| p.id).collect();
     let mut handles = Vec::new();

@@ -1,7 +1,6 @@
 //! Per-worker counters. Each worker owns its `Counters` (plain integers, no atomics); rvsd copies
 //! them out between bursts and the control plane sums the copies on read.
 
-use serde::{Deserialize, Serialize};
 
 macro_rules! drop_reasons {
     ($($(#[$m:meta])* $v:ident => $name:literal,)*) => {
@@ -153,65 +152,33 @@ impl Counters {
             *a += *b;
         }
     }
-    /// Flattened view for reports: name → value, drops as `drop_<reason>`.
-    pub fn to_report(&self) -> CounterReport {
-        CounterReport {
-            rx_pkts: self.rx_pkts,
-            rx_bytes: self.rx_bytes,
-            tx_pkts: self.tx_pkts,
-            tx_bytes: self.tx_bytes,
-            fwd_pkts: self.fwd_pkts,
-            arp_replies: self.arp_replies,
-            arp_requests: self.arp_requests,
-            icmp_echo_replies: self.icmp_echo_replies,
-            sessions_created: self.sessions_created,
-            sessions_expired: self.sessions_expired,
-            sessions_active: self.sessions_active,
-            redirected_out: self.redirected_out,
-            redirected_in: self.redirected_in,
-            toa_inserted: self.toa_inserted,
-            toa_skipped: self.toa_skipped,
-            proxy_inserted: self.proxy_inserted,
-            icmp_errors_translated: self.icmp_errors_translated,
-            arp_rx_consumed: self.arp_rx_consumed,
-            icmp_errors_sent: self.icmp_errors_sent,
-            drops: DropReason::ALL.iter().map(|r| (r.name().to_string(), self.drops_of(*r))).collect(),
-        }
+    /// Every counter as (name, value), drops as `drop_<reason>`, in a fixed order: what
+    /// `rvsadm link show` and the metrics print.
+    pub fn pairs(&self) -> Vec<(String, u64)> {
+        let mut v = vec![
+            ("rx_pkts".to_string(), self.rx_pkts),
+            ("rx_bytes".to_string(), self.rx_bytes),
+            ("tx_pkts".to_string(), self.tx_pkts),
+            ("tx_bytes".to_string(), self.tx_bytes),
+            ("fwd_pkts".to_string(), self.fwd_pkts),
+            ("arp_replies".to_string(), self.arp_replies),
+            ("arp_requests".to_string(), self.arp_requests),
+            ("icmp_echo_replies".to_string(), self.icmp_echo_replies),
+            ("sessions_created".to_string(), self.sessions_created),
+            ("sessions_expired".to_string(), self.sessions_expired),
+            ("sessions_active".to_string(), self.sessions_active),
+            ("redirected_out".to_string(), self.redirected_out),
+            ("redirected_in".to_string(), self.redirected_in),
+            ("toa_inserted".to_string(), self.toa_inserted),
+            ("toa_skipped".to_string(), self.toa_skipped),
+            ("proxy_inserted".to_string(), self.proxy_inserted),
+            ("icmp_errors_translated".to_string(), self.icmp_errors_translated),
+            ("arp_rx_consumed".to_string(), self.arp_rx_consumed),
+            ("icmp_errors_sent".to_string(), self.icmp_errors_sent),
+        ];
+        v.extend(DropReason::ALL.iter().map(|r| (format!("drop_{}", r.name()), self.drops_of(*r))));
+        v
     }
-}
-
-/// Serializable counters (what rvsadm receives).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CounterReport {
-    pub rx_pkts: u64,
-    pub rx_bytes: u64,
-    pub tx_pkts: u64,
-    pub tx_bytes: u64,
-    pub fwd_pkts: u64,
-    pub arp_replies: u64,
-    pub arp_requests: u64,
-    pub icmp_echo_replies: u64,
-    pub sessions_created: u64,
-    pub sessions_expired: u64,
-    pub sessions_active: u64,
-    #[serde(default)]
-    pub redirected_out: u64,
-    #[serde(default)]
-    pub redirected_in: u64,
-    #[serde(default)]
-    pub toa_inserted: u64,
-    #[serde(default)]
-    pub toa_skipped: u64,
-    #[serde(default)]
-    pub proxy_inserted: u64,
-    #[serde(default)]
-    pub icmp_errors_translated: u64,
-    #[serde(default)]
-    pub arp_rx_consumed: u64,
-    #[serde(default)]
-    pub icmp_errors_sent: u64,
-    /// (reason, count) for every drop reason, in a fixed order.
-    pub drops: Vec<(String, u64)>,
 }
 
 #[cfg(test)]
@@ -234,7 +201,8 @@ mod tests {
         assert_eq!(b.drops_of(DropReason::NoRoute), 2);
         assert_eq!(b.total_drops(), 3);
         assert_eq!(b.rx_pkts, 3);
-        let rep = b.to_report();
-        assert!(rep.drops.contains(&("no_route".to_string(), 2)));
+        let pairs = b.pairs();
+        assert!(pairs.contains(&("drop_no_route".to_string(), 2)));
+        assert!(pairs.contains(&("rx_pkts".to_string(), 3)));
     }
 }

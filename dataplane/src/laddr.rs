@@ -26,6 +26,7 @@ pub enum LaddrError {
 pub struct LocalPorts {
     core: usize,
     n_cores: usize,
+    seed: u64,
     pools: HashMap<Ipv4Addr, VecDeque<u16>>,
     /// Rotates the first address tried over the service's list.
     next: usize,
@@ -33,15 +34,23 @@ pub struct LocalPorts {
 
 impl LocalPorts {
     pub fn new(core: usize, n_cores: usize) -> Self {
-        let n_cores = n_cores.max(1);
-        LocalPorts { core: core % n_cores, n_cores, pools: HashMap::new(), next: 0 }
+        Self::with_seed(core, n_cores, 0)
     }
 
-    /// The ports of this worker, shuffled (xorshift seeded from the address and the core, so a
-    /// restart does not hand out the same sequence to every address).
+    /// As `new`, with `seed` mixed into every address's shuffle.
+    pub fn with_seed(core: usize, n_cores: usize, seed: u64) -> Self {
+        let n_cores = n_cores.max(1);
+        LocalPorts { core: core % n_cores, n_cores, seed, pools: HashMap::new(), next: 0 }
+    }
+
+    /// The ports of this worker, shuffled (xorshift seeded from the address, the core and the
+    /// run's seed, so neither two addresses nor two runs hand out the same sequence).
     fn build(&self, lip: Ipv4Addr) -> VecDeque<u16> {
         let mut v: Vec<u16> = (FIRST_PORT..=u16::MAX).filter(|p| *p as usize % self.n_cores == self.core).collect();
-        let mut x = (u64::from(u32::from(lip)) << 16 | self.core as u64) ^ 0x9e37_79b9_7f4a_7c15;
+        let mut x = (u64::from(u32::from(lip)) << 16 | self.core as u64) ^ 0x9e37_79b9_7f4a_7c15 ^ self.seed.rotate_left(29);
+        if x == 0 {
+            x = 0x9e37_79b9_7f4a_7c15; // xorshift never leaves 0
+        }
         for i in (1..v.len()).rev() {
             x ^= x << 13;
             x ^= x >> 7;
@@ -108,6 +117,19 @@ mod tests {
         assert_eq!(p.alloc(&[lip.into()]), Ok(a));
         assert_eq!(p.alloc(&[]), Err(LaddrError::NoLocalAddr));
         assert_eq!(p.alloc(&["2001:db8::1".parse().unwrap()]), Err(LaddrError::NoLocalAddr));
+    }
+
+    #[test]
+    fn seed_changes_the_order() {
+        let lip = Ipv4Addr::new(192, 0, 2, 200);
+        let mut a = LocalPorts::with_seed(0, 1, 1);
+        let mut b = LocalPorts::with_seed(0, 1, 2);
+        let mut c = LocalPorts::with_seed(0, 1, 1);
+        let sa: Vec<_> = (0..8).map(|_| a.alloc(&[lip.into()]).unwrap().port()).collect();
+        let sb: Vec<_> = (0..8).map(|_| b.alloc(&[lip.into()]).unwrap().port()).collect();
+        let sc: Vec<_> = (0..8).map(|_| c.alloc(&[lip.into()]).unwrap().port()).collect();
+        assert_ne!(sa, sb);
+        assert_eq!(sa, sc);
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct WorkerConfig {
     pub neigh: NeighConfig,
     /// session-wheel entries examined per tick
     pub expire_budget: usize,
+    /// Varies the FULLNAT local-port order between runs (rvsd passes the start time), so a
+    /// restarted gateway does not reuse the ports its predecessor left in TIME_WAIT on the RS.
+    pub seed: u64,
 }
 
 impl Default for WorkerConfig {
@@ -70,6 +73,7 @@ impl Default for WorkerConfig {
             timeouts: Timeouts::default(),
             neigh: NeighConfig::default(),
             expire_budget: 256,
+            seed: 0,
         }
     }
 }
@@ -181,7 +185,7 @@ impl<B: PacketBuf> Worker<B> {
     pub fn new(cfg: WorkerConfig, snap: Arc<Snapshot>) -> Self {
         let neigh = NeighTable::new(cfg.neigh);
         let conns = ConnTable::new(cfg.max_sessions, cfg.timeouts);
-        let lports = LocalPorts::new(cfg.core, cfg.n_cores);
+        let lports = LocalPorts::with_seed(cfg.core, cfg.n_cores, cfg.seed);
         let mut w = Worker {
             snap: Arc::new(Snapshot::empty()),
             st: State {
