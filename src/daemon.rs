@@ -9,19 +9,25 @@
 //! `workers::Fabric`) are created before the workers and dropped after they have joined, and the
 //! FULLNAT steering rules (`flow`) are installed after the ports start and removed before they
 //! stop. See docs/multicore.md.
+//!
+//! After start-up the main thread watches for SIGTERM/SIGINT (stop), SIGHUP (reload the config
+//! file, see `reload`) and link changes; the Prometheus endpoint (`metrics`) runs in its own
+//! thread. See docs/operations.md.
 
 use crate::control::Control;
 use crate::flow::{Steering, SteeringHandle};
+use crate::metrics::{self, MetricsData, MetricsServer, PortMetrics, RsMetrics, ServiceMetrics};
+use crate::reload::{self, LogSetter, Reloader};
 use crate::workers::{self, Fabric, LoopConfig};
 use dpdk_sys::{Eal, Mempool, PortConf};
 use rvs_config::file::Config;
-use rvs_dataplane::conn::Timeouts;
 use rvs_dataplane::neigh::NeighConfig;
-use rvs_dataplane::snapshot::{PortInfo, StaticRoute, Tunables};
+use rvs_dataplane::snapshot::{PortInfo, StaticRoute};
 use rvs_dataplane::worker::WorkerConfig;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A start-up or run-time failure, with the item it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,16 @@ pub enum DaemonError {
     Thread(std::io::Error),
     #[error("redirect rings between workers: {0}")]
     Rings(dpdk_sys::DpdkError),
+    #[error("metrics endpoint {addr} (config metrics.listen): {err}")]
+    Metrics { addr: std::net::SocketAddr, err: std::io::Error },
+}
+
+/// What rvsd needs after start-up besides the config itself.
+pub struct RunOptions {
+    /// The file the config came from; SIGHUP and `rvsadm --reload` read it again.
+    pub config_path: PathBuf,
+    /// Changes the log filter on reload; `None` when `RUST_LOG` decides it.
+    pub set_log: Option<LogSetter>,
 }
 
 /// EAL arguments: the configured ones, the ports as `--vdev`/`-a`, and two defaults an operator
@@ -89,26 +105,35 @@ pub fn main_lcore(workers: &[u32], cpus: &[u32]) -> u32 {
     cpus.iter().copied().find(|c| !workers.contains(c)).unwrap_or(cpus[0])
 }
 
-/// Run the gateway until SIGTERM or SIGINT.
-pub fn run(cfg: Config) -> Result<(), DaemonError> {
+/// Run the gateway until SIGTERM or SIGINT; SIGHUP reloads the config file.
+pub fn run(cfg: Config, opts: RunOptions) -> Result<(), DaemonError> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(DaemonError::Signal)?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)).map_err(DaemonError::Signal)?;
+    let signals = Signals { stop, hup };
 
     // EAL, with the configured ports turned into --vdev / -a arguments.
     let eal_args = eal_args(&cfg);
     tracing::info!(args = ?eal_args, "initialising EAL");
     let eal = Eal::init(&eal_args).map_err(|e| DaemonError::Eal(e, eal_args.join(" ")))?;
 
-    let result = run_with_eal(&eal, &cfg, &stop);
+    let result = run_with_eal(&eal, &cfg, &signals, opts);
     if let Err(e) = eal.cleanup() {
         tracing::warn!("rte_eal_cleanup: {e}");
     }
     result
 }
 
-fn run_with_eal(eal: &Eal, cfg: &Config, stop: &AtomicBool) -> Result<(), DaemonError> {
+/// Flags the signal handlers set.
+struct Signals {
+    stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+fn run_with_eal(eal: &Eal, cfg: &Config, signals: &Signals, opts: RunOptions) -> Result<(), DaemonError> {
     let n_workers = cfg.workers.lcores.len();
     let pool = Arc::new(
         Mempool::new(eal, "rvs_pktmbuf", cfg.mempool.mbufs, cfg.mempool.cache, dpdk_sys::MBUF_DEFAULT_BUF_SIZE, -1)
@@ -151,7 +176,7 @@ fn run_with_eal(eal: &Eal, cfg: &Config, stop: &AtomicBool) -> Result<(), Daemon
                 mtu: p.mtu,
             });
         }
-        serve(eal, cfg, ports, drivers, Arc::clone(&pool), stop)
+        serve(eal, cfg, ports, drivers, Arc::clone(&pool), signals, opts)
     })();
 
     for id in started {
@@ -174,7 +199,8 @@ fn serve(
     ports: Vec<PortInfo>,
     drivers: Vec<String>,
     pool: Arc<Mempool>,
-    stop: &AtomicBool,
+    signals: &Signals,
+    opts: RunOptions,
 ) -> Result<(), DaemonError> {
     let routes: Vec<StaticRoute> = cfg
         .routes
@@ -190,7 +216,8 @@ fn serve(
     let probe_ports: Vec<(u16, String, String)> =
         ports.iter().zip(&drivers).map(|(p, d)| (p.id, p.name.clone(), d.clone())).collect();
     let control = Arc::new(
-        Control::new(ports.clone(), drivers, routes, table, tunables(cfg), n_workers).map_err(DaemonError::Config)?,
+        Control::new(ports.clone(), drivers.clone(), routes, table, reload::tunables(cfg), n_workers)
+            .map_err(DaemonError::Config)?,
     );
     let shared = Arc::clone(control.shared());
 
@@ -209,7 +236,7 @@ fn serve(
         core: 0,
         n_cores: n_workers,
         max_sessions: cfg.sessions.max_per_worker as usize,
-        timeouts: timeouts(cfg),
+        timeouts: reload::timeouts(cfg),
         neigh: neigh(cfg),
         expire_budget: 256,
         seed: std::time::SystemTime::now()
@@ -243,16 +270,55 @@ fn serve(
             .map_err(|err| DaemonError::Socket { path: cfg.ctrl.socket.display().to_string(), err })?;
         let c = Arc::clone(&control);
         let handle = server.run(Arc::new(move |req| c.handle(req)));
-        tracing::info!(socket = %cfg.ctrl.socket.display(), workers = n_workers, "rvsd ready");
-        while !stop.load(Ordering::Relaxed) {
+        let reloads = Arc::new(ReloadCount::default());
+        let reloader = Arc::new(Reloader::new(opts.config_path.clone(), Arc::clone(&control), cfg.clone(), opts.set_log));
+        {
+            // Weak: the control plane holds the hook, the reloader holds the control plane.
+            let (r, n) = (Arc::downgrade(&reloader), Arc::clone(&reloads));
+            control.set_reload_hook(Box::new(move || {
+                let Some(r) = r.upgrade() else { return rvs_ctrl::proto::Response::error("rvsd is stopping") };
+                let res = r.reload_logged("rvsadm");
+                n.count(&res);
+                match res {
+                    Ok(diff) => rvs_ctrl::proto::Response::Reloaded { changes: diff.lines() },
+                    Err(message) => rvs_ctrl::proto::Response::Error { message },
+                }
+            }));
+        }
+        let metrics = match cfg.metrics_listen() {
+            None => None,
+            Some(addr) => {
+                let collect = collector(Arc::clone(&control), ports.clone(), drivers.clone(), Arc::clone(&reloads));
+                let m = MetricsServer::start(addr, collect).map_err(|err| DaemonError::Metrics { addr, err });
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        handle.shutdown();
+                        return Err(e);
+                    }
+                };
+                tracing::info!(listen = %m.local_addr(), "metrics endpoint ready: GET /metrics");
+                Some(m)
+            }
+        };
+        tracing::info!(socket = %cfg.ctrl.socket.display(), workers = n_workers, config = %opts.config_path.display(), "rvsd ready");
+        let mut links = LinkWatch::new(&ports);
+        while !signals.stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
+            if signals.hup.swap(false, Ordering::Relaxed) {
+                reloads.count(&reloader.reload_logged("SIGHUP"));
+            }
             let snap = shared.snapshot.load();
             if snap.generation != steered_gen {
                 steered_gen = snap.generation;
                 steering.lock().sync(&snap.laddrs);
             }
+            links.poll();
         }
         tracing::info!("stopping");
+        if let Some(m) = metrics {
+            m.shutdown();
+        }
         handle.shutdown();
         Ok(())
     })();
@@ -270,20 +336,142 @@ fn serve(
     result
 }
 
-/// The run-time settings of the config: session timeouts and `expire_nodest_conn`.
-fn tunables(cfg: &Config) -> Tunables {
-    Tunables { timeouts: timeouts(cfg), expire_nodest_conn: cfg.sessions.expire_nodest_conn }
+/// Reloads applied and refused, for the metrics.
+#[derive(Default)]
+struct ReloadCount {
+    ok: AtomicU64,
+    failed: AtomicU64,
 }
 
-fn timeouts(cfg: &Config) -> Timeouts {
-    let t = cfg.timeouts_ns();
-    Timeouts {
-        tcp_syn_recv_ns: t.tcp_syn_recv_ns,
-        tcp_established_ns: t.tcp_established_ns,
-        tcp_fin_wait_ns: t.tcp_fin_wait_ns,
-        tcp_close_ns: t.tcp_close_ns,
-        udp_ns: t.udp_ns,
-        ..Timeouts::default()
+impl ReloadCount {
+    fn count<T, E>(&self, r: &Result<T, E>) {
+        let c = if r.is_ok() { &self.ok } else { &self.failed };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Logs link up/down changes of the ports, checked once a second.
+struct LinkWatch {
+    ports: Vec<(u16, String, bool)>,
+    next: Instant,
+}
+
+impl LinkWatch {
+    fn new(ports: &[PortInfo]) -> LinkWatch {
+        let ports = ports
+            .iter()
+            .map(|p| {
+                let l = dpdk_sys::port_link(p.id);
+                tracing::info!(port = %p.name, up = l.up, speed_mbps = l.speed_mbps, "link state");
+                (p.id, p.name.clone(), l.up)
+            })
+            .collect();
+        LinkWatch { ports, next: Instant::now() + Duration::from_secs(1) }
+    }
+
+    fn poll(&mut self) {
+        if Instant::now() < self.next {
+            return;
+        }
+        self.next = Instant::now() + Duration::from_secs(1);
+        for (id, name, up) in &mut self.ports {
+            let l = dpdk_sys::port_link(*id);
+            if l.up != *up {
+                *up = l.up;
+                if l.up {
+                    tracing::info!(port = %name, speed_mbps = l.speed_mbps, "link up");
+                } else {
+                    tracing::warn!(port = %name, "link down");
+                }
+            }
+        }
+    }
+}
+
+/// What one Prometheus scrape reads: the workers' published stats, the services with their
+/// session counts, and the DPDK port counters.
+fn collector(
+    control: Arc<Control>,
+    ports: Vec<PortInfo>,
+    drivers: Vec<String>,
+    reloads: Arc<ReloadCount>,
+) -> metrics::Collect {
+    let start_time_s =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Arc::new(move || {
+        let shared = control.shared();
+        let rs_stats = shared.service_stats();
+        let mut d = MetricsData {
+            version: crate::version().to_string(),
+            start_time_s,
+            counters: shared.counters().pairs(),
+            worker_sessions: shared.stats.iter().map(|s| s.lock().counters.sessions_active).collect(),
+            reloads_ok: reloads.ok.load(Ordering::Relaxed),
+            reloads_failed: reloads.failed.load(Ordering::Relaxed),
+            ..Default::default()
+        };
+        for (p, driver) in ports.iter().zip(&drivers) {
+            let mut stats = Vec::new();
+            if let Ok(s) = dpdk_sys::port_stats(p.id) {
+                stats.extend([
+                    ("ipackets".to_string(), s.ipackets),
+                    ("opackets".to_string(), s.opackets),
+                    ("ibytes".to_string(), s.ibytes),
+                    ("obytes".to_string(), s.obytes),
+                    ("imissed".to_string(), s.imissed),
+                    ("ierrors".to_string(), s.ierrors),
+                    ("oerrors".to_string(), s.oerrors),
+                    ("rx_nombuf".to_string(), s.rx_nombuf),
+                ]);
+                stats.extend(s.q_ipackets.iter().enumerate().map(|(q, v)| (format!("q{q}_ipackets"), *v)));
+                stats.extend(s.q_opackets.iter().enumerate().map(|(q, v)| (format!("q{q}_opackets"), *v)));
+            }
+            d.ports.push(PortMetrics {
+                name: p.name.clone(),
+                driver: driver.clone(),
+                link_up: dpdk_sys::port_link(p.id).up,
+                stats,
+            });
+        }
+        if let rvs_ctrl::proto::Response::Services { services } =
+            control.handle(rvs_ctrl::proto::Request::List { key: None })
+        {
+            for st in services {
+                let s = &st.service;
+                let reals = s
+                    .reals
+                    .iter()
+                    .zip(st.conns.iter().chain(std::iter::repeat(&(0, 0))))
+                    .map(|(r, &(active, inactive))| RsMetrics {
+                        rs: r.addr.to_string(),
+                        fwd: fwd_label(r.fwd).to_string(),
+                        weight: r.weight,
+                        active,
+                        inactive,
+                        counters: rs_stats.get(&(s.key, r.addr)).map(|c| metrics::RsCounters {
+                            conns: c.conns,
+                            inpkts: c.inpkts,
+                            outpkts: c.outpkts,
+                            inbytes: c.inbytes,
+                            outbytes: c.outbytes,
+                        }),
+                    })
+                    .collect();
+                d.services.push(ServiceMetrics { service: s.key.to_string(), sched: s.sched.to_string(), reals });
+            }
+        }
+        metrics::render(&d)
+    })
+}
+
+/// The config's word for a forwarding mode, as a metric label.
+fn fwd_label(f: rvs_config::model::FwdMode) -> &'static str {
+    use rvs_config::model::FwdMode;
+    match f {
+        FwdMode::Dr => "dr",
+        FwdMode::Tun => "tun",
+        FwdMode::Nat => "nat",
+        FwdMode::FullNat => "fullnat",
     }
 }
 

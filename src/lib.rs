@@ -5,7 +5,9 @@
 pub mod control;
 pub mod daemon;
 pub mod flow;
+pub mod metrics;
 pub mod pkt;
+pub mod reload;
 pub mod workers;
 
 /// Version with the build's git revision (from build.rs).

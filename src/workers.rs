@@ -15,6 +15,12 @@
 //! (b) applies neighbours learned by the others, (c) receives a burst from each port and then
 //! from each incoming redirect ring, (d) flushes its tx and redirect buffers, (e) runs its timers,
 //! (f) every `STATS_EVERY` copies its counters into its own stats slot.
+//!
+//! The control thread talks to a worker through its mailbox ([`WorkerMsg`], a bounded lock-free
+//! queue per worker polled once per loop, an empty check when idle): "publish your stats now",
+//! "dump your sessions", "show/flush your neighbours". Each message carries the sender the
+//! worker answers on; the control thread waits for the answers with a deadline, so a stalled
+//! worker delays a command, never blocks it.
 
 use crate::pkt::Pkt;
 use arc_swap::ArcSwap;
@@ -22,11 +28,15 @@ use crossbeam_queue::ArrayQueue;
 use dpdk_sys::{DpdkError, Eal, Mbuf, Mempool, Ring};
 use parking_lot::Mutex;
 use rvs_config::model::ServiceKey;
+use rvs_dataplane::conn::{SessionFilter, SessionView};
+use rvs_dataplane::neigh::NeighView;
 use rvs_dataplane::worker::{Io, Worker, WorkerConfig};
 use rvs_dataplane::{Counters, DropReason, PacketBuf, Snapshot};
+pub use rvs_dataplane::counters::RsStats;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,23 +50,90 @@ pub const REDIRECT_RING_SIZE: u32 = 4096;
 /// then resolves the address itself with its own ARP request).
 pub const NEIGH_INBOX: usize = 256;
 
-/// What a worker publishes for the control plane (counters and per-RS session counts).
+/// Messages a worker's mailbox holds; a request finding it full counts as unanswered.
+pub const MAILBOX: usize = 16;
+
+/// What a worker publishes for the control plane (counters, per-RS session counts and traffic).
 #[derive(Debug, Clone, Default)]
 pub struct WorkerStats {
     pub counters: Counters,
     /// (service, RS) → (active, inactive) sessions on this worker.
     pub conns: HashMap<(ServiceKey, SocketAddr), (u32, u32)>,
+    /// (service, RS) → traffic through this worker since it started.
+    pub rs_stats: HashMap<(ServiceKey, SocketAddr), RsStats>,
+}
+
+/// A request from the control thread to one worker, answered on `reply` between bursts.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// Publish the stats slot now; answer when done.
+    Publish { reply: mpsc::Sender<()> },
+    /// Up to `max` sessions matching `filter`, and how many matched in all.
+    DumpSessions { filter: SessionFilter, max: usize, reply: mpsc::Sender<(Vec<SessionView>, u64)> },
+    /// The neighbour table.
+    NeighShow { reply: mpsc::Sender<Vec<NeighView>> },
+    /// Forget the neighbours of one port (all: `None`); answers how many went.
+    NeighFlush { port: Option<u16>, reply: mpsc::Sender<usize> },
 }
 
 /// State shared between the control thread and the workers. The workers only read `snapshot`
-/// and `stop`, and only write their own `stats` slot.
+/// and `stop`, only write their own `stats` slot, and only pop their own mailbox.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub stop: AtomicBool,
     pub stats: Vec<Mutex<WorkerStats>>,
+    /// One per worker, see [`WorkerMsg`].
+    pub mailboxes: Vec<ArrayQueue<WorkerMsg>>,
 }
 
 impl Shared {
+    /// State for `n_workers` workers starting on `snap`.
+    pub fn new(snap: Snapshot, n_workers: usize) -> Shared {
+        Shared {
+            snapshot: ArcSwap::from_pointee(snap),
+            stop: AtomicBool::new(false),
+            stats: (0..n_workers).map(|_| Mutex::new(WorkerStats::default())).collect(),
+            mailboxes: (0..n_workers).map(|_| ArrayQueue::new(MAILBOX)).collect(),
+        }
+    }
+
+    /// Traffic per (service, real server), summed over the workers' last published figures;
+    /// cumulative since start (never zeroed: `rvsadm -Z` is a baseline kept by the control
+    /// handler), so it suits Prometheus counters.
+    pub fn service_stats(&self) -> HashMap<(ServiceKey, SocketAddr), RsStats> {
+        let mut total: HashMap<(ServiceKey, SocketAddr), RsStats> = HashMap::new();
+        for s in &self.stats {
+            for (k, v) in &s.lock().rs_stats {
+                total.entry(*k).or_default().add(v);
+            }
+        }
+        total
+    }
+
+    /// Send each worker the message `make` builds and collect the answers, waiting until
+    /// `wait` has passed for the slowest. `None` for a worker that did not answer in time (or
+    /// whose mailbox was full).
+    pub fn ask<T>(&self, wait: Duration, make: impl Fn(mpsc::Sender<T>) -> WorkerMsg) -> Vec<Option<T>> {
+        let deadline = Instant::now() + wait;
+        let rxs: Vec<Option<mpsc::Receiver<T>>> = self
+            .mailboxes
+            .iter()
+            .map(|q| {
+                let (tx, rx) = mpsc::channel();
+                q.push(make(tx)).ok().map(|()| rx)
+            })
+            .collect();
+        rxs.into_iter()
+            .map(|rx| rx.and_then(|rx| rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()))
+            .collect()
+    }
+
+    /// Have every worker publish its stats now, waiting at most `wait`; a worker that does not
+    /// answer in time keeps its last published figures (at most `STATS_EVERY` old).
+    pub fn refresh(&self, wait: Duration) -> usize {
+        self.ask(wait, |reply| WorkerMsg::Publish { reply }).iter().filter(|a| a.is_none()).count()
+    }
+
     /// Counters of all workers, summed.
     pub fn counters(&self) -> Counters {
         let mut total = Counters::default();
@@ -338,6 +415,12 @@ pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>, fabric: Arc
             tracing::debug!(worker = me, ip = %msg.ip, port = msg.port, "neighbour learned by another worker");
             worker.learn_neigh(msg.port, msg.ip, msg.mac, now_ns, &mut io);
         }
+        // Requests of the control thread.
+        if let Some(mailbox) = shared.mailboxes.get(me) {
+            while let Some(msg) = mailbox.pop() {
+                handle_msg(&mut worker, msg, &shared.stats[cfg.idx], now_ns);
+            }
+        }
         for &port in &cfg.ports {
             let n = dpdk_sys::rx_burst(port, queue, &mut rx);
             got += n;
@@ -389,11 +472,35 @@ pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>, fabric: Arc
     tracing::info!(worker = cfg.idx, redirected_out, redirected_in, redirect_full, "worker stopped");
 }
 
-fn publish(worker: &Worker<Pkt>, slot: &Mutex<WorkerStats>) {
+/// Copy the worker's figures into its slot (built first, so the lock is held for a move).
+fn publish<B: PacketBuf>(worker: &Worker<B>, slot: &Mutex<WorkerStats>) {
     let conns = worker.conn_counts().map(|(k, rs, c)| ((*k, *rs), c)).collect();
+    let rs_stats = worker.rs_stats().map(|(k, v)| (*k, *v)).collect();
     let mut s = slot.lock();
     s.counters.clone_from(worker.counters());
     s.conns = conns;
+    s.rs_stats = rs_stats;
+}
+
+/// Answer one control request between bursts. An answer nobody waits for any more (the control
+/// thread gave up) is dropped.
+fn handle_msg<B: PacketBuf>(worker: &mut Worker<B>, msg: WorkerMsg, slot: &Mutex<WorkerStats>, now_ns: u64) {
+    match msg {
+        WorkerMsg::Publish { reply } => {
+            publish(worker, slot);
+            let _ = reply.send(());
+        }
+        WorkerMsg::DumpSessions { filter, max, reply } => {
+            let _ = reply.send(worker.dump_sessions(&filter, max, now_ns));
+        }
+        WorkerMsg::NeighShow { reply } => {
+            let _ = reply.send(worker.neigh_entries());
+        }
+        WorkerMsg::NeighFlush { port, reply } => {
+            let n = worker.flush_neigh(port, now_ns);
+            let _ = reply.send(n);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -492,6 +599,60 @@ mod tests {
         fn neigh_learned(&mut self, port: u16, ip: Ipv4Addr, mac: [u8; 6]) {
             self.bus.publish(self.me, NeighMsg { port, ip, mac });
         }
+    }
+
+    #[test]
+    fn mailbox_requests_are_answered_between_bursts_and_unanswered_ones_time_out() {
+        let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let port = PortInfo { id: 0, name: "p0".into(), mac: [2, 0, 0, 0, 0, 1], addrs: vec![(ip("203.0.113.2"), 24)], mtu: 1500 };
+        let key = ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() };
+        let mut svc = Service::new(key, SchedKind::Rr);
+        svc.reals.push(RealServer { addr: "203.0.113.11:80".parse().unwrap(), fwd: FwdMode::Dr, weight: 1, u_threshold: 0, l_threshold: 0 });
+        let snap = Snapshot::build(1, vec![port], &[], &[svc], Default::default()).unwrap();
+        let shared = Arc::new(Shared::new(snap, 2));
+        let mut w = Worker::<VecBuf>::new(WorkerConfig::default(), shared.snapshot.load_full());
+        let bus = NeighBus::new(1, 4);
+        let mut io = TestIo { me: 0, bus: &bus, out: Vec::new(), redirects: Outbox::new(1, 8) };
+        w.process(VecBuf::new(&h(SYN_IN), 0), 1_000, &mut io);
+        assert!(shared.service_stats().is_empty(), "nothing published yet");
+
+        // Worker 0 runs its loop on a thread; worker 1 never answers.
+        let sh = Arc::clone(&shared);
+        let t = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut served = 0;
+            while served < 3 && start.elapsed() < Duration::from_secs(5) {
+                while let Some(m) = sh.mailboxes[0].pop() {
+                    handle_msg(&mut w, m, &sh.stats[0], 2_000);
+                    served += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            w
+        });
+        let missing = shared.refresh(Duration::from_millis(300));
+        assert_eq!(missing, 1, "worker 1 did not answer");
+        let st = shared.service_stats();
+        assert_eq!(st.get(&(key, "203.0.113.11:80".parse().unwrap())).map(|s| (s.conns, s.inpkts, s.inbytes)), Some((1, 1, 60)));
+        let dumps = shared.ask(Duration::from_millis(300), |reply| WorkerMsg::DumpSessions { filter: SessionFilter::default(), max: 10, reply });
+        assert_eq!(dumps.len(), 2);
+        assert!(dumps[1].is_none());
+        let (views, total) = dumps[0].clone().unwrap();
+        assert_eq!((views.len(), total), (1, 1));
+        assert_eq!(views[0].rip, "203.0.113.11:80".parse().unwrap());
+        let neighs = shared.ask(Duration::from_millis(300), |reply| WorkerMsg::NeighShow { reply });
+        assert_eq!(neighs[0].as_ref().map(|v| v.len()), Some(1), "the RS being resolved");
+        let w = t.join().unwrap();
+        assert_eq!(w.sessions().len(), 1);
+        // A full mailbox is an unanswered worker, not a block.
+        while shared.mailboxes[1].pop().is_some() {}
+        for _ in 0..MAILBOX {
+            let (tx, _rx) = mpsc::channel();
+            shared.mailboxes[1].push(WorkerMsg::Publish { reply: tx }).unwrap();
+        }
+        let t0 = Instant::now();
+        assert_eq!(shared.refresh(Duration::from_millis(20)), 2);
+        assert!(t0.elapsed() < Duration::from_secs(1));
     }
 
     #[test]

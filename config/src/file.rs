@@ -68,6 +68,17 @@ socket = "/run/rvs/rvsd.sock"
 mbufs = 16383
 cache = 256
 
+[metrics]
+# Prometheus text exposition at http://LISTEN/metrics. listen = "" (or enabled = false)
+# turns it off. Keep it on loopback or a management address: it has no authentication.
+enabled = true
+listen = "127.0.0.1:9469"
+
+[log]
+# Log filter: a level (error, warn, info, debug, trace, off) or tracing directives such as
+# "info,rvs::reload=debug". The RUST_LOG environment variable, when set, overrides it.
+level = "info"
+
 [[port]]
 # Name used by routes and `rvsadm link show`: 1..=15 characters of [A-Za-z0-9_.-].
 name = "eth0"
@@ -357,12 +368,87 @@ impl Default for MempoolConfig {
     }
 }
 
+/// Default Prometheus listen address: loopback only (the endpoint has no authentication).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9469";
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// `IP:PORT` of the HTTP endpoint; empty disables it.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: DEFAULT_METRICS_LISTEN.into(),
+        }
+    }
+}
+
+/// Default log filter.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A level or comma-separated tracing directives (`target=level`); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: DEFAULT_LOG_LEVEL.into(),
+        }
+    }
+}
+
+/// Whether `s` is a level name tracing knows.
+fn is_level(s: &str) -> bool {
+    matches!(
+        s.to_ascii_lowercase().as_str(),
+        "error" | "warn" | "info" | "debug" | "trace" | "off"
+    )
+}
+
+/// Check a log filter: comma-separated `LEVEL` or `TARGET=LEVEL` directives, TARGET a Rust
+/// module path. (tracing-subscriber accepts more — span filters — but a config needs no more.)
+fn check_log_level(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty (e.g. \"info\")".into());
+    }
+    for d in s.split(',').map(str::trim) {
+        let ok = match d.split_once('=') {
+            None => is_level(d),
+            Some((target, level)) => {
+                !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    && is_level(level)
+            }
+        };
+        if !ok {
+            return Err(format!(
+                "directive \"{d}\" is not LEVEL or TARGET=LEVEL (levels: error, warn, info, debug, trace, off)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One `[[port]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortConfig {
     pub name: String,
-    /// A DPDK vdev string (`net_...`) or a PCI address (`0000:03:00.0`).
+    /// A DPDK vdev string (`net_...`) or a PCI address (`0000:03:00.0`), either with
+    /// `,key=value` devargs (`0000:3b:00.0,dv_flow_en=1`).
     pub device: String,
     /// IPv4 CIDRs as written; see [`PortConfig::ipv4_addrs`] for the parsed form.
     #[serde(default)]
@@ -394,7 +480,7 @@ impl PortConfig {
     }
     /// Whether the device is a PCI address (else a vdev).
     pub fn is_pci(&self) -> bool {
-        is_pci_addr(&self.device)
+        is_pci_addr(self.device_name())
     }
     /// The EAL arguments that attach this device: `-a PCI` or `--vdev STRING`.
     pub fn eal_args(&self) -> Vec<String> {
@@ -511,6 +597,10 @@ pub struct Config {
     pub ctrl: CtrlConfig,
     #[serde(default)]
     pub mempool: MempoolConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
     #[serde(default, rename = "port")]
     pub ports: Vec<PortConfig>,
     #[serde(default, rename = "route")]
@@ -559,6 +649,15 @@ impl Config {
         }
     }
 
+    /// Where the Prometheus endpoint listens; `None` when disabled.
+    pub fn metrics_listen(&self) -> Option<SocketAddr> {
+        if !self.metrics.enabled || self.metrics.listen.trim().is_empty() {
+            return None;
+        }
+        // Validated at parse time.
+        self.metrics.listen.trim().parse().ok()
+    }
+
     /// Worker idle back-off sleep, nanoseconds (0 = busy poll).
     pub fn idle_sleep_ns(&self) -> u64 {
         self.workers.idle_sleep_us.saturating_mul(1000)
@@ -580,6 +679,8 @@ impl Config {
         self.validate_neigh()?;
         self.validate_ctrl()?;
         self.validate_mempool()?;
+        self.validate_metrics()?;
+        check_log_level(&self.log.level).map_err(|m| ConfigError::invalid("log.level", m))?;
         self.validate_ports()?;
         self.validate_routes()?;
         self.table = self.build_services()?;
@@ -694,6 +795,26 @@ impl Config {
                     "{} is too large for {} mbufs (DPDK needs cache * 1.5 <= mbufs)",
                     m.cache, m.mbufs
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_metrics(&self) -> Result<(), ConfigError> {
+        let l = self.metrics.listen.trim();
+        if !self.metrics.enabled || l.is_empty() {
+            return Ok(());
+        }
+        let addr: SocketAddr = l.parse().map_err(|_| {
+            ConfigError::invalid(
+                "metrics.listen",
+                format!("\"{l}\" is not IP:PORT (e.g. \"{DEFAULT_METRICS_LISTEN}\"; \"\" disables)"),
+            )
+        })?;
+        if addr.port() == 0 {
+            return Err(ConfigError::invalid(
+                "metrics.listen",
+                format!("\"{l}\": port 0 is not allowed"),
             ));
         }
         Ok(())
@@ -1105,10 +1226,11 @@ fn is_pci_addr(s: &str) -> bool {
 }
 
 fn check_device(d: &str) -> Result<(), String> {
-    if is_pci_addr(d) {
+    let name = d.split(',').next().unwrap_or("");
+    // A PCI address, optionally with driver devargs ("0000:3b:00.0,dv_flow_en=1" for mlx5).
+    if is_pci_addr(name) {
         return Ok(());
     }
-    let name = d.split(',').next().unwrap_or("");
     if name.starts_with("net_")
         && name.len() > 4
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -1236,6 +1358,10 @@ mod tests {
         let c = Config::parse("[[port]]\nname = \"p0\"\ndevice = \"0000:03:00.0\"\n").unwrap();
         assert!(c.ports[0].is_pci());
         assert_eq!(c.ports[0].eal_args(), ["-a", "0000:03:00.0"]);
+        let c = Config::parse("[[port]]\nname = \"p0\"\ndevice = \"0000:3b:00.0,dv_flow_en=1\"\n").unwrap();
+        assert!(c.ports[0].is_pci(), "PCI address with devargs");
+        assert_eq!(c.ports[0].eal_args(), ["-a", "0000:3b:00.0,dv_flow_en=1"]);
+        assert_eq!(c.ports[0].device_name(), "0000:3b:00.0");
         assert!(is_pci_addr("03:00.1"));
         assert!(!is_pci_addr("0000:03:00.8"));
         assert!(!is_pci_addr("0000:3:00.0"));
@@ -1562,5 +1688,46 @@ mod tests {
             ]
         );
         assert_eq!((s.reals[3].u_threshold, s.reals[3].l_threshold), (10, 5));
+    }
+
+    #[test]
+    fn metrics_and_log_sections() {
+        let c = Config::parse(PORT).unwrap();
+        assert_eq!(c.metrics_listen(), Some("127.0.0.1:9469".parse().unwrap()));
+        assert_eq!(c.log.level, "info");
+        let c = Config::parse(&format!("{PORT}[metrics]\nlisten = \"\"\n")).unwrap();
+        assert_eq!(c.metrics_listen(), None, "empty listen disables");
+        let c = Config::parse(&format!("{PORT}[metrics]\nenabled = false\nlisten = \"junk\"\n")).unwrap();
+        assert_eq!(c.metrics_listen(), None, "disabled: listen is not looked at");
+        let c = Config::parse(&format!("{PORT}[metrics]\nlisten = \"[::1]:9100\"\n[log]\nlevel = \"warn,rvs::reload=debug\"\n")).unwrap();
+        assert_eq!(c.metrics_listen(), Some("[::1]:9100".parse().unwrap()));
+        assert_eq!(c.log.level, "warn,rvs::reload=debug");
+        refused("[metrics]\nlisten = \"localhost:9100\"\n", "metrics.listen: \"localhost:9100\" is not IP:PORT");
+        refused("[metrics]\nlisten = \"127.0.0.1:0\"\n", "metrics.listen: \"127.0.0.1:0\": port 0");
+        refused("[metrics]\nport = 9100\n", "unknown field `port`");
+        refused("[log]\nlevel = \"loud\"\n", "log.level: directive \"loud\" is not LEVEL or TARGET=LEVEL");
+        refused("[log]\nlevel = \"info,rvs=chatty\"\n", "log.level: directive \"rvs=chatty\"");
+        refused("[log]\nlevel = \"\"\n", "log.level: must not be empty");
+        assert!(check_log_level("DEBUG").is_ok());
+        assert!(check_log_level("rvs_dataplane::conn=trace").is_ok());
+        assert!(check_log_level("a b=info").is_err());
+    }
+
+    /// Every deploy/examples/*.toml parses: the examples cannot rot.
+    #[test]
+    fn deploy_examples_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let p = e.unwrap().path();
+            if p.extension().and_then(|x| x.to_str()) != Some("toml") {
+                continue;
+            }
+            let c = Config::from_path(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!c.ports.is_empty(), "{}", p.display());
+            assert!(!c.service_table().is_empty(), "{}: an example without services", p.display());
+            n += 1;
+        }
+        assert!(n >= 3, "expected at least 3 examples in {}, found {n}", dir.display());
     }
 }

@@ -14,7 +14,7 @@
 //! toa|proxy-v2|none`, `--set-expire-nodest-conn on|off`, `--get-expire-nodest-conn`, and the
 //! `laddr add|del|show` subcommand ([`parse_laddr_subcommand`]).
 
-use crate::proto::{Request, MAX_TIMEOUT_S};
+use crate::proto::{Request, DEFAULT_MAX_CONNS, MAX_TIMEOUT_S};
 use rvs_config::model::{
     is_contiguous_netmask, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind,
     Service, ServiceKey,
@@ -68,6 +68,32 @@ pub enum Command {
     SetExpireNodestConn(bool),
     /// `--get-expire-nodest-conn`
     GetExpireNodestConn,
+    /// `-L --stats [--exact] [-t|-u VIP:PORT]`
+    ListStats { key: Option<ServiceKey>, json: bool, exact: bool },
+    /// `-L --rate [--exact] [-t|-u VIP:PORT]`
+    ListRate { key: Option<ServiceKey>, json: bool, exact: bool },
+    /// `-L -c [-t|-u VIP:PORT] [-r RIP[:PORT]] [--max N]`
+    ListConns { key: Option<ServiceKey>, real: Option<SocketAddr>, max: u32, json: bool },
+    /// `-Z [-t|-u VIP:PORT]`
+    Zero(Option<ServiceKey>),
+    /// `--reload`
+    Reload,
+    /// `addr add IP/LEN dev PORT`
+    AddrAdd { addr: Ipv4Addr, len: u8, dev: String },
+    /// `addr del IP/LEN dev PORT`
+    AddrDel { addr: Ipv4Addr, len: u8, dev: String },
+    /// `addr show [dev PORT]`
+    AddrShow { dev: Option<String>, json: bool },
+    /// `route add PREFIX/LEN [via GW] dev PORT`
+    RouteAdd { prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, dev: String },
+    /// `route del PREFIX/LEN [via GW] [dev PORT]`
+    RouteDel { prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, dev: Option<String> },
+    /// `route show`
+    RouteShow { json: bool },
+    /// `neigh show [dev PORT]`
+    NeighShow { dev: Option<String>, json: bool },
+    /// `neigh flush [dev PORT]`
+    NeighFlush { dev: Option<String> },
 }
 
 impl Command {
@@ -105,6 +131,23 @@ impl Command {
             Command::GetTimeouts { .. } => Request::GetTimeouts,
             Command::SetExpireNodestConn(on) => Request::SetExpireNodestConn { enabled: *on },
             Command::GetExpireNodestConn => Request::GetExpireNodestConn,
+            Command::ListStats { key, .. } => Request::Stats { key: *key },
+            Command::ListRate { key, .. } => Request::Rate { key: *key },
+            Command::ListConns { key, real, max, .. } => Request::ListConns { key: *key, real: *real, max: *max },
+            Command::Zero(key) => Request::Zero { key: *key },
+            Command::Reload => Request::Reload,
+            Command::AddrAdd { addr, len, dev } => Request::AddrAdd { addr: *addr, len: *len, dev: dev.clone() },
+            Command::AddrDel { addr, len, dev } => Request::AddrDel { addr: *addr, len: *len, dev: dev.clone() },
+            Command::AddrShow { dev, .. } => Request::AddrShow { dev: dev.clone() },
+            Command::RouteAdd { prefix, len, via, dev } => {
+                Request::RouteAdd { prefix: *prefix, len: *len, via: *via, dev: dev.clone() }
+            }
+            Command::RouteDel { prefix, len, via, dev } => {
+                Request::RouteDel { prefix: *prefix, len: *len, via: *via, dev: dev.clone() }
+            }
+            Command::RouteShow { .. } => Request::RouteShow,
+            Command::NeighShow { dev, .. } => Request::NeighShow { dev: dev.clone() },
+            Command::NeighFlush { dev } => Request::NeighFlush { dev: dev.clone() },
             Command::Help | Command::Restore => return None,
         })
     }
@@ -152,6 +195,10 @@ enum Cmd {
     SetExpire,
     /// `--get-expire-nodest-conn`
     GetExpire,
+    /// `-Z --zero`
+    Z,
+    /// `--reload`
+    Reload,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +226,16 @@ enum Opt {
     ProxyProtocol,
     /// `--timeout` (with -L)
     Timeout,
+    /// `--stats` (with -L)
+    Stats,
+    /// `--rate` (with -L)
+    Rate,
+    /// `--exact` (with --stats/--rate)
+    Exact,
+    /// `-c --connection` (with -L)
+    Connection,
+    /// `--max N` (with -L -c)
+    Max,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +303,13 @@ const OPTS: &[OptSpec] = &[
     spec(None, "client-addr", Opt::ClientAddr, Arg::Required),
     spec(None, "proxy-protocol", Opt::ProxyProtocol, Arg::Required),
     spec(None, "timeout", Opt::Timeout, Arg::No),
+    spec(None, "stats", Opt::Stats, Arg::No),
+    spec(None, "rate", Opt::Rate, Arg::No),
+    spec(None, "exact", Opt::Exact, Arg::No),
+    spec(Some('c'), "connection", Opt::Connection, Arg::No),
+    spec(None, "max", Opt::Max, Arg::Required),
+    spec(Some('Z'), "zero", Opt::Cmd(Cmd::Z), Arg::No),
+    spec(None, "reload", Opt::Cmd(Cmd::Reload), Arg::No),
 ];
 
 /// ipvsadm options rvs knows but does not implement yet.
@@ -254,16 +318,6 @@ const UNSUPPORTED: &[(Option<char>, &str, &str)] = &[
         Some('f'),
         "fwmark-service",
         "firewall-mark services (-f) are not supported yet",
-    ),
-    (
-        Some('c'),
-        "connection",
-        "listing connections (-c) is not supported yet",
-    ),
-    (
-        Some('Z'),
-        "zero",
-        "zeroing counters (-Z) is not supported yet",
     ),
     (
         None,
@@ -275,15 +329,12 @@ const UNSUPPORTED: &[(Option<char>, &str, &str)] = &[
         "stop-daemon",
         "connection sync daemons are not supported",
     ),
-    (None, "stats", "--stats is not supported yet"),
-    (None, "rate", "--rate is not supported yet"),
     (None, "thresholds", "--thresholds is not supported yet"),
     (
         None,
         "persistent-conn",
         "--persistent-conn is not supported yet",
     ),
-    (None, "exact", "--exact is not supported yet"),
     (None, "sort", "--sort is not supported yet"),
     (None, "daemon", "connection sync daemons are not supported"),
     (Some('6'), "ipv6", "IPv6 services are not supported yet"),
@@ -334,16 +385,17 @@ fn short_cmd(c: Cmd) -> String {
 fn allowed_with(o: Opt) -> &'static [Cmd] {
     use Cmd::*;
     match o {
-        Opt::Tcp | Opt::Udp => &[A, E, D, AddR, EditR, DelR, L, AddL, DelL, GetL],
+        Opt::Tcp | Opt::Udp => &[A, E, D, AddR, EditR, DelR, L, AddL, DelL, GetL, Z],
         Opt::Sched | Opt::Persistent | Opt::Netmask | Opt::ClientAddr | Opt::ProxyProtocol => {
             &[A, E]
         }
-        Opt::Real => &[AddR, EditR, DelR],
+        // With -L: the real-server filter of -c.
+        Opt::Real => &[AddR, EditR, DelR, L],
         Opt::Fwd(_) | Opt::Weight | Opt::UThresh | Opt::LThresh => &[AddR, EditR],
         Opt::Numeric => &[L, S, GetL],
         Opt::Json => &[L, GetL],
         Opt::Laddr | Opt::Ifname => &[AddL, DelL],
-        Opt::Timeout => &[L],
+        Opt::Timeout | Opt::Stats | Opt::Rate | Opt::Exact | Opt::Connection | Opt::Max => &[L],
         Opt::Cmd(_) => &[],
     }
 }
@@ -374,6 +426,11 @@ struct Seen {
     laddr: Option<IpAddr>,
     client_addr: Option<ClientAddrMode>,
     timeout: bool,
+    stats: bool,
+    rate: bool,
+    exact: bool,
+    conns: bool,
+    max: Option<u32>,
     /// `--set` values.
     set: Option<[u32; 3]>,
     /// `--set-expire-nodest-conn` value.
@@ -556,6 +613,16 @@ impl Seen {
                 })
             }
             Opt::Timeout => self.timeout = true,
+            Opt::Stats => self.stats = true,
+            Opt::Rate => self.rate = true,
+            Opt::Exact => self.exact = true,
+            Opt::Connection => self.conns = true,
+            Opt::Max => {
+                self.max = Some(match v.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => return err(format!("--max: '{v}' is not a number of entries (1 or more)")),
+                })
+            }
             Opt::Cmd(_) => {}
         }
         Ok(())
@@ -694,6 +761,25 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
     if seen.timeout && seen.svc.is_some() {
         return err("--timeout lists the timeouts, not a service: drop -t/-u");
     }
+    if cmd == Cmd::L {
+        let views = [(seen.timeout, "--timeout"), (seen.stats, "--stats"), (seen.rate, "--rate"), (seen.conns, "-c")];
+        let given: Vec<&str> = views.iter().filter(|v| v.0).map(|v| v.1).collect();
+        if given.len() > 1 {
+            return err(format!("give one listing: {} go not together", given.join(" and ")));
+        }
+        if seen.real.is_some() && !seen.conns {
+            if seen.cmd.is_none() {
+                return err("option -r (--real-server) is only valid with -a, -e, -d or -L -c (no command was given)");
+            }
+            return err("-r (--real-server) with -L filters the connection list: add -c");
+        }
+        if seen.max.is_some() && !seen.conns {
+            return err("--max bounds the connection list: add -c");
+        }
+        if seen.exact && !(seen.stats || seen.rate) {
+            return err("--exact goes with --stats or --rate");
+        }
+    }
     if seen.netmask.is_some() && seen.persistent.is_none() {
         return err(format!(
             "{} needs -p (--persistent)",
@@ -762,6 +848,22 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
             addr: need_real()?,
         },
         Cmd::L if seen.timeout => Command::GetTimeouts { json: seen.json },
+        Cmd::L if seen.stats => Command::ListStats {
+            key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }),
+            json: seen.json,
+            exact: seen.exact,
+        },
+        Cmd::L if seen.rate => Command::ListRate {
+            key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }),
+            json: seen.json,
+            exact: seen.exact,
+        },
+        Cmd::L if seen.conns => Command::ListConns {
+            key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }),
+            real: seen.real,
+            max: seen.max.unwrap_or(DEFAULT_MAX_CONNS),
+            json: seen.json,
+        },
         Cmd::L => Command::List {
             key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }),
             json: seen.json,
@@ -788,7 +890,161 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
         }
         Cmd::SetExpire => Command::SetExpireNodestConn(seen.expire.unwrap_or(false)),
         Cmd::GetExpire => Command::GetExpireNodestConn,
+        Cmd::Z => Command::Zero(seen.svc.map(|(proto, vip)| ServiceKey { proto, vip })),
+        Cmd::Reload => Command::Reload,
     })
+}
+
+/// `IP/LEN` of `addr` and `route` (an address without `/LEN` is a /32).
+pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), ParseError> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: Ipv4Addr = a.parse().map_err(|_| ParseError(format!("'{s}': '{a}' is not an IPv4 address")))?;
+    let len = match l {
+        None => 32,
+        Some(l) => match l.parse::<u8>() {
+            Ok(n) if n <= 32 => n,
+            _ => return err(format!("'{s}': prefix length '{l}' is not in 0..=32")),
+        },
+    };
+    Ok((addr, len))
+}
+
+/// Words after `addr`, `route` or `neigh` as `(verb, positional, [(keyword, value)], json)`:
+/// keywords are `dev` and `via`, each at most once.
+struct IpWords<'a> {
+    verb: &'a str,
+    positional: Vec<&'a str>,
+    dev: Option<String>,
+    via: Option<&'a str>,
+    json: bool,
+}
+
+fn ip_words<'a>(what: &str, args: &[&'a str], usage: &str) -> Result<IpWords<'a>, ParseError> {
+    let Some((&verb, rest)) = args.split_first() else {
+        return err(usage.to_string());
+    };
+    let mut w = IpWords { verb, positional: Vec::new(), dev: None, via: None, json: false };
+    let mut i = 0;
+    while i < rest.len() {
+        let a = rest[i];
+        i += 1;
+        match a {
+            "dev" | "via" => {
+                let Some(v) = rest.get(i) else {
+                    return err(format!("{what} {verb}: '{a}' needs a value; {usage}"));
+                };
+                i += 1;
+                let slot_taken = if a == "dev" { w.dev.is_some() } else { w.via.is_some() };
+                if slot_taken {
+                    return err(format!("{what} {verb}: '{a}' given twice"));
+                }
+                if a == "dev" {
+                    w.dev = Some((*v).to_string());
+                } else {
+                    w.via = Some(v);
+                }
+            }
+            "--json" => w.json = true,
+            _ if a.starts_with('-') => return err(format!("{what} {verb}: unknown option '{a}'; {usage}")),
+            _ => w.positional.push(a),
+        }
+    }
+    Ok(w)
+}
+
+/// `rvsadm addr add|del IP/LEN dev PORT`, `rvsadm addr show [dev PORT] [--json]`.
+pub fn parse_addr_subcommand<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+    const USE: &str = "usage: rvsadm addr add|del IP/LEN dev PORT, or rvsadm addr show [dev PORT] [--json]";
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let w = ip_words("addr", &args, USE)?;
+    if w.via.is_some() {
+        return err(format!("addr {}: 'via' belongs to routes; {USE}", w.verb));
+    }
+    match w.verb {
+        "add" | "del" | "delete" => {
+            if w.json {
+                return err(format!("addr {}: --json is for show", w.verb));
+            }
+            let [p] = w.positional[..] else {
+                return err(format!("addr {} needs one IP/LEN; {USE}", w.verb));
+            };
+            let (addr, len) = parse_prefix(p)?;
+            let Some(dev) = w.dev else {
+                return err(format!("addr {} needs the port: dev PORT", w.verb));
+            };
+            Ok(if w.verb == "add" { Command::AddrAdd { addr, len, dev } } else { Command::AddrDel { addr, len, dev } })
+        }
+        "show" | "list" => {
+            if let Some(p) = w.positional.first() {
+                return err(format!("addr show: unexpected argument '{p}'; {USE}"));
+            }
+            Ok(Command::AddrShow { dev: w.dev, json: w.json })
+        }
+        v => err(format!("unknown addr command '{v}'; {USE}")),
+    }
+}
+
+/// `rvsadm route add PREFIX/LEN [via GW] dev PORT`, `route del PREFIX/LEN [via GW] [dev PORT]`,
+/// `route show [--json]`. `default` is 0.0.0.0/0.
+pub fn parse_route_subcommand<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+    const USE: &str = "usage: rvsadm route add PREFIX/LEN [via GW] dev PORT, rvsadm route del PREFIX/LEN [via GW] [dev PORT], or rvsadm route show [--json]";
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let w = ip_words("route", &args, USE)?;
+    let via = match w.via {
+        None => None,
+        Some(v) => Some(v.parse::<Ipv4Addr>().map_err(|_| ParseError(format!("route {}: via '{v}' is not an IPv4 address", w.verb)))?),
+    };
+    match w.verb {
+        "add" | "del" | "delete" => {
+            if w.json {
+                return err(format!("route {}: --json is for show", w.verb));
+            }
+            let [p] = w.positional[..] else {
+                return err(format!("route {} needs one PREFIX/LEN; {USE}", w.verb));
+            };
+            let (prefix, len) = if p == "default" { (Ipv4Addr::UNSPECIFIED, 0) } else { parse_prefix(p)? };
+            if w.verb == "add" {
+                let Some(dev) = w.dev else {
+                    return err("route add needs the port: dev PORT");
+                };
+                Ok(Command::RouteAdd { prefix, len, via, dev })
+            } else {
+                Ok(Command::RouteDel { prefix, len, via, dev: w.dev })
+            }
+        }
+        "show" | "list" => {
+            if let Some(p) = w.positional.first() {
+                return err(format!("route show: unexpected argument '{p}'; {USE}"));
+            }
+            if w.dev.is_some() || via.is_some() {
+                return err(format!("route show takes no dev/via; {USE}"));
+            }
+            Ok(Command::RouteShow { json: w.json })
+        }
+        v => err(format!("unknown route command '{v}'; {USE}")),
+    }
+}
+
+/// `rvsadm neigh show [dev PORT] [--json]`, `rvsadm neigh flush [dev PORT]`.
+pub fn parse_neigh_subcommand<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
+    const USE: &str = "usage: rvsadm neigh show [dev PORT] [--json], or rvsadm neigh flush [dev PORT]";
+    let args: Vec<&str> = args.iter().map(|a| a.as_ref()).collect();
+    let w = ip_words("neigh", &args, USE)?;
+    if let Some(p) = w.positional.first() {
+        return err(format!("neigh {}: unexpected argument '{p}'; {USE}", w.verb));
+    }
+    if w.via.is_some() {
+        return err(format!("neigh {}: 'via' belongs to routes; {USE}", w.verb));
+    }
+    match w.verb {
+        "show" | "list" => Ok(Command::NeighShow { dev: w.dev, json: w.json }),
+        "flush" if !w.json => Ok(Command::NeighFlush { dev: w.dev }),
+        "flush" => err("neigh flush: --json is for show"),
+        v => err(format!("unknown neigh command '{v}'; {USE}")),
+    }
 }
 
 /// `rvsadm laddr add|del -t|-u VIP:PORT LIP` and `rvsadm laddr show [-t|-u VIP:PORT] [--json]`
@@ -903,6 +1159,10 @@ Usage:
   rvsadm [--socket PATH] -d -t|-u VIP:PORT -r RIP[:PORT]
   rvsadm [--socket PATH] -L|-l [-n] [--json] [-t|-u VIP:PORT]
   rvsadm [--socket PATH] -L --timeout [--json]
+  rvsadm [--socket PATH] -L|-l [-n] --stats|--rate [--exact] [--json] [-t|-u VIP:PORT]
+  rvsadm [--socket PATH] -L|-l [-n] -c [-t|-u VIP:PORT] [-r RIP[:PORT]] [--max N] [--json]
+  rvsadm [--socket PATH] -Z [-t|-u VIP:PORT]
+  rvsadm [--socket PATH] --reload
   rvsadm [--socket PATH] --set TCP TCPFIN UDP
   rvsadm [--socket PATH] --set-expire-nodest-conn on|off
   rvsadm [--socket PATH] --get-expire-nodest-conn
@@ -913,6 +1173,13 @@ Usage:
   rvsadm [--socket PATH] -S [-n]        print the table as rvsadm commands
   rvsadm [--socket PATH] -R             read rvsadm commands (as -S prints them) from stdin
   rvsadm [--socket PATH] link show [--json]
+  rvsadm [--socket PATH] addr add|del IP/LEN dev PORT
+  rvsadm [--socket PATH] addr show [dev PORT] [--json]
+  rvsadm [--socket PATH] route add PREFIX/LEN|default [via GW] dev PORT
+  rvsadm [--socket PATH] route del PREFIX/LEN|default [via GW] [dev PORT]
+  rvsadm [--socket PATH] route show [--json]
+  rvsadm [--socket PATH] neigh show [dev PORT] [--json]
+  rvsadm [--socket PATH] neigh flush [dev PORT]
   rvsadm [--socket PATH] version
   rvsadm -h|--help
 
@@ -934,6 +1201,9 @@ Commands:
                          on: drop the sessions of a deleted real server at once (IPVS's
                          expire_nodest_conn); off (default): they run until they time out
   --get-expire-nodest-conn  print that setting
+  --zero            -Z   zero the statistics (--stats; rates are unaffected) of one service or all
+  --reload               make rvsd re-read its configuration file (services, timeouts); the
+                         addresses and routes changed with addr/route stay as they are
   --add-laddr       -P   add a FULLNAT local address (DPVS)
   --del-laddr       -Q   delete a FULLNAT local address (DPVS)
   --get-laddr       -G   list FULLNAT local addresses (DPVS)
@@ -959,8 +1229,21 @@ Options:
   --ifname       -F IFNAME      accepted for DPVS compatibility and ignored: rvs answers ARP
                                 for local addresses on every port
   --timeout                     with -L: print 'Timeout (tcp tcpfin udp): T F U'
+  --stats                       with -L: connections, packets and bytes per service and real
+                                server since start or the last -Z (in = client to real server,
+                                out = real server to client; out is 0 for DR and TUN)
+  --rate                        with -L: the same per second, over the time since the previous
+                                --rate (at least 1 s: rvsadm waits; a first call or one after
+                                more than 60 s samples over 1 s)
+  --exact                       with --stats/--rate: exact numbers, not K/M/G
+  --connection   -c             with -L: list sessions ('IPVS connection entries'; a 'local'
+                                column is added when FULLNAT sessions are shown); filter with
+                                -t/-u VIP:PORT and -r RIP[:PORT] (no port = any)
+  --max N                       with -L -c: list at most N sessions (default 1000); how many
+                                were left out is said at the end
   --numeric      -n             numeric output (always; rvs never resolves names)
-  --json                        JSON output for -L, -G and link show
+  --json                        JSON output for -L (with --stats, --rate, -c, --timeout), -G
+                                and link/addr/route/neigh show
   --socket PATH                 rvsd control socket (default $RVSADM_SOCKET or /run/rvs/rvsd.sock)
 ";
 
@@ -1513,11 +1796,11 @@ mod tests {
         );
         bad(
             "-t 203.0.113.100:80 -r 203.0.113.11",
-            "option -r (--real-server) is only valid with -a, -e or -d (no command was given)",
+            "option -r (--real-server) is only valid with -a, -e, -d or -L -c (no command was given)",
         );
         bad(
             "-A -t 203.0.113.100:80 -r 203.0.113.11",
-            "option -r (--real-server) is only valid with -a, -e or -d",
+            "option -r (--real-server) is only valid with -a, -e, -d or -L",
         );
         bad(
             "-A -t 203.0.113.100:80 -w 3",
@@ -1573,17 +1856,106 @@ mod tests {
         bad("-L --numeric=yes", "option --numeric takes no value");
         bad("-A -q", "unknown option '-q'");
         bad("-A --frobnicate", "unknown option '--frobnicate'");
-        bad("-L --stats", "--stats is not supported yet");
+        bad("-L --thresholds", "--thresholds is not supported yet");
         bad(
             "-A -f 1",
             "firewall-mark services (-f) are not supported yet",
         );
-        bad("-Lc", "listing connections (-c) is not supported yet");
+        bad("-A -c -t 203.0.113.100:80", "option -c (--connection) is only valid with -L");
         bad(
             "-A -t 203.0.113.100:80 extra",
             "unexpected argument 'extra'",
         );
         bad("--", "unexpected '--'");
+    }
+
+    #[test]
+    fn stats_rate_zero_and_connections() {
+        assert_eq!(ok("-L -n --stats"), Command::ListStats { key: None, json: false, exact: false });
+        assert_eq!(ok("-Ln --stats --exact --json -t 203.0.113.100:80"), Command::ListStats { key: Some(tk()), json: true, exact: true });
+        assert_eq!(ok("-L -n --rate"), Command::ListRate { key: None, json: false, exact: false });
+        assert_eq!(ok("-l --rate -u 203.0.113.100:53"), Command::ListRate { key: Some(key(Proto::Udp, "203.0.113.100:53")), json: false, exact: false });
+        assert_eq!(ok("-L --stats").to_request(), Some(Request::Stats { key: None }));
+        assert_eq!(ok("-L --rate -t 203.0.113.100:80").to_request(), Some(Request::Rate { key: Some(tk()) }));
+        assert_eq!(ok("-Lnc"), Command::ListConns { key: None, real: None, max: 1000, json: false });
+        assert_eq!(
+            ok("-L -n -c -t 203.0.113.100:80 -r 203.0.113.11:80 --max 5 --json"),
+            Command::ListConns { key: Some(tk()), real: Some("203.0.113.11:80".parse().unwrap()), max: 5, json: true }
+        );
+        assert_eq!(
+            ok("--list --connection --real-server 203.0.113.11").to_request(),
+            Some(Request::ListConns { key: None, real: Some("203.0.113.11:0".parse().unwrap()), max: 1000 })
+        );
+        assert_eq!(ok("-Z"), Command::Zero(None));
+        assert_eq!(ok("--zero -t 203.0.113.100:80"), Command::Zero(Some(tk())));
+        assert_eq!(ok("-Z -t 203.0.113.100:80").to_request(), Some(Request::Zero { key: Some(tk()) }));
+        assert_eq!(ok("--reload"), Command::Reload);
+        assert_eq!(ok("--reload").to_request(), Some(Request::Reload));
+        bad("-L --stats --rate", "give one listing: --stats and --rate go not together");
+        bad("-L -c --stats", "give one listing");
+        bad("-L --timeout -c", "give one listing");
+        bad("-L -r 203.0.113.11", "-r (--real-server) with -L filters the connection list: add -c");
+        bad("-L --max 3", "--max bounds the connection list: add -c");
+        bad("-L -c --max 0", "--max: '0' is not a number of entries");
+        bad("-L -c --max lots", "--max: 'lots' is not a number");
+        bad("-L --exact", "--exact goes with --stats or --rate");
+        bad("-Z -r 203.0.113.11", "option -r (--real-server) is only valid with -a, -e, -d or -L");
+        bad("-A -t 203.0.113.100:80 --stats", "option --stats is only valid with -L");
+        bad("-Z --json", "option --json is only valid with -L or -G");
+        bad("-Z -L", "only one command may be given, not both -Z and -L");
+    }
+
+    #[test]
+    fn addr_route_neigh_subcommands() {
+        let a = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        let w = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            parse_addr_subcommand(&w("add 203.0.113.5/24 dev lan")),
+            Ok(Command::AddrAdd { addr: a("203.0.113.5"), len: 24, dev: "lan".into() })
+        );
+        assert_eq!(
+            parse_addr_subcommand(&w("del 203.0.113.5 dev lan")),
+            Ok(Command::AddrDel { addr: a("203.0.113.5"), len: 32, dev: "lan".into() })
+        );
+        assert_eq!(parse_addr_subcommand(&w("show")), Ok(Command::AddrShow { dev: None, json: false }));
+        assert_eq!(parse_addr_subcommand(&w("show dev lan --json")), Ok(Command::AddrShow { dev: Some("lan".into()), json: true }));
+        let e = |r: Result<Command, ParseError>| r.unwrap_err().0;
+        assert!(e(parse_addr_subcommand(&w("add 203.0.113.5/33 dev lan"))).contains("prefix length '33' is not in 0..=32"));
+        assert!(e(parse_addr_subcommand(&w("add 203.0.113.300/24 dev lan"))).contains("'203.0.113.300' is not an IPv4 address"));
+        assert!(e(parse_addr_subcommand(&w("add 203.0.113.5/24"))).contains("addr add needs the port: dev PORT"));
+        assert!(e(parse_addr_subcommand(&w("add dev lan"))).contains("addr add needs one IP/LEN"));
+        assert!(e(parse_addr_subcommand(&w("add 203.0.113.5/24 dev lan dev wan"))).contains("'dev' given twice"));
+        assert!(e(parse_addr_subcommand(&w("flush"))).contains("unknown addr command 'flush'"));
+        assert!(e(parse_addr_subcommand::<String>(&[])).contains("usage: rvsadm addr"));
+
+        assert_eq!(
+            parse_route_subcommand(&w("add 198.51.100.0/24 via 203.0.113.1 dev lan")),
+            Ok(Command::RouteAdd { prefix: a("198.51.100.0"), len: 24, via: Some(a("203.0.113.1")), dev: "lan".into() })
+        );
+        assert_eq!(
+            parse_route_subcommand(&w("add default via 203.0.113.1 dev lan")),
+            Ok(Command::RouteAdd { prefix: a("0.0.0.0"), len: 0, via: Some(a("203.0.113.1")), dev: "lan".into() })
+        );
+        assert_eq!(
+            parse_route_subcommand(&w("del 198.51.100.0/24")),
+            Ok(Command::RouteDel { prefix: a("198.51.100.0"), len: 24, via: None, dev: None })
+        );
+        assert_eq!(parse_route_subcommand(&w("show --json")), Ok(Command::RouteShow { json: true }));
+        assert_eq!(
+            Command::RouteAdd { prefix: a("0.0.0.0"), len: 0, via: None, dev: "lan".into() }.to_request(),
+            Some(Request::RouteAdd { prefix: a("0.0.0.0"), len: 0, via: None, dev: "lan".into() })
+        );
+        assert!(e(parse_route_subcommand(&w("add 198.51.100.0/24 via 203.0.113"))).contains("via '203.0.113' is not an IPv4 address"));
+        assert!(e(parse_route_subcommand(&w("add 198.51.100.0/24 via 203.0.113.1"))).contains("route add needs the port"));
+        assert!(e(parse_route_subcommand(&w("show dev lan"))).contains("route show takes no dev/via"));
+
+        assert_eq!(parse_neigh_subcommand(&w("show")), Ok(Command::NeighShow { dev: None, json: false }));
+        assert_eq!(parse_neigh_subcommand(&w("show dev lan --json")), Ok(Command::NeighShow { dev: Some("lan".into()), json: true }));
+        assert_eq!(parse_neigh_subcommand(&w("flush dev lan")), Ok(Command::NeighFlush { dev: Some("lan".into()) }));
+        assert_eq!(Command::NeighFlush { dev: None }.to_request(), Some(Request::NeighFlush { dev: None }));
+        assert!(e(parse_neigh_subcommand(&w("flush --json"))).contains("--json is for show"));
+        assert!(e(parse_neigh_subcommand(&w("add 203.0.113.1"))).contains("unexpected argument '203.0.113.1'"));
+        assert!(e(parse_neigh_subcommand(&w("del"))).contains("unknown neigh command 'del'"));
     }
 
     #[test]

@@ -10,7 +10,10 @@ pub mod server;
 
 pub use client::{request, Client, ClientError};
 pub use ipvsadm::{Command, ParseError};
-pub use proto::{PortReport, Request, Response, ServiceLaddrs, ServiceStatus};
+pub use proto::{
+    ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, Request, Response, RouteEntry, ServiceLaddrs,
+    ServiceRates, ServiceStats, ServiceStatus, StatsRow,
+};
 pub use server::{Handler, Server, ServerHandle};
 
 /// Control socket used when neither `--socket` nor `$RVSADM_SOCKET` is given.

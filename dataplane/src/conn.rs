@@ -282,7 +282,14 @@ pub struct Session {
     pub expires_ns: u64,
     pub pkts: u64,
     pub bytes: u64,
+    /// The worker's per-(service, real server) statistics slot this session counts into
+    /// ([`NO_STATS_SLOT`] when it has none), so a packet costs an indexed increment, not a
+    /// hash lookup.
+    pub stats: u32,
 }
+
+/// [`Session::stats`] of a session that counts nowhere.
+pub const NO_STATS_SLOT: u32 = u32::MAX;
 
 impl Session {
     /// The virtual service (protocol, VIP:port) of the session.
@@ -303,6 +310,57 @@ impl Session {
             FwdMode::Dr | FwdMode::Tun => return None,
         };
         Some(FlowKey { proto: self.key.proto, src: *self.rs.ip(), dst, sport: self.rs.port(), dport })
+    }
+}
+
+/// Which sessions a dump wants: all, or those of one service and/or one real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionFilter {
+    pub service: Option<ServiceKey>,
+    /// Real server address; port 0 matches any port of that address.
+    pub real: Option<SocketAddr>,
+}
+
+impl SessionFilter {
+    pub fn matches(&self, s: &Session) -> bool {
+        if self.service.is_some_and(|k| k != s.svc()) {
+            return false;
+        }
+        match self.real {
+            None => true,
+            Some(r) if r.port() == 0 => r.ip() == std::net::IpAddr::V4(*s.rs.ip()),
+            Some(r) => r == s.rs_addr(),
+        }
+    }
+}
+
+/// One session as `ipvsadm -L -c` shows it (plus the FULLNAT local address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    pub proto: Proto,
+    pub client: SocketAddrV4,
+    pub vip: SocketAddrV4,
+    /// FULLNAT: LIP:lport the flow leaves with.
+    pub lip: Option<SocketAddrV4>,
+    pub rip: SocketAddrV4,
+    pub state: ConnState,
+    /// Whole seconds until the session expires unless traffic renews it.
+    pub expires_in_s: u64,
+    pub fwd: FwdMode,
+}
+
+impl SessionView {
+    pub fn of(s: &Session, now_ns: u64) -> SessionView {
+        SessionView {
+            proto: if s.key.proto == 17 { Proto::Udp } else { Proto::Tcp },
+            client: SocketAddrV4::new(s.key.src, s.key.sport),
+            vip: SocketAddrV4::new(s.key.dst, s.key.dport),
+            lip: (s.fwd == FwdMode::FullNat).then_some(s.laddr),
+            rip: s.rs,
+            state: s.state,
+            expires_in_s: s.expires_ns.saturating_sub(now_ns) / 1_000_000_000,
+            fwd: s.fwd,
+        }
     }
 }
 
@@ -516,6 +574,7 @@ impl ConnTable {
             expires_ns: now_ns.saturating_add(self.timeouts.of(state)),
             pkts: 1,
             bytes: len as u64,
+            stats: NO_STATS_SLOT,
         }
     }
 
@@ -623,6 +682,24 @@ impl ConnTable {
     /// Every session with its id.
     pub fn iter(&self) -> impl Iterator<Item = (SessionId, &Session)> + '_ {
         self.slab.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (SessionId(i as u32), &e.s)))
+    }
+
+    /// Up to `max` sessions matching `filter`, as `ipvsadm -L -c` lists them, and how many
+    /// matched in all (so a caller can say how many it left out). Walks the whole slab: a
+    /// control-plane request, served between bursts.
+    pub fn views(&self, filter: &SessionFilter, max: usize, now_ns: u64) -> (Vec<SessionView>, u64) {
+        let mut out = Vec::with_capacity(max.min(self.live).min(4096));
+        let mut matched = 0u64;
+        for (_, s) in self.iter() {
+            if !filter.matches(s) {
+                continue;
+            }
+            matched += 1;
+            if out.len() < max {
+                out.push(SessionView::of(s, now_ns));
+            }
+        }
+        (out, matched)
     }
 
     /// Test aid: every session has exactly one wheel record, where it says it is, and its keys
@@ -1128,6 +1205,39 @@ mod tests {
             assert_eq!(t.len(), model.len());
             t.check_wheel();
         }
+    }
+
+    #[test]
+    fn session_views_filter_bound_and_count() {
+        let mut t = ConnTable::new(100, Timeouts::default());
+        let rs2: SocketAddrV4 = "203.0.113.6:8080".parse().unwrap();
+        for i in 0..5 {
+            t.insert(syn_k(&t, key(i), 0)).unwrap();
+        }
+        let mut other = t.new_session(key(10), rs2, FwdMode::FullNat, "203.0.113.3:5000".parse().unwrap(), SYN, 0, 60);
+        other.key.dport = 443;
+        t.insert(other).unwrap();
+        let all = SessionFilter::default();
+        let (v, n) = t.views(&all, 100, 30 * S);
+        assert_eq!((v.len(), n), (6, 6));
+        let (v, n) = t.views(&all, 2, 0);
+        assert_eq!((v.len(), n), (2, 6), "bounded output, full count");
+        let svc = |port| ServiceKey { proto: Proto::Tcp, vip: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 10), port)) };
+        let (v, n) = t.views(&SessionFilter { service: Some(svc(443)), real: None }, 100, 30 * S);
+        assert_eq!(n, 1);
+        let f = v[0];
+        assert_eq!((f.rip, f.lip, f.fwd, f.state), (rs2, Some("203.0.113.3:5000".parse().unwrap()), FwdMode::FullNat, ConnState::TcpSynRecv));
+        assert_eq!(f.expires_in_s, 60 - 30, "SYN_RECV lives 60 s");
+        assert_eq!(f.vip, "192.0.2.10:443".parse().unwrap());
+        let (_, n) = t.views(&SessionFilter { service: Some(svc(80)), real: None }, 100, 0);
+        assert_eq!(n, 5);
+        let (v, n) = t.views(&SessionFilter { service: None, real: Some("203.0.113.5:80".parse().unwrap()) }, 100, 0);
+        assert_eq!(n, 5);
+        assert!(v.iter().all(|v| v.lip.is_none() && v.fwd == FwdMode::Dr));
+        let (_, n) = t.views(&SessionFilter { service: None, real: Some("203.0.113.6:0".parse().unwrap()) }, 100, 0);
+        assert_eq!(n, 1, "port 0 matches any port of the address");
+        let (_, n) = t.views(&SessionFilter { service: Some(svc(80)), real: Some(SocketAddr::V4(rs2)) }, 100, 0);
+        assert_eq!(n, 0, "both filters apply");
     }
 
     #[test]

@@ -17,5 +17,5 @@ pub mod wire;
 pub mod worker;
 
 pub use buf::{PacketBuf, VecBuf};
-pub use counters::{Counters, DropReason};
+pub use counters::{Counters, DropReason, RsStats};
 pub use snapshot::Snapshot;

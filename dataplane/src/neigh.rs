@@ -256,6 +256,29 @@ impl<B> NeighTable<B> {
         out
     }
 
+    /// Drop the entries of port `port` (all entries when `None`), returning the packets they
+    /// held (for counting and freeing) and how many entries went.
+    pub fn flush_port(&mut self, port: Option<u16>) -> (usize, Vec<B>) {
+        let mut out = Vec::new();
+        let before = self.map.len();
+        let mut released = 0usize;
+        self.map.retain(|_, e| {
+            let p = match e {
+                Entry::Resolved { port, .. } | Entry::Incomplete { port, .. } => *port,
+            };
+            if port.is_some_and(|want| want != p) {
+                return true;
+            }
+            if let Entry::Incomplete { queue, .. } = e {
+                released += queue.len();
+                out.extend(queue.drain(..));
+            }
+            false
+        });
+        self.pending -= released;
+        (before - self.map.len(), out)
+    }
+
     /// All entries, ordered by address.
     pub fn entries(&self) -> Vec<NeighView> {
         let mut v: Vec<NeighView> = self
@@ -518,4 +541,24 @@ mod tests {
         assert_eq!(t.flush().len(), held);
         assert_eq!(t.pending_len(), 0);
     }
+    #[test]
+    fn flush_port_keeps_other_ports() {
+        let mut t: NeighTable<u32> = NeighTable::new(NeighConfig::default());
+        let a = Ipv4Addr::new(203, 0, 113, 11);
+        let b = Ipv4Addr::new(192, 0, 2, 11);
+        let c = Ipv4Addr::new(192, 0, 2, 12);
+        t.learn(0, a, [2, 0, 0, 0, 0, 1], 0);
+        t.learn(1, b, [2, 0, 0, 0, 0, 2], 0);
+        assert!(matches!(t.enqueue(1, c, 7, 0), Enqueue::SendRequest));
+        assert_eq!(t.pending_len(), 1);
+        let (n, held) = t.flush_port(Some(1));
+        assert_eq!((n, held), (2, vec![7]));
+        assert_eq!(t.pending_len(), 0);
+        assert_eq!(t.lookup(a, 1), Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(t.lookup(b, 1), None);
+        let (n, held) = t.flush_port(None);
+        assert_eq!((n, held.len()), (1, 0));
+        assert!(t.entries().is_empty());
+    }
+
 }

@@ -29,8 +29,8 @@
 
 use crate::buf::PacketBuf;
 use crate::clientaddr;
-use crate::conn::{ca_flags, ConnState, ConnTable, Dir, FlowKey, Session, SessionId, Timeouts};
-use crate::counters::{Counters, DropReason};
+use crate::conn::{ca_flags, ConnState, ConnTable, Dir, FlowKey, Session, SessionFilter, SessionId, SessionView, Timeouts, NO_STATS_SLOT};
+use crate::counters::{Counters, DropReason, RsStats};
 use crate::laddr::{LaddrError, LocalPorts};
 use crate::nat;
 use crate::neigh::{Enqueue, NeighConfig, NeighTable, NeighView};
@@ -144,6 +144,10 @@ struct SvcSched {
 /// Per-(service, real server) (active, inactive) session counts.
 type ConnCounts = HashMap<(ServiceKey, SocketAddr), (u32, u32)>;
 
+/// Most (service, real server) statistics slots a worker keeps; sessions of pairs beyond it
+/// (only after a great many distinct real servers came and went) are not counted per server.
+pub const MAX_RS_STATS: usize = 1 << 16;
+
 /// A persistence template (IPVS's): new flows of a client network go to `rs` until `expires_ns`.
 #[derive(Debug, Clone, Copy)]
 struct Template {
@@ -179,6 +183,11 @@ struct State<B> {
     tun_ident: u16,
     /// The packet being processed was handed over by another worker: never redirect it again.
     redirected: bool,
+    /// (service, real server) → index into `rs_stats`, looked up once per new session.
+    rs_slots: HashMap<(ServiceKey, SocketAddr), u32>,
+    /// Per-(service, real server) traffic; a session holds its slot index (`Session::stats`).
+    /// Slots are never reused, so the figures are cumulative for the worker's life.
+    rs_stats: Vec<((ServiceKey, SocketAddr), RsStats)>,
 }
 
 impl<B: PacketBuf> Worker<B> {
@@ -201,6 +210,8 @@ impl<B: PacketBuf> Worker<B> {
                 template_sweep_ns: 0,
                 tun_ident: 0,
                 redirected: false,
+                rs_slots: HashMap::new(),
+                rs_stats: Vec::new(),
             },
         };
         w.set_snapshot(snap);
@@ -339,6 +350,26 @@ impl<B: PacketBuf> Worker<B> {
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.st.cfg.timeouts = t;
         self.st.conns.set_timeouts(t);
+    }
+
+    /// Traffic per (service, real server) on this worker since it started (`ipvsadm --stats`).
+    pub fn rs_stats(&self) -> impl Iterator<Item = (&(ServiceKey, SocketAddr), &RsStats)> + '_ {
+        self.st.rs_stats.iter().map(|(k, v)| (k, v))
+    }
+
+    /// Up to `max` sessions matching `filter` (`ipvsadm -L -c`), and how many matched in all.
+    pub fn dump_sessions(&self, filter: &SessionFilter, max: usize, now_ns: u64) -> (Vec<SessionView>, u64) {
+        self.st.conns.views(filter, max, now_ns)
+    }
+
+    /// Forget the neighbours learned on `port` (all ports: `None`); returns how many entries
+    /// went. The neighbour table only flushes as a whole, so with a port the entries of the
+    /// other ports are flushed and learned again (their age restarts); packets held for any
+    /// unresolved neighbour are dropped as `NeighUnreachable`.
+    pub fn flush_neigh(&mut self, port: Option<u16>, _now_ns: u64) -> usize {
+        let (removed, held) = self.st.neigh.flush_port(port);
+        self.st.counters.drops[DropReason::NeighUnreachable as usize] += held.len() as u64;
+        removed
     }
 }
 
@@ -760,6 +791,8 @@ impl<B: PacketBuf> State<B> {
             }
         }
         let state = sess.state;
+        let slot = self.stats_slot(svc.key, rs.addr);
+        sess.stats = slot;
         let id = match self.conns.insert(sess) {
             Ok(id) => id,
             Err(_) => {
@@ -770,6 +803,9 @@ impl<B: PacketBuf> State<B> {
             }
         };
         counts_add(&mut self.conn_counts, svc.key, rs.addr, state);
+        if let Some((_, st)) = self.rs_stats.get_mut(slot as usize) {
+            st.conns += 1;
+        }
         self.counters.sessions_created += 1;
         self.counters.sessions_active = self.conns.len() as u64;
         self.apply(snap, pkt, id, Dir::Orig, plan, p, now, io)
@@ -822,7 +858,7 @@ impl<B: PacketBuf> State<B> {
         let Some(s) = self.conns.get(id) else {
             return Verdict::Drop(DropReason::NoSession);
         };
-        let (fwd, key, rs, laddr) = (s.fwd, s.key, s.rs, s.laddr);
+        let (fwd, key, rs, laddr, slot) = (s.fwd, s.key, s.rs, s.laddr, s.stats);
         if let Some(l3) = pkt.data_mut().get_mut(ETH..) {
             ipv4::Packet::new_unchecked(l3).decrement_ttl();
         }
@@ -859,8 +895,35 @@ impl<B: PacketBuf> State<B> {
                 self.rewrite(pkt, p, Some(vip), Some(client));
             }
         }
+        if let Some((_, st)) = self.rs_stats.get_mut(slot as usize) {
+            let len = p.total as u64;
+            match dir {
+                Dir::Orig => {
+                    st.inpkts += 1;
+                    st.inbytes += len;
+                }
+                Dir::Reply => {
+                    st.outpkts += 1;
+                    st.outbytes += len;
+                }
+            }
+        }
         self.counters.fwd_pkts += 1;
         Verdict::Output { port: plan.port, nh: plan.nh }
+    }
+
+    /// The statistics slot of (service, real server): one hash lookup per new session.
+    fn stats_slot(&mut self, svc: ServiceKey, rs: SocketAddr) -> u32 {
+        if let Some(&i) = self.rs_slots.get(&(svc, rs)) {
+            return i;
+        }
+        if self.rs_stats.len() >= MAX_RS_STATS {
+            return NO_STATS_SLOT;
+        }
+        let i = self.rs_stats.len() as u32;
+        self.rs_stats.push(((svc, rs), RsStats::default()));
+        self.rs_slots.insert((svc, rs), i);
+        i
     }
 
     /// Rewrite addresses/ports of the IP datagram in `pkt` (its current length).
@@ -1408,5 +1471,82 @@ mod tests {
         w.set_snapshot(Arc::new(Snapshot::empty()));
         assert!(w.st.sched.is_empty(), "services gone with the snapshot");
         assert_eq!(w.generation(), 0);
+    }
+
+    /// A UDP datagram in an Ethernet frame to our port MAC, IP checksum filled, UDP checksum 0.
+    fn udp_frame(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+        let mut f = hex("0200000000010200000000fe0800");
+        let total = 20 + 8 + payload.len();
+        f.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src.ip().octets());
+        f.extend_from_slice(&dst.ip().octets());
+        f.extend_from_slice(&src.port().to_be_bytes());
+        f.extend_from_slice(&dst.port().to_be_bytes());
+        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        ipv4::Packet::new_unchecked(&mut f[ETH..]).fill_checksum();
+        f
+    }
+
+    fn stats_of(w: &Worker<VecBuf>, svc: &str, proto: Proto, rs: SocketAddr) -> RsStats {
+        let key = ServiceKey { proto, vip: svc.parse().unwrap() };
+        w.rs_stats().filter(|(k, _)| **k == (key, rs)).map(|(_, v)| *v).next().unwrap_or_default()
+    }
+
+    #[test]
+    fn per_real_server_stats_count_both_directions_of_nat_and_client_side_of_dr() {
+        let mut w: Worker<VecBuf> = Worker::new(WorkerConfig::default(), snapshot());
+        let mut io = VecIo { sent: 0, fail_alloc_every: 0, allocs: 0 };
+        let client: SocketAddrV4 = "198.51.100.10:40000".parse().unwrap();
+        let vip53: SocketAddrV4 = "203.0.113.100:53".parse().unwrap();
+        // NAT (UDP 53): two datagrams in (33 and 35 bytes of IP), one reply out.
+        w.process(VecBuf::new(&udp_frame(client, vip53, b"hello"), 0), 1_000, &mut io);
+        w.process(VecBuf::new(&udp_frame(client, vip53, b"hello!!"), 0), 2_000, &mut io);
+        let (views, n) = w.dump_sessions(&SessionFilter::default(), 10, 2_000);
+        assert_eq!(n, 1);
+        let rs = views[0].rip;
+        assert_eq!((views[0].fwd, views[0].client, views[0].vip), (FwdMode::Nat, client, vip53));
+        w.process(VecBuf::new(&udp_frame(rs, client, b"answer-long"), 0), 3_000, &mut io);
+        let st = stats_of(&w, "203.0.113.100:53", Proto::Udp, SocketAddr::V4(rs));
+        assert_eq!(st, RsStats { conns: 1, inpkts: 2, outpkts: 1, inbytes: 33 + 35, outbytes: 28 + 11 });
+        assert_eq!(w.counters().fwd_pkts, 3);
+
+        // DR (TCP 80): the SYN makes a session on .11 and counts in; no out direction exists.
+        w.process(VecBuf::new(&hex(SEEDS[5]), 0), 4_000, &mut io);
+        let dr = stats_of(&w, "203.0.113.100:80", Proto::Tcp, "203.0.113.11:80".parse().unwrap());
+        assert_eq!(dr, RsStats { conns: 1, inpkts: 1, outpkts: 0, inbytes: 60, outbytes: 0 });
+        // A dropped packet (TTL 1 on a new flow) counts nowhere.
+        w.process(VecBuf::new(&hex(SEEDS[6]), 0), 5_000, &mut io);
+        assert_eq!(stats_of(&w, "203.0.113.100:80", Proto::Tcp, "203.0.113.12:80".parse().unwrap()), RsStats::default());
+        // Expiry does not reset the figures (cumulative, as IPVS's).
+        w.tick(u64::MAX / 2, &mut io);
+        assert_eq!(w.sessions().len(), 0);
+        assert_eq!(stats_of(&w, "203.0.113.100:53", Proto::Udp, SocketAddr::V4(rs)).inpkts, 2);
+        // The session dump filters by service.
+        w.process(VecBuf::new(&udp_frame(client, vip53, b"x"), 0), u64::MAX / 2 + 1, &mut io);
+        let f = SessionFilter { service: Some(ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() }), real: None };
+        assert_eq!(w.dump_sessions(&f, 10, 0).1, 0);
+        assert_eq!(w.dump_sessions(&SessionFilter::default(), 10, 0).1, 1);
+    }
+
+    #[test]
+    fn neighbour_flush_all_or_one_port() {
+        let mut w: Worker<VecBuf> = Worker::new(WorkerConfig::default(), snapshot());
+        let mut io = VecIo { sent: 0, fail_alloc_every: 0, allocs: 0 };
+        // ARP replies from the gateway .1 and the RS .11 (both on port 0), after a SYN asked for .11.
+        w.process(VecBuf::new(&hex(SEEDS[5]), 0), 1_000, &mut io);
+        w.process(VecBuf::new(&hex(SEEDS[3]), 0), 2_000, &mut io);
+        assert_eq!(w.neigh_entries().iter().filter(|e| e.mac.is_some()).count(), 1);
+        assert_eq!(w.flush_neigh(Some(7), 3_000), 0, "nothing on port 7");
+        assert_eq!(w.neigh_entries().len(), 1, "other ports' entries are kept");
+        assert_eq!(w.flush_neigh(Some(0), 3_000), 1);
+        assert!(w.neigh_entries().is_empty());
+        // An unresolved entry's held packet is dropped and counted.
+        w.process(VecBuf::new(&hex(SEEDS[5]), 0), 4_000_000_000_000, &mut io);
+        assert_eq!(w.neigh_entries().len(), 1);
+        let before = w.counters().drops_of(DropReason::NeighUnreachable);
+        assert_eq!(w.flush_neigh(None, 4_000_000_000_001), 1);
+        assert_eq!(w.counters().drops_of(DropReason::NeighUnreachable), before + 1);
     }
 }

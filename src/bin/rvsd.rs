@@ -5,11 +5,12 @@ use clap::Parser;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(name = "rvsd", version = rvs::version(), about = "rvs layer-4 load-balancing gateway (DPDK)")]
 struct Args {
-    /// Configuration file (TOML).
+    /// Configuration file (TOML). SIGHUP or `rvsadm --reload` reads it again.
     #[arg(short, long, default_value = "/etc/rvs/rvsd.toml")]
     config: PathBuf,
     /// Validate the configuration and exit.
@@ -19,16 +20,25 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // RUST_LOG, when set, decides the log filter; otherwise the config's [log] level, which a
+    // reload may change.
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let initial = rust_log.as_deref().and_then(|v| EnvFilter::try_new(v).ok()).unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(initial)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    if rust_log.is_some() && std::env::var("RUST_LOG").ok().and_then(|v| EnvFilter::try_new(v).ok()).is_none() {
+        tracing::warn!("RUST_LOG is not a valid filter; logging at info");
+    }
+
     let cfg = match rvs_config::file::Config::from_path(&args.config) {
         Ok(c) => c,
         Err(e) => {
+            tracing::error!(config = %args.config.display(), field = e.field().unwrap_or(""), "configuration refused: {e}");
             eprintln!("rvsd: {}: {e}", args.config.display());
             return ExitCode::from(2);
         }
@@ -37,9 +47,24 @@ fn main() -> ExitCode {
         println!("rvsd: {}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match rvs::daemon::run(cfg) {
+    let set_log: Option<rvs::reload::LogSetter> = if rust_log.is_some() {
+        tracing::info!("RUST_LOG is set: it overrides the config's log.level");
+        None
+    } else {
+        let set = move |level: &str| -> Result<(), String> {
+            let f = EnvFilter::try_new(level).map_err(|e| format!("log.level \"{level}\": {e}"))?;
+            handle.reload(f).map_err(|e| e.to_string())
+        };
+        if let Err(e) = set(&cfg.log.level) {
+            tracing::warn!("{e}; logging at info");
+        }
+        Some(Box::new(set))
+    };
+    let opts = rvs::daemon::RunOptions { config_path: args.config.clone(), set_log };
+    match rvs::daemon::run(cfg, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!("{e}");
             eprintln!("rvsd: {e}");
             ExitCode::from(1)
         }

@@ -1,10 +1,13 @@
 //! rvsadm: ipvsadm-compatible administration of rvsd over its control socket.
 //!
 //! `rvsadm [--socket PATH] <ipvsadm arguments>`, plus `rvsadm link show [--json]`,
-//! `rvsadm laddr add|del|show ...` and `rvsadm version`. Exit status: 0 success, 1 refused by rvsd or rvsd unreachable,
+//! `rvsadm laddr add|del|show ...`, `rvsadm addr|route|neigh ...` and `rvsadm version`. Exit status: 0 success, 1 refused by rvsd or rvsd unreachable,
 //! 2 bad command line.
 
-use rvs_ctrl::display::{format_laddrs, format_link, format_list, format_save, format_timeouts};
+use rvs_ctrl::display::{
+    format_addrs, format_conns, format_laddrs, format_link, format_list, format_neighs, format_rates, format_routes,
+    format_save, format_stats, format_timeouts,
+};
 use rvs_ctrl::ipvsadm::{self, Command, USAGE};
 use rvs_ctrl::{Client, Request, Response, DEFAULT_SOCKET};
 use std::io::{BufRead, Write};
@@ -77,6 +80,15 @@ fn run(args: Vec<String>) -> Result<(), Fail> {
                 .map_err(|e| Fail::Usage(e.to_string()))?;
             run_command(&socket, cmd)
         }
+        Some(w @ ("addr" | "route" | "neigh")) => {
+            let cmd = match w {
+                "addr" => ipvsadm::parse_addr_subcommand(&args[1..]),
+                "route" => ipvsadm::parse_route_subcommand(&args[1..]),
+                _ => ipvsadm::parse_neigh_subcommand(&args[1..]),
+            }
+            .map_err(|e| Fail::Usage(e.to_string()))?;
+            run_command(&socket, cmd)
+        }
         Some("version") => {
             if args.len() > 1 {
                 return Err(Fail::Usage("usage: rvsadm version".into()));
@@ -108,6 +120,13 @@ fn run_command(socket: &std::path::Path, cmd: Command) -> Result<(), Fail> {
                 Command::GetLaddr { json, .. } => Output::Laddrs { json: *json },
                 Command::GetTimeouts { json } => Output::Timeouts { json: *json },
                 Command::GetExpireNodestConn => Output::Expire,
+                Command::ListStats { json, exact, .. } => Output::Stats { json: *json, exact: *exact },
+                Command::ListRate { json, exact, .. } => Output::Rates { json: *json, exact: *exact },
+                Command::ListConns { json, .. } => Output::Conns { json: *json },
+                Command::AddrShow { json, .. } => Output::Addrs { json: *json },
+                Command::RouteShow { json } => Output::Routes { json: *json },
+                Command::NeighShow { json, .. } => Output::Neighs { json: *json },
+                Command::NeighFlush { .. } => Output::NeighFlushed,
                 _ => Output::None,
             };
             let Some(req) = cmd.to_request() else {
@@ -192,6 +211,19 @@ enum Output {
     Laddrs { json: bool },
     Timeouts { json: bool },
     Expire,
+    Stats { json: bool, exact: bool },
+    Rates { json: bool, exact: bool },
+    Conns { json: bool },
+    Addrs { json: bool },
+    Routes { json: bool },
+    Neighs { json: bool },
+    NeighFlushed,
+}
+
+fn pretty(v: &impl serde::Serialize) -> Result<String, Fail> {
+    let mut s = serde_json::to_string_pretty(v).map_err(|e| Fail::Run(e.to_string()))?;
+    s.push('\n');
+    Ok(s)
 }
 
 fn json_pairs(pairs: &[(String, u64)]) -> serde_json::Value {
@@ -207,6 +239,13 @@ fn print_response(resp: Response, out: Output) -> Result<(), Fail> {
     let text = match (resp, out) {
         (Response::Error { message }, _) => return Err(Fail::Run(message)),
         (Response::Ok, Output::None) => String::new(),
+        (Response::Reloaded { changes }, Output::None) => {
+            if changes.is_empty() {
+                "reloaded: no changes\n".to_string()
+            } else {
+                changes.iter().map(|c| format!("reloaded: {c}\n")).collect()
+            }
+        }
         (Response::Services { services }, Output::List { json: false }) => format_list(&services),
         (Response::Services { services }, Output::List { json: true }) => {
             let mut s =
@@ -249,6 +288,38 @@ fn print_response(resp: Response, out: Output) -> Result<(), Fail> {
         }
         (Response::ExpireNodestConn { enabled }, Output::Expire) => {
             format!("expire_nodest_conn {}\n", if enabled { "on" } else { "off" })
+        }
+        (Response::Stats { services }, Output::Stats { json: false, exact }) => format_stats(&services, exact),
+        (Response::Stats { services }, Output::Stats { json: true, .. }) => pretty(&services)?,
+        (Response::Rates { interval_ms, services }, Output::Rates { json: false, exact }) => {
+            format_rates(&services, interval_ms, exact)
+        }
+        (Response::Rates { interval_ms, services }, Output::Rates { json: true, .. }) => {
+            pretty(&serde_json::json!({ "interval_ms": interval_ms, "services": services }))?
+        }
+        (Response::Conns { conns, total, missing_workers }, Output::Conns { json: false }) => {
+            format_conns(&conns, total, &missing_workers)
+        }
+        (Response::Conns { conns, total, missing_workers }, Output::Conns { json: true }) => pretty(
+            &serde_json::json!({ "conns": conns, "total": total, "missing_workers": missing_workers }),
+        )?,
+        (Response::Addrs { ports }, Output::Addrs { json: false }) => format_addrs(&ports),
+        (Response::Addrs { ports }, Output::Addrs { json: true }) => pretty(&ports)?,
+        (Response::Routes { routes }, Output::Routes { json: false }) => format_routes(&routes),
+        (Response::Routes { routes }, Output::Routes { json: true }) => pretty(&routes)?,
+        (Response::Neighs { neighs, missing_workers }, Output::Neighs { json: false }) => {
+            format_neighs(&neighs, &missing_workers)
+        }
+        (Response::Neighs { neighs, missing_workers }, Output::Neighs { json: true }) => {
+            pretty(&serde_json::json!({ "neighs": neighs, "missing_workers": missing_workers }))?
+        }
+        (Response::NeighFlushed { removed, missing_workers }, Output::NeighFlushed) => {
+            let mut s = format!("{removed} neighbour entries flushed\n");
+            if !missing_workers.is_empty() {
+                let ids: Vec<String> = missing_workers.iter().map(u32::to_string).collect();
+                s.push_str(&format!("# worker(s) {} did not answer in time: not flushed\n", ids.join(",")));
+            }
+            s
         }
         (other, _) => {
             return Err(Fail::Run(format!(
