@@ -447,11 +447,17 @@ impl Control {
                         ("oerrors".to_string(), s.oerrors),
                         ("rx_nombuf".to_string(), s.rx_nombuf),
                     ]);
-                    for (q, v) in s.q_ipackets.iter().enumerate() {
-                        stats.push((format!("q{q}_ipackets"), *v));
-                    }
-                    for (q, v) in s.q_opackets.iter().enumerate() {
-                        stats.push((format!("q{q}_opackets"), *v));
+                    let per_queue = [
+                        ("ipackets", &s.q_ipackets),
+                        ("ibytes", &s.q_ibytes),
+                        ("errors", &s.q_errors),
+                        ("opackets", &s.q_opackets),
+                        ("obytes", &s.q_obytes),
+                    ];
+                    for (name, values) in per_queue {
+                        for (q, v) in values.iter().enumerate() {
+                            stats.push((format!("q{q}_{name}"), *v));
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(port = %p.name, "port stats: {e}"),

@@ -241,6 +241,12 @@ pub struct PortStats {
     pub q_ipackets: Vec<u64>,
     /// Packets sent per queue.
     pub q_opackets: Vec<u64>,
+    /// Bytes received per queue.
+    pub q_ibytes: Vec<u64>,
+    /// Bytes sent per queue.
+    pub q_obytes: Vec<u64>,
+    /// Receive errors per queue (packets dropped by the queue).
+    pub q_errors: Vec<u64>,
 }
 
 /// Link state.
@@ -560,6 +566,9 @@ pub fn port_stats(port: u16) -> Result<PortStats, DpdkError> {
         rx_nombuf: s.rx_nombuf,
         q_ipackets: s.q_ipackets[..nrx].to_vec(),
         q_opackets: s.q_opackets[..ntx].to_vec(),
+        q_ibytes: s.q_ibytes[..nrx].to_vec(),
+        q_obytes: s.q_obytes[..ntx].to_vec(),
+        q_errors: s.q_errors[..nrx].to_vec(),
     })
 }
 
