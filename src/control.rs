@@ -434,34 +434,13 @@ impl Control {
         let ports_now = self.state.lock().run.ports.clone();
         let mut ports = Vec::new();
         for (p, driver) in ports_now.iter().zip(&self.drivers) {
-            let mut stats = Vec::new();
-            match dpdk_sys::port_stats(p.id) {
-                Ok(s) => {
-                    stats.extend([
-                        ("ipackets".to_string(), s.ipackets),
-                        ("opackets".to_string(), s.opackets),
-                        ("ibytes".to_string(), s.ibytes),
-                        ("obytes".to_string(), s.obytes),
-                        ("imissed".to_string(), s.imissed),
-                        ("ierrors".to_string(), s.ierrors),
-                        ("oerrors".to_string(), s.oerrors),
-                        ("rx_nombuf".to_string(), s.rx_nombuf),
-                    ]);
-                    let per_queue = [
-                        ("ipackets", &s.q_ipackets),
-                        ("ibytes", &s.q_ibytes),
-                        ("errors", &s.q_errors),
-                        ("opackets", &s.q_opackets),
-                        ("obytes", &s.q_obytes),
-                    ];
-                    for (name, values) in per_queue {
-                        for (q, v) in values.iter().enumerate() {
-                            stats.push((format!("q{q}_{name}"), *v));
-                        }
-                    }
+            let stats = match dpdk_sys::port_stats(p.id) {
+                Ok(s) => s.pairs(),
+                Err(e) => {
+                    tracing::warn!(port = %p.name, "port stats: {e}");
+                    Vec::new()
                 }
-                Err(e) => tracing::warn!(port = %p.name, "port stats: {e}"),
-            }
+            };
             let link = dpdk_sys::port_link(p.id);
             ports.push(PortReport {
                 name: p.name.clone(),

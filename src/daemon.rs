@@ -411,21 +411,7 @@ fn collector(
             ..Default::default()
         };
         for (p, driver) in ports.iter().zip(&drivers) {
-            let mut stats = Vec::new();
-            if let Ok(s) = dpdk_sys::port_stats(p.id) {
-                stats.extend([
-                    ("ipackets".to_string(), s.ipackets),
-                    ("opackets".to_string(), s.opackets),
-                    ("ibytes".to_string(), s.ibytes),
-                    ("obytes".to_string(), s.obytes),
-                    ("imissed".to_string(), s.imissed),
-                    ("ierrors".to_string(), s.ierrors),
-                    ("oerrors".to_string(), s.oerrors),
-                    ("rx_nombuf".to_string(), s.rx_nombuf),
-                ]);
-                stats.extend(s.q_ipackets.iter().enumerate().map(|(q, v)| (format!("q{q}_ipackets"), *v)));
-                stats.extend(s.q_opackets.iter().enumerate().map(|(q, v)| (format!("q{q}_opackets"), *v)));
-            }
+            let stats = dpdk_sys::port_stats(p.id).map(|s| s.pairs()).unwrap_or_default();
             d.ports.push(PortMetrics {
                 name: p.name.clone(),
                 driver: driver.clone(),

@@ -142,24 +142,15 @@ pub fn frag_needed<B: PacketBuf>(out: &mut B, orig: &[u8], from: Ipv4Addr, next_
     let Some(area) = out.append(ETH + ip_len) else { return false };
     area.fill(0);
     ethernet::Packet::new_unchecked(&mut *area).set_ethertype(ethernet::ethertype::IPV4);
-    let (h, msg) = area[ETH..].split_at_mut(ipv4::MIN_HEADER_LEN);
-    let mut ic = icmp::Packet::new_unchecked(msg);
-    ic.set_msg_type(icmp::msg_type::DEST_UNREACHABLE);
-    ic.set_msg_code(icmp::unreachable::FRAG_NEEDED);
-    // RFC 1191 §4: unused (16 bits, zero) | next-hop MTU (16 bits).
-    ic.set_echo_seq_no(next_hop_mtu);
-    ic.data_mut().copy_from_slice(quoted);
-    ic.fill_checksum();
-    let mut oip = ipv4::Packet::new_unchecked(h);
-    oip.set_version_and_header_len(ipv4::MIN_HEADER_LEN);
-    oip.set_dscp_ecn(0xc0);
-    oip.set_total_len(ip_len as u16);
-    oip.set_ttl(ipv4::DEFAULT_TTL);
-    oip.set_protocol(ipv4::protocol::ICMP);
-    oip.set_src_addr(from);
-    oip.set_dst_addr(to);
-    oip.fill_checksum();
-    true
+    icmp::write_ipv4_error(
+        &mut area[ETH..],
+        icmp::msg_type::DEST_UNREACHABLE,
+        icmp::unreachable::FRAG_NEEDED,
+        u32::from(next_hop_mtu),
+        quoted,
+        from,
+        to,
+    )
 }
 
 /// Strip the outer header of an IPIP packet (the inverse of [`encap_ipip`], for tests and the

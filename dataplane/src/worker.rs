@@ -1132,23 +1132,18 @@ impl<B: PacketBuf> State<B> {
         area.fill(0);
         let mut eth = ethernet::Packet::new_unchecked(&mut *area);
         eth.set_ethertype(ethernet::ethertype::IPV4);
-        let l3 = &mut area[ETH..];
-        let (h, msg) = l3.split_at_mut(ipv4::MIN_HEADER_LEN);
-        let mut ic = icmp::Packet::new_unchecked(msg);
-        ic.set_msg_type(icmp::msg_type::TIME_EXCEEDED);
-        ic.set_msg_code(icmp::time_exceeded::TTL);
-        ic.data_mut()[..quote].copy_from_slice(&orig[..quote]);
-        ic.fill_checksum();
-        let mut ip = ipv4::Packet::new_unchecked(h);
-        ip.set_version_and_header_len(ipv4::MIN_HEADER_LEN);
-        // Precedence "internetwork control" (0xc0), as routers mark their ICMP errors.
-        ip.set_dscp_ecn(0xc0);
-        ip.set_total_len(ip_len as u16);
-        ip.set_ttl(ipv4::DEFAULT_TTL);
-        ip.set_protocol(ipv4::protocol::ICMP);
-        ip.set_src_addr(from);
-        ip.set_dst_addr(to);
-        ip.fill_checksum();
+        let quoted = &orig[..quote];
+        if !icmp::write_ipv4_error(
+            &mut area[ETH..],
+            icmp::msg_type::TIME_EXCEEDED,
+            icmp::time_exceeded::TTL,
+            0,
+            quoted,
+            from,
+            to,
+        ) {
+            return;
+        }
         self.counters.icmp_errors_sent += 1;
         match route_local(snap, to) {
             Verdict::Output { port, nh } => self.send_via(snap, out, port, nh, now, io),

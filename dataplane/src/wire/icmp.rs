@@ -140,6 +140,48 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
 }
 
+/// Write, into `l3`, an IPv4 datagram carrying an ICMP error (RFC 792) from `from` to `to`:
+/// `msg_type`/`code`, `rest` as the 32-bit word after the checksum (zero for Time Exceeded, the
+/// next-hop MTU in its low half for Fragmentation Needed, RFC 1191 §4), then `quote` (the
+/// offending packet's IP header and first 8 payload bytes). TTL 64 and precedence "internetwork
+/// control" (0xc0), as routers mark their errors; both checksums filled.
+///
+/// `l3` must be exactly `ipv4::MIN_HEADER_LEN + HEADER_LEN + quote.len()` bytes, else nothing is
+/// written and `false` is returned.
+pub fn write_ipv4_error(
+    l3: &mut [u8],
+    msg_type: u8,
+    code: u8,
+    rest: u32,
+    quote: &[u8],
+    from: std::net::Ipv4Addr,
+    to: std::net::Ipv4Addr,
+) -> bool {
+    use super::ipv4;
+    let ip_len = ipv4::MIN_HEADER_LEN + HEADER_LEN + quote.len();
+    if l3.len() != ip_len || ip_len > usize::from(u16::MAX) {
+        return false;
+    }
+    l3.fill(0);
+    let (h, msg) = l3.split_at_mut(ipv4::MIN_HEADER_LEN);
+    msg[field::ECHO_IDENT..field::DATA].copy_from_slice(&rest.to_be_bytes());
+    let mut ic = Packet::new_unchecked(msg);
+    ic.set_msg_type(msg_type);
+    ic.set_msg_code(code);
+    ic.data_mut().copy_from_slice(quote);
+    ic.fill_checksum();
+    let mut ip = ipv4::Packet::new_unchecked(h);
+    ip.set_version_and_header_len(ipv4::MIN_HEADER_LEN);
+    ip.set_dscp_ecn(0xc0);
+    ip.set_total_len(ip_len as u16);
+    ip.set_ttl(ipv4::DEFAULT_TTL);
+    ip.set_protocol(ipv4::protocol::ICMP);
+    ip.set_src_addr(from);
+    ip.set_dst_addr(to);
+    ip.fill_checksum();
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

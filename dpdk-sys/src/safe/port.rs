@@ -249,6 +249,34 @@ pub struct PortStats {
     pub q_errors: Vec<u64>,
 }
 
+impl PortStats {
+    /// Every figure as (name, value): the port totals, then `q<N>_<name>` per queue. What
+    /// `rvsadm link show` and the metrics endpoint print.
+    pub fn pairs(&self) -> Vec<(String, u64)> {
+        let mut v = vec![
+            ("ipackets".to_string(), self.ipackets),
+            ("opackets".to_string(), self.opackets),
+            ("ibytes".to_string(), self.ibytes),
+            ("obytes".to_string(), self.obytes),
+            ("imissed".to_string(), self.imissed),
+            ("ierrors".to_string(), self.ierrors),
+            ("oerrors".to_string(), self.oerrors),
+            ("rx_nombuf".to_string(), self.rx_nombuf),
+        ];
+        let per_queue = [
+            ("ipackets", &self.q_ipackets),
+            ("ibytes", &self.q_ibytes),
+            ("errors", &self.q_errors),
+            ("opackets", &self.q_opackets),
+            ("obytes", &self.q_obytes),
+        ];
+        for (name, values) in per_queue {
+            v.extend(values.iter().enumerate().map(|(q, x)| (format!("q{q}_{name}"), *x)));
+        }
+        v
+    }
+}
+
 /// Link state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkStatus {
