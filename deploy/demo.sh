@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One-command demo of rvs in LVS-DR mode on a fresh Debian 12 machine (run as root):
-# builds rvs, brings up the namespace lab, starts rvsd, adds a service with two
-# real servers and shows round-robin load balancing from the client.
+# One-command demo of rvs on a fresh Debian 12 machine (run as root): builds rvs, brings up
+# the namespace lab, starts rvsd, adds a DR service with two real servers and shows
+# round-robin load balancing from the client, then the same with NAT real servers
+# (docs/modes.md has every mode).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -67,6 +68,16 @@ cl ping -c 3 -W 1 203.0.113.2
 
 step "client curls the VIP 6 times (DR: replies go straight from the RS)"
 for i in 1 2 3 4 5 6; do
+    printf 'curl #%d -> %s\n' "$i" "$(cl curl -s --max-time 2 http://203.0.113.100/ || echo FAILED)"
+done
+
+step "NAT: the same VIP served by rn1/rn2 on the internal segment (their gateway is rvs)"
+rvsadm -C
+rvsadm -A -t 203.0.113.100:80 -s rr
+rvsadm -a -t 203.0.113.100:80 -r 192.0.2.11:80 -m
+rvsadm -a -t 203.0.113.100:80 -r 192.0.2.12:80 -m
+rvsadm -L -n
+for i in 1 2 3 4; do
     printf 'curl #%d -> %s\n' "$i" "$(cl curl -s --max-time 2 http://203.0.113.100/ || echo FAILED)"
 done
 

@@ -3,8 +3,10 @@
 # makes sure cargo is on PATH. Safe to run repeatedly; may be sourced.
 set -euo pipefail
 
+# nginx and wrk: the lab's real servers (own instances per namespace, deploy/nginx/) and load
+# runs; the distribution's nginx service itself is not used by the lab.
 RVS_APT_PKGS=(libdpdk-dev dpdk clang libclang-dev pkg-config iproute2 ethtool curl
-              iputils-ping python3-scapy tcpdump)
+              iputils-ping python3-scapy tcpdump nginx wrk)
 
 rvs_install_deps() {
     local missing=() p
@@ -21,6 +23,14 @@ rvs_install_deps() {
         apt-get update -qq
         apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+    # promtool (checks the metrics endpoint's text) comes with Debian's prometheus package; its
+    # recommends (node exporter, ...) are not wanted on a gateway or a CI machine.
+    if ! command -v promtool >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then
+        echo "install-deps: installing prometheus (for promtool)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+            || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+    fi
     if ! command -v cargo >/dev/null 2>&1; then
         local home
         for home in "$HOME" /root ${SUDO_USER:+"$(getent passwd "$SUDO_USER" | cut -d: -f6)"}; do
@@ -31,7 +41,7 @@ rvs_install_deps() {
         done
     fi
     command -v cargo >/dev/null 2>&1 || {
-        echo "install-deps: cargo not found; install Rust (https://rustup.rs) first" >&2
+        echo "install-deps: cargo not found; install the Rust toolchain (rustup, stable) first" >&2
         return 1
     }
     pkg-config --exists libdpdk || { echo "install-deps: pkg-config cannot find libdpdk" >&2; return 1; }

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Real-server stand-in for the rvs lab: answers its name over HTTP (:80) and UDP (:9000).
 
+`--http-port 0` leaves HTTP out (the NAT real servers serve HTTP with nginx instead).
+
 The UDP socket is bound once per address (RIP, VIP, ...) rather than to 0.0.0.0 so a
 reply to a datagram sent to the VIP leaves with the VIP as source, as LVS-DR requires.
 """
@@ -39,8 +41,9 @@ def main() -> None:
         allow_reuse_address = True
         daemon_threads = True
 
-    httpd = Server(("0.0.0.0", args.http_port), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    if args.http_port:
+        httpd = Server(("0.0.0.0", args.http_port), Handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
 
     sel = selectors.DefaultSelector()
     for addr in args.udp_bind:

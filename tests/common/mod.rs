@@ -3,7 +3,7 @@
 //!
 //! Every external command runs under `timeout`, so no test can hang. Each test
 //! uses its own lab PREFIX, which also gives rvsd its own DPDK `--file-prefix`
-//! and control socket, so tests run side by side.
+//! and control socket. Labs run one at a time (see [`LabSlot`]).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -12,6 +12,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// The right to run a lab: an exclusive `flock` on [`LAB_LOCK`], so labs run one
+/// at a time across test threads, test binaries and concurrent `cargo test` runs
+/// (on a 2-core machine several labs, each with an rvsd of 2 polling workers, a
+/// dozen servers and wrk, starve each other into timeouts). Unlike a `MutexGuard`
+/// it is `Send`, so a `Lab` can be shared with traffic threads; the lock goes
+/// with the file descriptor, also when a test panics or the process dies.
+pub struct LabSlot(fs::File);
+
+pub const LAB_LOCK: &str = "/tmp/rvs-lab.lock";
+
+impl LabSlot {
+    pub fn acquire() -> LabSlot {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LAB_LOCK)
+            .unwrap_or_else(|e| panic!("cannot open {LAB_LOCK}: {e}"));
+        let t0 = Instant::now();
+        f.lock().unwrap_or_else(|e| panic!("cannot lock {LAB_LOCK}: {e}"));
+        if t0.elapsed() > Duration::from_secs(1) {
+            eprintln!("waited {:.1} s for another lab to finish", t0.elapsed().as_secs_f64());
+        }
+        LabSlot(f)
+    }
+}
 
 /// Root of the `rvs` crate (= workspace root).
 pub fn repo_root() -> PathBuf {
@@ -89,6 +116,10 @@ pub struct Lab {
     pub prefix: String,
     /// /tmp/rvs-lab-PREFIX: server logs, rvsd config, log and socket.
     pub state: PathBuf,
+    /// rvsd workers `base_config` asks for (1 unless [`Lab::set_workers`]).
+    workers: u32,
+    /// Released after `lab.sh down` (fields drop after `Drop::drop`).
+    _slot: LabSlot,
 }
 
 impl Lab {
@@ -98,9 +129,22 @@ impl Lab {
         if !lab_supported(prefix) {
             return None;
         }
+        let slot = LabSlot::acquire();
+        let t0 = Instant::now();
         let o = run(&["bash", &lab_sh(), "up", prefix], 60);
         assert!(o.status.success(), "lab.sh up {prefix} failed: {}", out_str(&o));
-        Some(Lab { prefix: prefix.to_string(), state: PathBuf::from(format!("/tmp/rvs-lab-{prefix}")) })
+        eprintln!("lab {prefix}: up in {:.1} s", t0.elapsed().as_secs_f64());
+        Some(Lab {
+            prefix: prefix.to_string(),
+            state: PathBuf::from(format!("/tmp/rvs-lab-{prefix}")),
+            workers: 1,
+            _slot: slot,
+        })
+    }
+
+    /// Makes [`Lab::base_config`] (and so [`Rvsd::start`]) run `n` workers.
+    pub fn set_workers(&mut self, n: u32) {
+        self.workers = n;
     }
 
     pub fn ns(&self, name: &str) -> String {
@@ -117,7 +161,8 @@ impl Lab {
 
     /// The rvsd config for this lab, without services (`lab.sh config`).
     pub fn base_config(&self) -> String {
-        let o = run(&["bash", &lab_sh(), "config", &self.prefix], 10);
+        let w = self.workers.to_string();
+        let o = run(&["bash", &lab_sh(), "config", &self.prefix, "--workers", &w], 10);
         assert!(o.status.success(), "lab.sh config failed: {}", out_str(&o));
         String::from_utf8(o.stdout).unwrap()
     }
@@ -128,7 +173,14 @@ impl Lab {
 
     /// One HTTP GET from the client: body on success, a description on failure.
     pub fn client_curl(&self, url: &str) -> Result<String, String> {
-        let o = self.exec("cl", &["curl", "-s", "--max-time", "2", url], 5);
+        self.client_curl_within(url, 2)
+    }
+
+    /// [`Lab::client_curl`] with a `secs` time limit (> 1 s leaves room for a SYN
+    /// retransmission, > 3 s for two).
+    pub fn client_curl_within(&self, url: &str, secs: u64) -> Result<String, String> {
+        let t = secs.to_string();
+        let o = self.exec("cl", &["curl", "-s", "--max-time", &t, url], secs + 3);
         if o.status.success() {
             Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
         } else {
@@ -179,6 +231,164 @@ impl Lab {
             }
         }
         None
+    }
+}
+
+/// A finished `wrk` run.
+#[derive(Debug)]
+pub struct WrkResult {
+    pub requests: u64,
+    pub requests_per_sec: f64,
+    /// The "Socket errors: ..." line, when wrk printed one.
+    pub socket_errors: Option<String>,
+    /// The "Non-2xx or 3xx responses: N" line, when wrk printed one.
+    pub non_2xx: Option<String>,
+    pub output: String,
+}
+
+/// tcpdump writing a pcap in a lab namespace; [`Capture::stop`] ends it.
+pub struct Capture {
+    child: Option<Child>,
+    pub pcap: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Capture {
+    /// Packets already captured, decoded by scapy: one JSON object per packet with
+    /// src, dst, proto, sport, dport, flags (scapy's string, e.g. "S", "A", "PA") and
+    /// toa (hex of the kind-254 option value) when present.
+    pub fn packets(&self) -> Vec<serde_json::Value> {
+        let script = "import json,sys,logging\n\
+                      logging.getLogger('scapy.runtime').setLevel(logging.ERROR)\n\
+                      from scapy.all import rdpcap,IP,TCP,UDP\n\
+                      out=[]\n\
+                      for p in rdpcap(sys.argv[1]):\n    \
+                          if IP not in p: continue\n    \
+                          d={'src':p[IP].src,'dst':p[IP].dst,'proto':p[IP].proto}\n    \
+                          l4=p[TCP] if TCP in p else (p[UDP] if UDP in p else None)\n    \
+                          if l4 is not None: d['sport']=l4.sport; d['dport']=l4.dport\n    \
+                          if TCP in p:\n        \
+                              d['flags']=str(p[TCP].flags)\n        \
+                              for k,v in p[TCP].options:\n            \
+                                  if k==254 or k=='Experiment': d['toa']=(bytes(v) if isinstance(v,(bytes,bytearray)) else b'').hex()\n    \
+                          out.append(d)\n\
+                      print(json.dumps(out))\n";
+        let o = run(&["/usr/bin/python3", "-c", script, self.pcap.to_str().unwrap()], 30);
+        assert!(o.status.success(), "decoding {}: {}", self.pcap.display(), out_str(&o));
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap_or_else(|e| panic!("bad JSON from scapy ({e}): {}", out_str(&o)))
+    }
+
+    /// Stops tcpdump (SIGINT) and waits for it to flush.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = run(&["kill", "-INT", &c.id().to_string()], 5);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Lab {
+    /// Starts `tcpdump -i iface filter` in namespace `ns` (pcap in the state dir
+    /// named `name`.pcap) and waits (<= 10 s) until it is listening.
+    pub fn capture(&self, ns: &str, iface: &str, filter: &str, name: &str) -> Capture {
+        let pcap = self.state.join(format!("{name}.pcap"));
+        let stderr = self.state.join(format!("{name}.tcpdump.err"));
+        let errf = fs::File::create(&stderr).unwrap();
+        let mut args: Vec<String> = ["netns", "exec", &self.ns(ns), "tcpdump", "--immediate-mode", "-U", "-n", "-i", iface, "-w"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(pcap.display().to_string());
+        args.extend(filter.split_whitespace().map(str::to_string));
+        let child = Command::new("ip").args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(errf).spawn().expect("spawn tcpdump");
+        let cap = Capture { child: Some(child), pcap, stderr: stderr.clone() };
+        let ok = wait_until(10, || fs::read_to_string(&stderr).unwrap_or_default().contains("listening on"));
+        assert!(ok, "tcpdump in {ns} on {iface} did not start: {}", fs::read_to_string(&stderr).unwrap_or_default());
+        cap
+    }
+
+    /// One HTTP GET from the client with curl: (body, client port) or a description.
+    pub fn client_curl_port(&self, url: &str) -> Result<(String, u16), String> {
+        let o = self.exec("cl", &["curl", "-s", "--max-time", "2", "-w", "\n%{local_port}", url], 5);
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        let mut lines: Vec<&str> = text.trim().lines().collect();
+        let port = lines.pop().and_then(|p| p.trim().parse::<u16>().ok());
+        match (o.status.success(), port) {
+            (true, Some(p)) => Ok((lines.join("\n").trim().to_string(), p)),
+            _ => Err(format!("curl {url}: {}", out_str(&o))),
+        }
+    }
+
+    /// `n` sequential HTTP GETs from the client, each on a new connection, in one
+    /// Python process (much faster than `n` curls): body or error per request.
+    pub fn client_http_many(&self, host: &str, port: u16, n: usize) -> Vec<Result<String, String>> {
+        let script = "import http.client,json,sys\n\
+                      h,p,n=sys.argv[1],int(sys.argv[2]),int(sys.argv[3])\n\
+                      out=[]\n\
+                      for i in range(n):\n    \
+                          try:\n        \
+                              c=http.client.HTTPConnection(h,p,timeout=2)\n        \
+                              c.request('GET','/',headers={'Connection':'close'})\n        \
+                              r=c.getresponse(); b=r.read().decode().strip(); c.close()\n        \
+                              out.append({'ok':b} if r.status==200 else {'err':'HTTP %d %s'%(r.status,b)})\n    \
+                          except Exception as e:\n        \
+                              out.append({'err':repr(e)})\n\
+                      print(json.dumps(out))\n";
+        let (ps, ns) = (port.to_string(), n.to_string());
+        let o = self.exec("cl", &["/usr/bin/python3", "-c", script, host, &ps, &ns], 10 + 3 * n as u64);
+        assert!(o.status.success(), "HTTP loop from the client failed: {}", out_str(&o));
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", out_str(&o)));
+        v.into_iter()
+            .map(|r| match (r.get("ok").and_then(|b| b.as_str()), r.get("err").and_then(|b| b.as_str())) {
+                (Some(b), _) => Ok(b.to_string()),
+                (_, Some(e)) => Err(e.to_string()),
+                _ => Err(format!("bad result {r}")),
+            })
+            .collect()
+    }
+
+    /// `wrk -t2 -c16 -d<secs>s -H 'Connection: close' url` from the client.
+    pub fn client_wrk(&self, url: &str, secs: u64) -> WrkResult {
+        let d = format!("{secs}s");
+        let o = self.exec("cl", &["wrk", "-t2", "-c16", "-d", &d, "--timeout", "2s", "-H", "Connection: close", url], secs + 20);
+        let output = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success(), "wrk failed: {}", out_str(&o));
+        let requests = output
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in ")?.0.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no 'N requests in' line in wrk output:\n{output}"));
+        let requests_per_sec = output
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Requests/sec:")?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let line = |p: &str| output.lines().find(|l| l.trim().starts_with(p)).map(|l| l.trim().to_string());
+        WrkResult {
+            requests,
+            requests_per_sec,
+            socket_errors: line("Socket errors:"),
+            non_2xx: line("Non-2xx or 3xx responses:"),
+            output,
+        }
+    }
+
+    /// `lab.sh nginx start|stop PREFIX ns`.
+    pub fn nginx(&self, action: &str, ns: &str) {
+        let o = run(&["bash", &lab_sh(), "nginx", action, &self.prefix, ns], 30);
+        assert!(o.status.success(), "lab.sh nginx {action} {} {ns}: {}", self.prefix, out_str(&o));
     }
 }
 
