@@ -62,6 +62,11 @@ struct Running {
 struct State {
     run: Running,
     generation: u64,
+    /// The last two published snapshots (newest last). The next build shares unchanged services
+    /// with the newest; and holding the one before means the workers' switch away from it is
+    /// only a reference-count decrement: it is freed here, on the control thread, not in a
+    /// worker's gap between bursts.
+    published: [Arc<Snapshot>; 2],
 }
 
 impl Control {
@@ -77,9 +82,14 @@ impl Control {
         let services: Vec<_> = table.list().into_iter().cloned().collect();
         let snap = Snapshot::build(1, ports.clone(), &routes, &services, tunables)?;
         let shared = Arc::new(Shared::new(snap, n_workers));
+        let first = shared.snapshot.load_full();
         Ok(Control {
             shared,
-            state: Mutex::new(State { run: Running { table, tunables, ports, routes }, generation: 1 }),
+            state: Mutex::new(State {
+                run: Running { table, tunables, ports, routes },
+                generation: 1,
+                published: [Arc::clone(&first), first],
+            }),
             drivers,
             zero_base: Mutex::new(HashMap::new()),
             rate_prev: Mutex::new(None),
@@ -122,11 +132,15 @@ impl Control {
             return Response::Error { message };
         }
         let services: Vec<_> = next.table.list().into_iter().cloned().collect();
-        match Snapshot::build(st.generation + 1, next.ports.clone(), &next.routes, &services, next.tunables) {
+        let prev = Arc::clone(&st.published[1]);
+        match Snapshot::build_from(Some(&prev), st.generation + 1, next.ports.clone(), &next.routes, &services, next.tunables) {
             Ok(snap) => {
                 st.generation += 1;
                 st.run = next;
-                self.shared.snapshot.store(Arc::new(snap));
+                let snap = Arc::new(snap);
+                self.shared.snapshot.store(Arc::clone(&snap));
+                // The oldest one is dropped here (freed if no worker still runs on it).
+                st.published = [prev, snap];
                 Response::Ok
             }
             Err(message) => Response::Error { message },

@@ -44,4 +44,9 @@ impl PacketBuf for Pkt {
     fn set_port(&mut self, port: u16) {
         self.0.set_port(port)
     }
+    /// The PMD checked the IPv4 header checksum (RX offload) and found it good.
+    #[inline]
+    fn l3_csum_verified(&self) -> bool {
+        self.0.rx_ip_cksum_good()
+    }
 }

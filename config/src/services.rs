@@ -7,7 +7,7 @@
 use crate::model::{
     is_contiguous_netmask, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -303,6 +303,33 @@ fn normalise_addr(key: &ServiceKey, mut addr: SocketAddr) -> SocketAddr {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceTable {
     services: BTreeMap<ServiceKey, Service>,
+    /// Index: local address → the services that have it, so the VIP/laddr disjointness checks
+    /// are O(1) per address rather than a scan of every service (10k services would be O(n²)).
+    /// Derived from `services`; every mutating method keeps it in step.
+    laddr_owners: HashMap<IpAddr, BTreeSet<ServiceKey>>,
+    /// Index: VIP address → the services on it (several ports/protocols may share one VIP).
+    vip_owners: HashMap<IpAddr, BTreeSet<ServiceKey>>,
+}
+
+/// Add `key` to the set of `ip` in an address index.
+fn index_add(idx: &mut HashMap<IpAddr, BTreeSet<ServiceKey>>, ip: IpAddr, key: ServiceKey) {
+    idx.entry(ip).or_default().insert(key);
+}
+
+/// Remove `key` from the set of `ip`, dropping the entry when it becomes empty (so that two
+/// tables with the same services compare equal).
+fn index_del(idx: &mut HashMap<IpAddr, BTreeSet<ServiceKey>>, ip: IpAddr, key: &ServiceKey) {
+    if let Some(set) = idx.get_mut(&ip) {
+        set.remove(key);
+        if set.is_empty() {
+            idx.remove(&ip);
+        }
+    }
+}
+
+/// First (in key order, as a scan of the table would find it) service of `ip` in an index.
+fn index_first(idx: &HashMap<IpAddr, BTreeSet<ServiceKey>>, ip: IpAddr) -> Option<ServiceKey> {
+    idx.get(&ip).and_then(|set| set.iter().next().copied())
 }
 
 impl ServiceTable {
@@ -328,14 +355,18 @@ impl ServiceTable {
         // Local addresses and VIPs are disjoint across the whole table: a packet to a laddr is a
         // FULLNAT reply, a packet to a VIP is a client's.
         let vip = svc.key.vip.ip();
-        if let Some(other) = self.services.values().find(|s| s.laddrs.contains(&vip)) {
+        if let Some(other) = index_first(&self.laddr_owners, vip) {
             return Err(ModelError::InvalidService {
                 key: svc.key,
-                problem: Problem::VipIsLaddr(other.key),
+                problem: Problem::VipIsLaddr(other),
             });
         }
         for &l in &svc.laddrs {
             self.check_laddr_not_vip(&svc.key, l)?;
+        }
+        index_add(&mut self.vip_owners, vip, svc.key);
+        for &l in &svc.laddrs {
+            index_add(&mut self.laddr_owners, l, svc.key);
         }
         self.services.insert(svc.key, svc);
         Ok(())
@@ -357,11 +388,11 @@ impl ServiceTable {
 
     /// Refuse a local address of `key` that is the VIP of any service.
     fn check_laddr_not_vip(&self, key: &ServiceKey, addr: IpAddr) -> Result<(), ModelError> {
-        if let Some(other) = self.services.values().find(|s| s.key.vip.ip() == addr) {
+        if let Some(other) = index_first(&self.vip_owners, addr) {
             return Err(ModelError::InvalidLaddr {
                 key: *key,
                 addr,
-                problem: Problem::LaddrIsVip(other.key),
+                problem: Problem::LaddrIsVip(other),
             });
         }
         Ok(())
@@ -381,6 +412,7 @@ impl ServiceTable {
             return Err(ModelError::LaddrExists { key: *key, addr });
         }
         svc.laddrs.push(addr);
+        index_add(&mut self.laddr_owners, addr, *key);
         Ok(())
     }
 
@@ -393,14 +425,21 @@ impl ServiceTable {
             .position(|&l| l == addr)
             .ok_or(ModelError::NoSuchLaddr { key: *key, addr })?;
         svc.laddrs.remove(i);
+        index_del(&mut self.laddr_owners, addr, key);
         Ok(())
     }
 
     /// `ipvsadm -D`.
     pub fn del_service(&mut self, key: &ServiceKey) -> Result<Service, ModelError> {
-        self.services
+        let svc = self
+            .services
             .remove(key)
-            .ok_or(ModelError::NoSuchService(*key))
+            .ok_or(ModelError::NoSuchService(*key))?;
+        index_del(&mut self.vip_owners, svc.key.vip.ip(), key);
+        for &l in &svc.laddrs {
+            index_del(&mut self.laddr_owners, l, key);
+        }
+        Ok(svc)
     }
 
     /// `ipvsadm -a`: add a real server (port 0 means the service port).
@@ -458,6 +497,8 @@ impl ServiceTable {
     /// `ipvsadm -C`.
     pub fn clear(&mut self) {
         self.services.clear();
+        self.laddr_owners.clear();
+        self.vip_owners.clear();
     }
 
     pub fn get(&self, key: &ServiceKey) -> Option<&Service> {
@@ -877,5 +918,42 @@ mod tests {
         t.del_laddr(&k, ip("203.0.113.3")).unwrap();
         assert_eq!(t.get(&k).unwrap().laddrs, [ip("203.0.113.4")]);
         assert_eq!(t.get(&key("203.0.113.101:80")).unwrap().laddrs, [ip("203.0.113.3")], "the other service's copy stays");
+    }
+
+    /// The VIP/laddr indexes follow deletions: once the owner of an address is gone (service
+    /// or local address deleted, table cleared) the address is free for the other role.
+    #[test]
+    fn address_indexes_follow_deletions() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut t = table();
+        let k = key("203.0.113.100:80");
+        t.add_laddr(&k, ip("198.51.100.1")).unwrap();
+        let mut other = svc("198.51.100.1:80", &[]);
+        refused(&mut t, "the VIP is a local address (laddr) of service TCP 203.0.113.100:80", |t| {
+            t.add_service(other.clone())
+        });
+        t.del_laddr(&k, ip("198.51.100.1")).unwrap();
+        t.add_service(other.clone()).unwrap();
+        refused(&mut t, "the address is the VIP of service TCP 198.51.100.1:80", |t| {
+            t.add_laddr(&k, ip("198.51.100.1"))
+        });
+        // A second service on the same VIP keeps the VIP taken after the first one goes.
+        let mut udp = svc("198.51.100.1:53", &[]);
+        udp.key.proto = Proto::Udp;
+        t.add_service(udp.clone()).unwrap();
+        t.del_service(&other.key).unwrap();
+        refused(&mut t, "the address is the VIP of service UDP 198.51.100.1:53", |t| {
+            t.add_laddr(&k, ip("198.51.100.1"))
+        });
+        t.del_service(&udp.key).unwrap();
+        t.add_laddr(&k, ip("198.51.100.1")).unwrap();
+        t.del_service(&k).unwrap();
+        other.laddrs.clear();
+        t.add_service(other.clone()).unwrap();
+        t.clear();
+        assert_eq!(t, ServiceTable::new(), "cleared indexes compare equal to a new table");
+        other.laddrs.push(ip("198.51.100.2"));
+        t.add_service(other).unwrap();
+        t.add_service(svc("198.51.100.3:80", &[])).unwrap();
     }
 }

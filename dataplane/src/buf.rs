@@ -29,6 +29,12 @@ pub trait PacketBuf {
     fn port(&self) -> u16;
     /// Set the port id (the egress port once the pipeline has decided).
     fn set_port(&mut self, port: u16);
+    /// The receiving NIC verified the (outer) IPv4 header checksum and found it good (DPDK's
+    /// `RTE_MBUF_F_RX_IP_CKSUM_GOOD`): the pipeline then skips its software verification.
+    /// `false` unless the buffer knows better.
+    fn l3_csum_verified(&self) -> bool {
+        false
+    }
 }
 
 /// A heap buffer with headroom and tailroom, for tests and benchmarks.

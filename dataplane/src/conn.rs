@@ -1,7 +1,7 @@
 //! Per-worker session table: bidirectional, bounded, no locks, expiry amortised over bursts by a
 //! timer wheel.
 //!
-//! Sessions live in a slab (a `Vec` with a free list); ONE hash map holds the key of each
+//! Sessions live in a slab (a `Vec` grown in fixed chunks, with a free list); ONE hash map holds the key of each
 //! direction a session can be seen in (client → VIP, and for NAT/FULLNAT the real server's reply)
 //! → (slab index, direction), so a packet of either direction costs one lookup. The timer wheel
 //! holds slab indices.
@@ -286,7 +286,20 @@ pub struct Session {
     /// ([`NO_STATS_SLOT`] when it has none), so a packet costs an indexed increment, not a
     /// hash lookup.
     pub stats: u32,
+    /// Cached forwarding: the worker's forwarding stamp (snapshot generation + neighbour epoch,
+    /// see `Worker`) `hop_port`/`hop_mac` were computed under; 0 = nothing cached. An
+    /// established packet under the same stamp skips the route and neighbour lookups.
+    pub fwd_stamp: u32,
+    /// Per direction (original, reply): index of the egress port in `Snapshot::ports`, or
+    /// [`NO_HOP`] when that direction has nothing cached.
+    pub hop_port: [u8; 2],
+    /// Per direction: the next hop's MAC. DR and TUN have no reply direction through rvs; TUN
+    /// keeps its outer source address in the first 4 bytes of the reply slot.
+    pub hop_mac: [[u8; 6]; 2],
 }
+
+/// [`Session::hop_port`] of a direction with nothing cached.
+pub const NO_HOP: u8 = u8::MAX;
 
 /// [`Session::stats`] of a session that counts nowhere.
 pub const NO_STATS_SLOT: u32 = u32::MAX;
@@ -297,6 +310,35 @@ impl Session {
         let proto = if self.key.proto == 17 { Proto::Udp } else { Proto::Tcp };
         ServiceKey { proto, vip: SocketAddr::V4(SocketAddrV4::new(self.key.dst, self.key.dport)) }
     }
+    /// The cached (egress port index, next-hop MAC) of `dir`, when computed under `stamp`.
+    #[inline]
+    pub fn cached_hop(&self, dir: Dir, stamp: u32) -> Option<(u8, [u8; 6])> {
+        let d = dir as usize;
+        (self.fwd_stamp == stamp && self.hop_port[d] != NO_HOP).then(|| (self.hop_port[d], self.hop_mac[d]))
+    }
+
+    /// Cache the hop of `dir` under `stamp` (a new stamp forgets the other direction's).
+    pub fn cache_hop(&mut self, dir: Dir, stamp: u32, port_idx: u8, mac: [u8; 6]) {
+        if self.fwd_stamp != stamp {
+            self.fwd_stamp = stamp;
+            self.hop_port = [NO_HOP; 2];
+        }
+        self.hop_port[dir as usize] = port_idx;
+        self.hop_mac[dir as usize] = mac;
+    }
+
+    /// TUN: the cached outer source address (valid with the original direction's hop).
+    pub fn cached_tun_src(&self) -> Ipv4Addr {
+        let m = self.hop_mac[1];
+        Ipv4Addr::new(m[0], m[1], m[2], m[3])
+    }
+
+    /// TUN: cache the outer source address (call with [`Session::cache_hop`] of `Dir::Orig`).
+    pub fn cache_tun_src(&mut self, src: Ipv4Addr) {
+        let o = src.octets();
+        self.hop_mac[1] = [o[0], o[1], o[2], o[3], 0, 0];
+    }
+
     /// The real server as a `SocketAddr` (how the model names it).
     pub fn rs_addr(&self) -> SocketAddr {
         SocketAddr::V4(self.rs)
@@ -389,6 +431,11 @@ struct Entry {
     pos: u32,
 }
 
+/// The slab grows by this many slots at a time (`reserve_exact`), not by doubling: at most one
+/// chunk of slack, and no doubled `Vec` to copy (large reallocations are page remaps, not
+/// copies, with glibc). Also what is reserved up front.
+const CHUNK: usize = 1 << 16;
+
 /// Map value: slab index << 1 | direction bit (1 = reply).
 fn packed(idx: u32, dir: Dir) -> u32 {
     idx << 1 | u32::from(dir == Dir::Reply)
@@ -439,7 +486,7 @@ impl ConnTable {
         ConnTable {
             // Room for a first burst up front; beyond that the map grows as flows arrive.
             map: hashbrown::HashMap::with_capacity(capacity.min(1 << 16)),
-            slab: Vec::with_capacity(capacity.min(1 << 15)),
+            slab: Vec::with_capacity(capacity.min(CHUNK)),
             free: Vec::new(),
             live: 0,
             capacity,
@@ -522,6 +569,10 @@ impl ConnTable {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
+                if self.slab.len() == self.slab.capacity() {
+                    let room = self.capacity.saturating_sub(self.slab.len()).clamp(1, CHUNK);
+                    self.slab.reserve_exact(room);
+                }
                 self.slab.push(None);
                 (self.slab.len() - 1) as u32
             }
@@ -532,7 +583,9 @@ impl ConnTable {
         if let Some(r) = reply {
             self.map.insert(r, packed(idx, Dir::Reply));
         }
-        self.slab[idx as usize] = Some(Entry { s, due_tick: tick, pos });
+        if let Some(slot) = self.slab.get_mut(idx as usize) {
+            *slot = Some(Entry { s, due_tick: tick, pos });
+        }
         self.live += 1;
         Ok(SessionId(idx))
     }
@@ -575,6 +628,9 @@ impl ConnTable {
             pkts: 1,
             bytes: len as u64,
             stats: NO_STATS_SLOT,
+            fwd_stamp: 0,
+            hop_port: [NO_HOP; 2],
+            hop_mac: [[0; 6]; 2],
         }
     }
 
@@ -1247,7 +1303,28 @@ mod tests {
         let entry = std::mem::size_of::<Option<Entry>>();
         let bucket = std::mem::size_of::<(FlowKey, u32)>() + 1;
         println!("session {} bytes, slab entry {entry}, map bucket {bucket}, wheel record 4", std::mem::size_of::<Session>());
-        assert!(std::mem::size_of::<Session>() <= 80);
+        assert!(std::mem::size_of::<Session>() <= 96, "80 before the cached hops (18 bytes)");
         assert!(entry + 2 * bucket + 4 <= 160, "entry {entry} bucket {bucket}");
+    }
+
+    /// The slab grows by fixed chunks (never past the table's capacity), not by doubling.
+    #[test]
+    fn slab_grows_by_chunks() {
+        let key = |i: u32| FlowKey { proto: 17, src: Ipv4Addr::from(0xc000_0200 + i), dst: Ipv4Addr::new(203, 0, 113, 100), sport: 1000, dport: 53 };
+        let rs = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 11), 53);
+        let mut t = ConnTable::new(CHUNK + 10, Timeouts::default());
+        assert_eq!(t.slab.capacity(), CHUNK);
+        for i in 0..=CHUNK as u32 {
+            let s = t.new_session(key(i), rs, FwdMode::Dr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0, 0, 60);
+            t.insert(s).unwrap();
+        }
+        assert_eq!(t.slab.capacity(), CHUNK + 10, "one more chunk, capped at the capacity");
+        let mut small = ConnTable::new(4, Timeouts::default());
+        assert_eq!(small.slab.capacity(), 4, "small tables reserve little");
+        for i in 0..4 {
+            let s = small.new_session(key(i), rs, FwdMode::Dr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0, 0, 60);
+            small.insert(s).unwrap();
+        }
+        assert_eq!(small.slab.capacity(), 4);
     }
 }

@@ -96,11 +96,41 @@ pub struct NeighTable<B> {
     pending: usize,
     /// No retry and no resolved-entry collection is due before this time.
     next_poll_ns: u64,
+    /// Changes whenever an answer `lookup` gave may no longer hold: an address learned or
+    /// changed, entries dropped or flushed, or a resolved entry going stale. Sessions cache the
+    /// MAC of their next hop with this value ([`NeighTable::epoch`]).
+    epoch: u32,
+    /// No resolved entry goes stale before this time (a lower bound: refreshes only delay it).
+    stale_at_ns: u64,
 }
 
 impl<B> NeighTable<B> {
     pub fn new(cfg: NeighConfig) -> Self {
-        NeighTable { cfg, map: hashbrown::HashMap::new(), pending: 0, next_poll_ns: 0 }
+        NeighTable { cfg, map: hashbrown::HashMap::new(), pending: 0, next_poll_ns: 0, epoch: 1, stale_at_ns: u64::MAX }
+    }
+
+    fn bump(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// The current epoch at `now_ns`: a MAC obtained from `lookup` under the same epoch is still
+    /// what `lookup` would answer. Crossing the time a resolved entry goes stale bumps it.
+    pub fn epoch(&mut self, now_ns: u64) -> u32 {
+        if now_ns >= self.stale_at_ns {
+            self.bump();
+            let reachable = self.cfg.reachable_ns;
+            self.stale_at_ns = self
+                .map
+                .values()
+                .filter_map(|e| match e {
+                    Entry::Resolved { confirmed_ns, .. } => Some(confirmed_ns.saturating_add(reachable)),
+                    Entry::Incomplete { .. } => None,
+                })
+                .filter(|&t| t > now_ns)
+                .min()
+                .unwrap_or(u64::MAX);
+        }
+        self.epoch
     }
 
     /// A resolved entry is usable while it was confirmed less than `reachable_ns` ago.
@@ -149,6 +179,7 @@ impl<B> NeighTable<B> {
             }
             Some(e @ Entry::Resolved { .. }) => {
                 *e = fresh_incomplete(pkt, &self.cfg);
+                self.epoch = self.epoch.wrapping_add(1);
                 self.pending += 1;
                 self.next_poll_ns = self.next_poll_ns.min(now_ns.saturating_add(self.cfg.retry_ns));
                 Enqueue::SendRequest
@@ -171,13 +202,18 @@ impl<B> NeighTable<B> {
     /// A new address is not recorded when the table is full.
     pub fn learn(&mut self, port: u16, ip: Ipv4Addr, mac: [u8; 6], now_ns: u64) -> Vec<(u16, B)> {
         let resolved = Entry::Resolved { mac, port, confirmed_ns: now_ns };
+        let mut changed = true;
         let out = match self.map.get_mut(&ip) {
             Some(e) => match std::mem::replace(e, resolved) {
                 Entry::Incomplete { port: out_port, queue, .. } => {
                     self.pending -= queue.len();
                     queue.into_iter().map(|b| (out_port, b)).collect()
                 }
-                Entry::Resolved { .. } => Vec::new(),
+                Entry::Resolved { mac: old_mac, port: old_port, .. } => {
+                    // A refresh of the same answer leaves cached MACs valid.
+                    changed = old_mac != mac || old_port != port;
+                    Vec::new()
+                }
             },
             None => {
                 if self.map.len() < self.cfg.max_entries {
@@ -186,6 +222,10 @@ impl<B> NeighTable<B> {
                 Vec::new()
             }
         };
+        if changed {
+            self.bump();
+        }
+        self.stale_at_ns = self.stale_at_ns.min(now_ns.saturating_add(self.cfg.reachable_ns));
         self.next_poll_ns = self.next_poll_ns.min(self.gc_deadline(now_ns));
         out
     }
@@ -207,6 +247,7 @@ impl<B> NeighTable<B> {
             return out;
         }
         let cfg = self.cfg;
+        let before = self.map.len();
         let mut next = u64::MAX;
         let mut dropped = 0usize;
         self.map.retain(|&ip, e| match e {
@@ -240,6 +281,9 @@ impl<B> NeighTable<B> {
         });
         self.pending -= dropped;
         self.next_poll_ns = next;
+        if self.map.len() != before {
+            self.bump();
+        }
         out
     }
 
@@ -253,6 +297,7 @@ impl<B> NeighTable<B> {
         }
         self.pending = 0;
         self.next_poll_ns = u64::MAX;
+        self.bump();
         out
     }
 
@@ -276,6 +321,9 @@ impl<B> NeighTable<B> {
             false
         });
         self.pending -= released;
+        if self.map.len() != before {
+            self.bump();
+        }
         (before - self.map.len(), out)
     }
 
@@ -561,4 +609,30 @@ mod tests {
         assert!(t.entries().is_empty());
     }
 
+
+    /// The epoch changes whenever a cached `lookup` answer could be wrong, and only then.
+    #[test]
+    fn epoch_tracks_changes_and_staleness() {
+        let mut t: NeighTable<u32> = NeighTable::new(cfg());
+        let reach = cfg().reachable_ns;
+        let e0 = t.epoch(0);
+        t.learn(0, ip(1), [2, 0, 0, 0, 0, 1], 0);
+        let e1 = t.epoch(1);
+        assert_ne!(e0, e1, "a new address");
+        t.learn(0, ip(1), [2, 0, 0, 0, 0, 1], 20);
+        assert_eq!(t.epoch(11), e1, "a refresh of the same MAC keeps cached answers");
+        t.learn(0, ip(1), [2, 0, 0, 0, 0, 9], 20);
+        let e2 = t.epoch(21);
+        // Staleness is tracked from the first confirmation (a lower bound): one early bump.
+        assert_ne!(t.epoch(reach), e2);
+        let e2 = t.epoch(reach);
+        assert_ne!(e1, e2, "a changed MAC");
+        assert_eq!(t.epoch(20 + reach - 1), e2);
+        assert_eq!(t.lookup(ip(1), 20 + reach), None);
+        let e3 = t.epoch(20 + reach);
+        assert_ne!(e2, e3, "the entry went stale");
+        assert_eq!(t.epoch(20 + reach + 1), e3);
+        t.flush();
+        assert_ne!(t.epoch(20 + reach + 2), e3, "flush");
+    }
 }

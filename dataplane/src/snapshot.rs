@@ -55,8 +55,9 @@ pub struct Snapshot {
     pub local_addrs: HashMap<Ipv4Addr, u16>,
     /// Every IPv4 VIP of a service: ARP is answered for these on every port.
     pub vips: HashSet<Ipv4Addr>,
-    /// Services by (protocol, VIP, port).
-    pub services: HashMap<(Proto, Ipv4Addr, u16), Service>,
+    /// Services by (protocol, VIP, port). Shared (`Arc`) with the previous snapshot when unchanged
+    /// (see [`Snapshot::build_from`]), so a worker skips unchanged services with `Arc::ptr_eq`.
+    pub services: HashMap<(Proto, Ipv4Addr, u16), Arc<Service>>,
     /// FULLNAT local addresses of all services: ARP is answered for these on every port, and
     /// packets to them are replies of FULLNAT sessions.
     pub laddrs: HashSet<Ipv4Addr>,
@@ -76,6 +77,20 @@ impl Snapshot {
     /// Compile ports, static routes and services into a snapshot. Fails with a message naming the
     /// offending item (an IPv6 VIP, a route over an unknown port, a bad prefix length, ...).
     pub fn build(
+        generation: u64,
+        ports: Vec<PortInfo>,
+        static_routes: &[StaticRoute],
+        services: &[Service],
+        tunables: Tunables,
+    ) -> Result<Snapshot, String> {
+        Snapshot::build_from(None, generation, ports, static_routes, services, tunables)
+    }
+
+    /// [`Snapshot::build`] that shares with `prev` (the snapshot being replaced) every service
+    /// whose definition is unchanged, and its Maglev table: workers then rebuild scheduler state
+    /// only for the services that changed (10k services: one change must not cost 10k updates).
+    pub fn build_from(
+        prev: Option<&Snapshot>,
         generation: u64,
         ports: Vec<PortInfo>,
         static_routes: &[StaticRoute],
@@ -130,10 +145,15 @@ impl Snapshot {
                     nat_reals.insert((proto, rip, r.addr.port()));
                 }
             }
+            let mkey = (s.key.proto, v4, s.key.vip.port());
+            let same = prev.and_then(|p| p.services.get(&mkey)).filter(|p| ***p == *s);
             if s.sched == SchedKind::Mh {
-                maglev.insert(s.key, Arc::new(MaglevTable::build(&s.reals, MaglevTable::DEFAULT_SIZE)));
+                let table = same
+                    .and_then(|_| prev.and_then(|p| p.maglev.get(&s.key)).cloned())
+                    .unwrap_or_else(|| Arc::new(MaglevTable::build(&s.reals, MaglevTable::DEFAULT_SIZE)));
+                maglev.insert(s.key, table);
             }
-            map.insert((s.key.proto, v4, s.key.vip.port()), s.clone());
+            map.insert(mkey, same.cloned().unwrap_or_else(|| Arc::new(s.clone())));
         }
         Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, nat_services, nat_reals, tunables, maglev })
     }
@@ -148,7 +168,7 @@ impl Snapshot {
     }
 
     pub fn service(&self, proto: Proto, vip: Ipv4Addr, port: u16) -> Option<&Service> {
-        self.services.get(&(proto, vip, port))
+        self.services.get(&(proto, vip, port)).map(|s| &**s)
     }
 
     /// Service keys, for rebuilding per-worker scheduler state.

@@ -29,7 +29,7 @@
 
 use crate::buf::PacketBuf;
 use crate::clientaddr;
-use crate::conn::{ca_flags, ConnState, ConnTable, Dir, FlowKey, Session, SessionFilter, SessionId, SessionView, Timeouts, NO_STATS_SLOT};
+use crate::conn::{ca_flags, ConnState, ConnTable, Dir, FlowKey, Session, SessionFilter, SessionId, SessionView, Timeouts, NO_HOP, NO_STATS_SLOT};
 use crate::counters::{Counters, DropReason, RsStats};
 use crate::laddr::{LaddrError, LocalPorts};
 use crate::nat;
@@ -40,8 +40,8 @@ use crate::snapshot::{PortInfo, Snapshot};
 use crate::tun::{self, TunError};
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp};
 use hashbrown::HashMap;
-use rvs_config::model::{ClientAddrMode, FwdMode, Proto, RealServer, SchedKind, Service, ServiceKey};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use rvs_config::model::{ClientAddrMode, FwdMode, Proto, SchedKind, Service, ServiceKey};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 /// Static parameters of one worker.
@@ -116,6 +116,8 @@ enum Verdict {
     Output { port: u16, nh: Ipv4Addr },
     /// Hand to worker `core`, the owner of the packet's session.
     Redirect(usize),
+    /// Send out of `snapshot.ports[port_idx]` to `mac` (a session's cached next hop).
+    Hop { port_idx: u8, mac: [u8; 6] },
 }
 
 /// How a packet of a session leaves: decided before a new session is created, so a flow that
@@ -133,7 +135,8 @@ struct Plan {
 #[derive(Debug)]
 struct SvcSched {
     kind: SchedKind,
-    reals: Vec<RealServer>,
+    /// The definition this state was built from (its real servers), shared with the snapshot.
+    def: Arc<Service>,
     /// `None` when this build does not implement the scheduler (every new flow is then
     /// NoRealServer; rvsd refuses such services before they get here).
     state: Option<SchedState>,
@@ -188,6 +191,11 @@ struct State<B> {
     /// Per-(service, real server) traffic; a session holds its slot index (`Session::stats`).
     /// Slots are never reused, so the figures are cumulative for the worker's life.
     rs_stats: Vec<((ServiceKey, SocketAddr), RsStats)>,
+    /// Forwarding stamp sessions cache their hops under (`Session::fwd_stamp`): changes with the
+    /// snapshot generation and the neighbour table's epoch; never 0.
+    fwd_stamp: u32,
+    /// (snapshot generation, neighbour epoch) `fwd_stamp` stands for.
+    stamp_of: (u64, u32),
 }
 
 impl<B: PacketBuf> Worker<B> {
@@ -212,6 +220,8 @@ impl<B: PacketBuf> Worker<B> {
                 redirected: false,
                 rs_slots: HashMap::new(),
                 rs_stats: Vec::new(),
+                fwd_stamp: 1,
+                stamp_of: (u64::MAX, 0),
             },
         };
         w.set_snapshot(snap);
@@ -223,24 +233,40 @@ impl<B: PacketBuf> Worker<B> {
     /// changed), and takes the snapshot's timeouts when they changed. Sessions of deleted real
     /// servers are looked at lazily, on their next packet.
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
-        let mut old = std::mem::take(&mut self.st.sched);
+        // Only services whose definition changed are touched: a snapshot built with
+        // `Snapshot::build_from` shares the `Arc` of every unchanged service (pointer compare);
+        // otherwise an equal definition is still skipped after a compare, without rebuilding.
         for svc in snap.services.values() {
-            let thresholds = svc.reals.iter().any(|r| r.u_threshold > 0);
-            let entry = match old.remove(&svc.key) {
-                Some(mut s) if s.kind == svc.sched => {
-                    if s.reals != svc.reals {
+            match self.st.sched.get_mut(&svc.key) {
+                Some(s) if Arc::ptr_eq(&s.def, svc) => {}
+                Some(s) if *s.def == **svc => s.def = Arc::clone(svc),
+                Some(s) if s.kind == svc.sched => {
+                    if s.def.reals != svc.reals {
                         match s.state.as_mut() {
                             Some(st) => st.update_with_table(&svc.reals, snap.maglev.get(&svc.key).cloned()),
                             None => s.state = new_sched(svc, &snap),
                         }
-                        s.reals.clone_from(&svc.reals);
                     }
-                    s.thresholds = thresholds;
-                    s
+                    s.thresholds = svc.reals.iter().any(|r| r.u_threshold > 0);
+                    s.def = Arc::clone(svc);
                 }
-                _ => SvcSched { kind: svc.sched, reals: svc.reals.clone(), state: new_sched(svc, &snap), thresholds },
-            };
-            self.st.sched.insert(svc.key, entry);
+                _ => {
+                    let entry = SvcSched {
+                        kind: svc.sched,
+                        def: Arc::clone(svc),
+                        state: new_sched(svc, &snap),
+                        thresholds: svc.reals.iter().any(|r| r.u_threshold > 0),
+                    };
+                    self.st.sched.insert(svc.key, entry);
+                }
+            }
+        }
+        // Every service of the snapshot now has an entry: more entries means some are gone.
+        if self.st.sched.len() != snap.services.len() {
+            self.st.sched.retain(|k, _| match k.vip.ip() {
+                IpAddr::V4(v4) => snap.services.contains_key(&(k.proto, v4, k.vip.port())),
+                IpAddr::V6(_) => false,
+            });
         }
         if snap.tunables.timeouts != self.snap.tunables.timeouts {
             self.set_timeouts(snap.tunables.timeouts);
@@ -282,6 +308,7 @@ impl<B: PacketBuf> Worker<B> {
             Verdict::Consumed => st.counters.arp_rx_consumed += 1,
             Verdict::Tx => st.tx(pkt, io),
             Verdict::Output { port, nh } => st.send_via(snap, pkt, port, nh, now_ns, io),
+            Verdict::Hop { port_idx, mac } => st.send_hop(snap, pkt, port_idx, mac, io),
             Verdict::Redirect(core) => {
                 st.counters.redirected_out += 1;
                 io.redirect(core, pkt);
@@ -555,7 +582,7 @@ impl<B: PacketBuf> State<B> {
             Ok(p) => p,
             Err(_) => return Verdict::Drop(DropReason::MalformedIpv4),
         };
-        if !ip.verify_checksum() {
+        if !pkt.l3_csum_verified() && !ip.verify_checksum() {
             return Verdict::Drop(DropReason::BadIpv4Checksum);
         }
         let total = ip.total_len() as usize;
@@ -717,10 +744,21 @@ impl<B: PacketBuf> State<B> {
         if p.ttl <= 1 {
             return Some(self.ttl_exceeded(snap, pkt, p.hl, p.total, now, io));
         }
+        let stamp = self.stamp(snap, now);
         let s = self.conns.get(id)?;
-        let plan = match plan(snap, s, dir) {
-            Ok(pl) => pl,
-            Err(r) => return Some(Verdict::Drop(r)),
+        // The hop cached under the current stamp, else the route lookup (and, once the packet
+        // is rewritten, the neighbour lookup, cached for the next packets).
+        let cached = s.cached_hop(dir, stamp).and_then(|(i, mac)| {
+            let pi = snap.ports.get(usize::from(i))?;
+            let tun = (s.fwd == FwdMode::Tun).then(|| (s.cached_tun_src(), pi.mtu));
+            Some((Plan { port: pi.id, nh: Ipv4Addr::UNSPECIFIED, tun }, i, mac))
+        });
+        let (plan, hit) = match cached {
+            Some((pl, i, mac)) => (pl, Some((i, mac))),
+            None => match plan(snap, s, dir) {
+                Ok(pl) => (pl, None),
+                Err(r) => return Some(Verdict::Drop(r)),
+            },
         };
         if let Some((old, new)) = self.conns.touch(id, dir, p.flags, now, p.total) {
             if old.is_active() != new.is_active() {
@@ -731,7 +769,38 @@ impl<B: PacketBuf> State<B> {
                 }
             }
         }
-        Some(self.apply(snap, pkt, id, dir, plan, p, now, io))
+        let v = self.apply(snap, pkt, id, dir, plan, p, now, io);
+        Some(match (v, hit) {
+            (Verdict::Output { .. }, Some((port_idx, mac))) => Verdict::Hop { port_idx, mac },
+            (Verdict::Output { port, nh }, None) => self.cache_hop(snap, id, dir, stamp, port, nh, plan.tun, now),
+            (v, _) => v,
+        })
+    }
+
+    /// The forwarding stamp at `now`: a new one when the snapshot or the neighbour table
+    /// changed since the last packet, so sessions' cached hops go stale.
+    fn stamp(&mut self, snap: &Snapshot, now: u64) -> u32 {
+        let of = (snap.generation, self.neigh.epoch(now));
+        if of != self.stamp_of {
+            self.stamp_of = of;
+            self.fwd_stamp = self.fwd_stamp.wrapping_add(1).max(1);
+        }
+        self.fwd_stamp
+    }
+
+    /// Remember in session `id` the hop a packet takes (when its neighbour is resolved), and
+    /// send it there; otherwise leave it to `send_via` (ARP, holding).
+    #[allow(clippy::too_many_arguments)]
+    fn cache_hop(&mut self, snap: &Snapshot, id: SessionId, dir: Dir, stamp: u32, port: u16, nh: Ipv4Addr, tun: Option<(Ipv4Addr, u16)>, now: u64) -> Verdict {
+        let idx = snap.ports.iter().position(|p| p.id == port).and_then(|i| u8::try_from(i).ok()).filter(|&i| i != NO_HOP);
+        let (Some(port_idx), Some(mac), Some(s)) = (idx, self.neigh.lookup(nh, now), self.conns.get_mut(id)) else {
+            return Verdict::Output { port, nh };
+        };
+        s.cache_hop(dir, stamp, port_idx, mac);
+        if let Some((src, _)) = tun {
+            s.cache_tun_src(src);
+        }
+        Verdict::Hop { port_idx, mac }
     }
 
     /// The first packet of a flow to a VIP: service, scheduler (or persistence template), plan,
@@ -1151,6 +1220,17 @@ impl<B: PacketBuf> State<B> {
         }
     }
 
+    /// Out of `snap.ports[port_idx]` to `mac` (a cached, resolved next hop).
+    fn send_hop(&mut self, snap: &Snapshot, mut pkt: B, port_idx: u8, mac: [u8; 6], io: &mut impl Io<B>) {
+        let Some(pi) = snap.ports.get(usize::from(port_idx)) else {
+            self.counters.drop(DropReason::NoRoute);
+            return;
+        };
+        pkt.set_port(pi.id);
+        set_macs(pkt.data_mut(), pi.mac, Some(mac));
+        self.tx(pkt, io);
+    }
+
     /// Out of `port` to neighbour `nh`: our MAC as source, the neighbour's as destination, or
     /// hold the packet while ARP resolves it. Shared by forwarded and locally built packets.
     fn send_via(&mut self, snap: &Snapshot, mut pkt: B, port: u16, nh: Ipv4Addr, now: u64, io: &mut impl Io<B>) {
@@ -1256,7 +1336,7 @@ mod tests {
     use crate::buf::VecBuf;
     use crate::snapshot::StaticRoute;
     use crate::wire::hex;
-    use rvs_config::model::Service;
+    use rvs_config::model::{RealServer, Service};
 
     /// Seeds for mutation: frames that reach every stage of the pipeline (see tests/pipeline.rs
     /// for what each does).
@@ -1459,10 +1539,99 @@ mod tests {
         assert!(same_subnet(a, a, 40), "over-long prefixes are clamped, not a panic");
     }
 
+    /// A buffer whose NIC claims (or not) to have verified the IPv4 header checksum.
+    struct OffloadBuf(VecBuf, bool);
+    impl PacketBuf for OffloadBuf {
+        fn data(&self) -> &[u8] {
+            self.0.data()
+        }
+        fn data_mut(&mut self) -> &mut [u8] {
+            self.0.data_mut()
+        }
+        fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+            self.0.prepend(n)
+        }
+        fn adj(&mut self, n: usize) -> bool {
+            self.0.adj(n)
+        }
+        fn append(&mut self, n: usize) -> Option<&mut [u8]> {
+            self.0.append(n)
+        }
+        fn trim(&mut self, n: usize) -> bool {
+            self.0.trim(n)
+        }
+        fn port(&self) -> u16 {
+            self.0.port()
+        }
+        fn set_port(&mut self, port: u16) {
+            self.0.set_port(port)
+        }
+        fn l3_csum_verified(&self) -> bool {
+            self.1
+        }
+    }
+    #[derive(Default)]
+    struct OffloadIo(Vec<OffloadBuf>);
+    impl Io<OffloadBuf> for OffloadIo {
+        fn alloc(&mut self) -> Option<OffloadBuf> {
+            Some(OffloadBuf(VecBuf::empty(), false))
+        }
+        fn tx(&mut self, pkt: OffloadBuf) {
+            self.0.push(pkt);
+        }
+        fn redirect(&mut self, _core: usize, _pkt: OffloadBuf) {
+            panic!("one core never redirects");
+        }
+        fn neigh_learned(&mut self, _port: u16, _ip: Ipv4Addr, _mac: [u8; 6]) {}
+    }
+
+    /// The software IPv4 header checksum check is skipped only when the buffer says the NIC did
+    /// it: a corrupted checksum is then trusted (as the NIC's verdict is), otherwise dropped.
+    #[test]
+    fn nic_verified_ip_checksum_skips_software_check() {
+        let mut w: Worker<OffloadBuf> = Worker::new(WorkerConfig::default(), snapshot());
+        let mut io = OffloadIo::default();
+        // UDP to VIP:53 (SEEDS' last frame) with its IPv4 header checksum broken.
+        let mut f = hex(SEEDS[SEEDS.len() - 1]);
+        f[ETH + 10] ^= 0xff;
+        w.process(OffloadBuf(VecBuf::new(&f, 0), false), 0, &mut io);
+        assert_eq!(w.counters().drops_of(DropReason::BadIpv4Checksum), 1);
+        assert_eq!(w.counters().sessions_created, 0);
+        w.process(OffloadBuf(VecBuf::new(&f, 0), true), 1, &mut io);
+        assert_eq!(w.counters().drops_of(DropReason::BadIpv4Checksum), 1, "not checked again");
+        assert_eq!(w.counters().sessions_created, 1, "went on to the service");
+    }
+
     #[test]
     fn snapshot_change_keeps_or_updates_scheduler_state() {
-        let mut w: Worker<VecBuf> = Worker::new(WorkerConfig::default(), snapshot());
+        let first = snapshot();
+        let mut w: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&first));
         assert_eq!(w.st.sched.len(), 2);
+        // A rebuild sharing the unchanged services (`build_from`) keeps their `Arc`s; a changed
+        // service gets a new definition and its state follows it.
+        let mut svcs: Vec<Service> = first.services.values().map(|s| (**s).clone()).collect();
+        svcs.sort_by_key(|s| s.key);
+        svcs[0].reals[0].weight = 5;
+        let next = Arc::new(
+            Snapshot::build_from(Some(&first), 2, first.ports.clone(), &[], &svcs, Default::default()).unwrap(),
+        );
+        let (changed, same) = (svcs[0].key, svcs[1].key);
+        let v4 = |k: ServiceKey| (k.proto, k.vip.ip().to_string().parse::<Ipv4Addr>().unwrap(), k.vip.port());
+        assert!(Arc::ptr_eq(&first.services[&v4(same)], &next.services[&v4(same)]), "unchanged service shared");
+        assert!(!Arc::ptr_eq(&first.services[&v4(changed)], &next.services[&v4(changed)]));
+        w.set_snapshot(Arc::clone(&next));
+        assert_eq!(w.st.sched.len(), 2);
+        assert!(Arc::ptr_eq(&w.st.sched[&changed].def, &next.services[&v4(changed)]));
+        assert_eq!(w.st.sched[&changed].def.reals[0].weight, 5);
+        // An equal definition from an unrelated build is adopted without a rebuild.
+        let again = Arc::new(Snapshot::build(3, first.ports.clone(), &[], &svcs, Default::default()).unwrap());
+        w.set_snapshot(Arc::clone(&again));
+        assert!(Arc::ptr_eq(&w.st.sched[&same].def, &again.services[&v4(same)]));
+        // A service removed from a snapshot of the same size minus one is dropped.
+        let one = Arc::new(Snapshot::build(4, first.ports.clone(), &[], &svcs[..1], Default::default()).unwrap());
+        w.set_snapshot(one);
+        assert_eq!(w.st.sched.len(), 1);
+        assert!(w.st.sched.contains_key(&changed));
         w.set_snapshot(Arc::new(Snapshot::empty()));
         assert!(w.st.sched.is_empty(), "services gone with the snapshot");
         assert_eq!(w.generation(), 0);

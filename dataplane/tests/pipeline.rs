@@ -1289,3 +1289,30 @@ fn nat_table_full_keeps_existing_flows() {
     assert!(r.rx(&fsyn, 2).is_empty());
     assert_eq!(r.drops(DropReason::SessionTableFull), 2);
 }
+
+/// Established packets use the hop cached in their session, but never past a change: a new MAC
+/// of the real server, or its entry going stale, is seen by the very next packet.
+#[test]
+fn cached_hop_follows_neighbour_changes() {
+    let mut r = Rig::new();
+    r.resolve_all();
+    let syn = tcp_frame(43000, 80, 0x02, 64);
+    let ack = tcp_frame(43000, 80, 0x10, 64);
+    assert_eq!(r.rx(&syn, 1), vec![dr_out(&syn, MAC11)]);
+    assert_eq!(r.rx(&ack, 2), vec![dr_out(&ack, MAC11)], "from the cache");
+    assert_eq!(r.rx(&ack, 3), vec![dr_out(&ack, MAC11)]);
+    // RS .11 moves to another MAC.
+    let moved = [0x02, 0, 0, 0, 0, 0x77];
+    let mut arp = h(RS11_ARP_REPLY);
+    arp[6..12].copy_from_slice(&moved);
+    arp[22..28].copy_from_slice(&moved);
+    assert!(r.rx(&arp, 4).is_empty());
+    assert_eq!(r.rx(&ack, 5), vec![dr_out(&ack, moved)], "the next packet follows the new MAC");
+    // A snapshot change keeps the session and its (re-resolved) hop.
+    r.w.set_snapshot(snapshot_with(2, &[rs(11, 80), rs(12, 80)], &[rs(12, 53)]));
+    assert_eq!(r.rx(&ack, 6), vec![dr_out(&ack, moved)]);
+    // Past the reachable time the entry is stale: the packet waits for ARP, not the old MAC.
+    let stale = 4 + WorkerConfig::default().neigh.reachable_ns;
+    assert_eq!(r.rx(&ack, stale), vec![h(OUR_ARP_REQ_RS11)]);
+    assert_eq!(r.rx(&arp, stale + 1), vec![dr_out(&ack, moved)], "released once resolved");
+}

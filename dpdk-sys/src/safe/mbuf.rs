@@ -14,6 +14,10 @@ use crate::ffi;
 pub const MBUF_DEFAULT_BUF_SIZE: u16 = ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16;
 /// `RTE_PKTMBUF_HEADROOM`: bytes reserved in front of a freshly allocated mbuf's data.
 pub const PKTMBUF_HEADROOM: usize = ffi::RTE_PKTMBUF_HEADROOM as usize;
+/// `ol_flags` value of the RX IPv4 checksum field when the NIC found the checksum good.
+pub const RX_IP_CKSUM_GOOD: u64 = ffi::RTE_MBUF_F_RX_IP_CKSUM_GOOD as u64;
+/// `ol_flags` mask of the RX IPv4 checksum field (GOOD, BAD, NONE or UNKNOWN).
+pub const RX_IP_CKSUM_MASK: u64 = ffi::RTE_MBUF_F_RX_IP_CKSUM_MASK as u64;
 
 /// A raw pool pointer remembered for the [`Eal::cleanup`] check.
 struct PoolPtr(NonNull<ffi::rte_mempool>, String);
@@ -353,6 +357,14 @@ impl Mbuf {
         } else {
             None
         }
+    }
+
+    /// The PMD verified the IPv4 header checksum and found it good: the 2-bit
+    /// `RTE_MBUF_F_RX_IP_CKSUM_MASK` field of `ol_flags` reads `RTE_MBUF_F_RX_IP_CKSUM_GOOD`
+    /// (drivers without the RX offload leave it UNKNOWN).
+    #[inline]
+    pub fn rx_ip_cksum_good(&self) -> bool {
+        self.ol_flags() & RX_IP_CKSUM_MASK == RX_IP_CKSUM_GOOD
     }
 
     /// Offload flags (`ol_flags`).
