@@ -43,6 +43,16 @@ pub struct Tunables {
     pub expire_nodest_conn: bool,
 }
 
+/// Which worker owns a client's sessions, for the replies of NAT real servers to find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// `owner_of(client_ip, client_port)`: the NAT rule.
+    ClientTuple,
+    /// `owner_of(client_ip & mask, 0)`: every service of the real server is persistent with
+    /// this netmask.
+    ClientNet(Ipv4Addr),
+}
+
 /// What the workers run on. Build with [`Snapshot::build`].
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -65,8 +75,13 @@ pub struct Snapshot {
     /// steered to the worker owning the client (`worker::owner_of`).
     pub nat_services: HashSet<(u8, Ipv4Addr, u16)>,
     /// (IP protocol, RIP, port) of NAT real servers: their replies are steered to the worker
-    /// owning the client, and dropped as `NoSession` when no session knows them.
-    pub nat_reals: HashSet<(u8, Ipv4Addr, u16)>,
+    /// owning the client, and dropped as `NoSession` when no session knows them. The value is
+    /// how that worker was chosen for the client's packets (see [`Owner`]).
+    pub nat_reals: HashMap<(u8, Ipv4Addr, u16), Owner>,
+    /// (IP protocol, VIP, port) of persistent services → their persistence netmask: every
+    /// client network is owned by one worker (`worker::owner_of(client & mask, 0)`), so its
+    /// template lives in one place whichever queue its connections arrive on.
+    pub persistent: HashMap<(u8, Ipv4Addr, u16), Ipv4Addr>,
     pub tunables: Tunables,
     /// Maglev lookup tables of `mh` services, built here, once per change, by the control
     /// thread, and shared by every worker (a 65537-entry build is too slow for a worker's gap).
@@ -123,7 +138,8 @@ impl Snapshot {
         let mut maglev = HashMap::new();
         let mut map = HashMap::new();
         let mut nat_services = HashSet::new();
-        let mut nat_reals = HashSet::new();
+        let mut nat_reals: HashMap<(u8, Ipv4Addr, u16), Owner> = HashMap::new();
+        let mut persistent = HashMap::new();
         for s in services {
             let v4 = match s.key.vip.ip() {
                 IpAddr::V4(v4) => v4,
@@ -139,10 +155,27 @@ impl Snapshot {
                 }
             }
             let proto = s.key.proto.ip_proto();
+            let owner = match s.persistence {
+                Some(p) => {
+                    persistent.insert((proto, v4, s.key.vip.port()), p.netmask);
+                    Owner::ClientNet(p.netmask)
+                }
+                None => Owner::ClientTuple,
+            };
             for r in &s.reals {
                 if let (FwdMode::Nat, IpAddr::V4(rip)) = (r.fwd, r.addr.ip()) {
                     nat_services.insert((proto, v4, s.key.vip.port()));
-                    nat_reals.insert((proto, rip, r.addr.port()));
+                    // A real server of services with different rules: the NAT rule, and the
+                    // replies of the others may land on a worker without their session
+                    // (documented in docs/multicore.md).
+                    nat_reals
+                        .entry((proto, rip, r.addr.port()))
+                        .and_modify(|o| {
+                            if *o != owner {
+                                *o = Owner::ClientTuple;
+                            }
+                        })
+                        .or_insert(owner);
                 }
             }
             let mkey = (s.key.proto, v4, s.key.vip.port());
@@ -155,7 +188,7 @@ impl Snapshot {
             }
             map.insert(mkey, same.cloned().unwrap_or_else(|| Arc::new(s.clone())));
         }
-        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, nat_services, nat_reals, tunables, maglev })
+        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, nat_services, nat_reals, persistent, tunables, maglev })
     }
 
     /// An empty snapshot (generation 0, nothing configured).

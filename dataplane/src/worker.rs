@@ -22,6 +22,11 @@
 //!   `owner_of(dst_ip, dst_port)`. RSS of the reply hashes other addresses, hence the hand-off.
 //! - **FULLNAT**: the receiving worker owns the flow and takes a local port with
 //!   `lport % n_cores == core`; a reply to LIP:lport goes to worker `lport % n_cores`.
+//! - **Persistent services** (any mode): the owner is `owner_of(client_ip & netmask, 0)`, so a
+//!   client network's template lives on one worker whichever queue its connections arrive on;
+//!   client packets arriving elsewhere are handed over (before the session lookup), and NAT
+//!   replies follow the same rule when every service of their real server is persistent with
+//!   one netmask ([`Owner`]).
 //! - ICMP errors quoting a NAT flow (either side) or a FULLNAT flow (real-server side) follow
 //!   the same rules on the quoted tuple.
 //!
@@ -36,7 +41,7 @@ use crate::nat;
 use crate::neigh::{Enqueue, NeighConfig, NeighTable, NeighView};
 use crate::route::Route;
 use crate::sched::{PickCtx, SchedState};
-use crate::snapshot::{PortInfo, Snapshot};
+use crate::snapshot::{Owner, PortInfo, Snapshot};
 use crate::tun::{self, TunError};
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp};
 use hashbrown::HashMap;
@@ -101,6 +106,12 @@ pub trait Io<B: PacketBuf> {
 pub fn owner_of(ip: Ipv4Addr, port: u16, n_cores: usize) -> usize {
     let h = (u32::from(ip) ^ (port as u32).rotate_left(16)).wrapping_mul(0x9E37_79B1) >> 16;
     h as usize % n_cores.max(1)
+}
+
+/// `ip` with its host bits (under `mask`) cleared: the client network of a persistence template.
+#[inline]
+fn masked(ip: Ipv4Addr, mask: Ipv4Addr) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(ip) & u32::from(mask))
 }
 
 /// Outcome of looking at a packet; the caller then acts on the owned buffer.
@@ -649,6 +660,11 @@ impl<B: PacketBuf> State<B> {
         if !snap.laddrs.is_empty() && snap.laddrs.contains(&key.dst) {
             return other(key.dport as usize % n);
         }
+        if !snap.persistent.is_empty() {
+            if let Some(mask) = snap.persistent.get(&(key.proto, key.dst, key.dport)) {
+                return other(owner_of(masked(key.src, *mask), 0, n));
+            }
+        }
         if snap.nat_reals.is_empty() {
             return None;
         }
@@ -656,11 +672,11 @@ impl<B: PacketBuf> State<B> {
         if o != me && snap.nat_services.contains(&(key.proto, key.dst, key.dport)) {
             return Some(o);
         }
-        let o = owner_of(key.dst, key.dport, n);
-        if o != me && snap.nat_reals.contains(&(key.proto, key.src, key.sport)) {
-            return Some(o);
+        match snap.nat_reals.get(&(key.proto, key.src, key.sport)) {
+            Some(Owner::ClientTuple) => other(owner_of(key.dst, key.dport, n)),
+            Some(Owner::ClientNet(mask)) => other(owner_of(masked(key.dst, *mask), 0, n)),
+            None => None,
         }
-        None
     }
 
     /// TCP and UDP not addressed to an interface: sessions first (one lookup finds either
@@ -699,7 +715,7 @@ impl<B: PacketBuf> State<B> {
             }
         }
         if !snap.vips.contains(&dst) {
-            if snap.laddrs.contains(&dst) || snap.nat_reals.contains(&(proto, src, sport)) {
+            if snap.laddrs.contains(&dst) || snap.nat_reals.contains_key(&(proto, src, sport)) {
                 // The reply of a NAT/FULLNAT flow we do not know (expired, or never ours).
                 return Verdict::Drop(DropReason::NoSession);
             }
@@ -1101,7 +1117,7 @@ impl<B: PacketBuf> State<B> {
             return Verdict::Redirect(core);
         }
         let Some((id, dir)) = self.conns.lookup(&look) else {
-            return Verdict::Drop(if ours || snap.nat_reals.contains(&(q.proto, *q.dst.ip(), q.dst.port())) { DropReason::IcmpNoSession } else { DropReason::NotForUs });
+            return Verdict::Drop(if ours || snap.nat_reals.contains_key(&(q.proto, *q.dst.ip(), q.dst.port())) { DropReason::IcmpNoSession } else { DropReason::NotForUs });
         };
         if ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
@@ -1151,8 +1167,13 @@ impl<B: PacketBuf> State<B> {
         let me = self.cfg.core;
         let o = if snap.laddrs.contains(q.src.ip()) {
             q.src.port() as usize % n
-        } else if snap.nat_reals.contains(&(q.proto, *q.dst.ip(), q.dst.port())) {
-            owner_of(*q.src.ip(), q.src.port(), n)
+        } else if let Some(rule) = snap.nat_reals.get(&(q.proto, *q.dst.ip(), q.dst.port())) {
+            match rule {
+                Owner::ClientTuple => owner_of(*q.src.ip(), q.src.port(), n),
+                Owner::ClientNet(mask) => owner_of(masked(*q.src.ip(), *mask), 0, n),
+            }
+        } else if let Some(mask) = snap.persistent.get(&(q.proto, *q.src.ip(), q.src.port())) {
+            owner_of(masked(*q.dst.ip(), *mask), 0, n)
         } else if snap.nat_services.contains(&(q.proto, *q.src.ip(), q.src.port())) {
             owner_of(*q.dst.ip(), q.dst.port(), n)
         } else {

@@ -1088,6 +1088,49 @@ fn two_cores_nat_redirect_to_the_client_owner() {
 }
 
 #[test]
+fn two_cores_persistent_service_is_owned_by_the_client_network() {
+    // TUN service 203.0.113.102:80 made persistent with a /24 mask, two real servers.
+    let mut services = modes_services(ClientAddrMode::None);
+    services[3].persistence = Some(Persistence { timeout_s: 300, netmask: ip("255.255.255.0") });
+    services[3].reals.push(real("192.0.2.10:80", FwdMode::Tun));
+    let snap = modes_snapshot(1, &services, 1500, Tunables::default());
+    let net = Ipv4Addr::new(198, 51, 100, 0);
+    let owner = rvs_dataplane::worker::owner_of(net, 0, 2);
+    let rig = |core| {
+        let mut r = Rig { w: Worker::new(WorkerConfig { core, n_cores: 2, ..WorkerConfig::default() }, Arc::clone(&snap)), io: TestIo::default() };
+        r.resolve_all();
+        r
+    };
+    let (mut own, mut other) = (rig(owner), rig(1 - owner));
+    // Whatever the client port, a packet of the client network arriving elsewhere is handed over.
+    let mut outer_dst = Vec::new();
+    for (i, port) in (40000u16..40006).enumerate() {
+        let syn = tcp_seg(GW_MAC, CLIENT, port, VIP_T, 80, 0x02, 1000, 0, &[], &[]);
+        let out = if i % 2 == 0 {
+            assert!(other.rx(&syn, i as u64).is_empty(), "non-owner must not forward");
+            let (core, pkt) = other.io.redirects.pop().expect("redirected");
+            assert_eq!(core, owner);
+            own.w.process_redirected(pkt, i as u64, &mut own.io);
+            own.take()
+        } else {
+            own.rx(&syn, i as u64)
+        };
+        assert_eq!(out.len(), 1);
+        outer_dst.push(out[0][30..34].to_vec());
+    }
+    assert!(outer_dst.windows(2).all(|w| w[0] == w[1]), "one template, one real server: {outer_dst:?}");
+    assert_eq!(other.w.sessions().len(), 0);
+    assert_eq!(own.w.templates(), 1);
+    // A client of another network may have another owner; the rule is the masked address.
+    let far = Ipv4Addr::new(192, 0, 2, 77);
+    let far_owner = rvs_dataplane::worker::owner_of(Ipv4Addr::new(192, 0, 2, 0), 0, 2);
+    let syn = tcp_seg(GW_MAC, far.octets(), 40000, VIP_T, 80, 0x02, 1000, 0, &[], &[]);
+    let r = if far_owner == owner { &mut other } else { &mut own };
+    assert!(r.rx(&syn, 9).is_empty());
+    assert_eq!(r.io.redirects.pop().map(|(c, _)| c), Some(far_owner));
+}
+
+#[test]
 fn learn_neigh_releases_held_packets_and_arp_is_shared() {
     let cfg = WorkerConfig { core: 0, n_cores: 2, ..WorkerConfig::default() };
     let mut r = Rig { w: Worker::new(cfg, snapshot()), io: TestIo::default() };
