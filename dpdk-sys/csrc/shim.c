@@ -18,6 +18,7 @@ void rvs_rte_errno_set(int value) { rte_errno = value; }
 uint64_t rvs_eth_rss_ip_tcp_udp(void) { return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP; }
 
 uint64_t rvs_eth_rx_offload_rss_hash(void) { return RTE_ETH_RX_OFFLOAD_RSS_HASH; }
+uint64_t rvs_eth_rx_offload_ipv4_cksum(void) { return RTE_ETH_RX_OFFLOAD_IPV4_CKSUM; }
 
 /* Copy an rte_flow_error (or strerror of ret) into msg. */
 static int flow_fail(int ret, const struct rte_flow_error *err, char *msg, size_t msg_len)

@@ -14,6 +14,8 @@ void rvs_rte_errno_set(int value);
 uint64_t rvs_eth_rss_ip_tcp_udp(void);
 /* RTE_ETH_RX_OFFLOAD_RSS_HASH */
 uint64_t rvs_eth_rx_offload_rss_hash(void);
+/* RTE_ETH_RX_OFFLOAD_IPV4_CKSUM */
+uint64_t rvs_eth_rx_offload_ipv4_cksum(void);
 
 /* ---- rte_flow: FULLNAT reply steering (DPVS-style) ------------------------------------
  * One rule: ingress, ETH / IPV4 dst == dst_ip / (TCP or UDP) dst port & port_mask ==

@@ -403,7 +403,16 @@ impl<'a> Driver<'a> {
 
 /// The bench's snapshot: one port (203.0.113.2/24), clients behind the gateway, TCP VIP:80 and
 /// UDP VIP:53 with N_RS real servers of `mode` (rr), FULLNAT local addresses, plus `extra`.
-fn snapshot(b: &Bench, gen: u64, mode: FwdMode, laddrs: usize, tunables: Tunables, extra: &[Service]) -> Result<Arc<Snapshot>, String> {
+/// `prev`: the snapshot being replaced, whose unchanged services are shared (rvsd's path).
+fn snapshot(
+    b: &Bench,
+    prev: Option<&Snapshot>,
+    gen: u64,
+    mode: FwdMode,
+    laddrs: usize,
+    tunables: Tunables,
+    extra: &[Service],
+) -> Result<Arc<Snapshot>, String> {
     let mut table = ServiceTable::new();
     for (proto, port) in [(Proto::Tcp, net::TCP_PORT), (Proto::Udp, net::UDP_PORT)] {
         let key = ServiceKey { proto, vip: SocketAddr::new(net::VIP.into(), port) };
@@ -421,7 +430,7 @@ fn snapshot(b: &Bench, gen: u64, mode: FwdMode, laddrs: usize, tunables: Tunable
     all.extend_from_slice(extra);
     let port = PortInfo { id: b.port, name: "net_ring0".into(), mac: net::PORT_MAC, addrs: vec![(net::PORT_ADDR, 24)], mtu: 1500 };
     let clients = StaticRoute { prefix: Ipv4Addr::new(192, 0, 2, 0), len: 24, port: b.port, via: Some(net::GW) };
-    Snapshot::build(gen, vec![port], &[clients], &all, tunables).map(Arc::new)
+    Snapshot::build_from(prev, gen, vec![port], &[clients], &all, tunables).map(Arc::new)
 }
 
 fn vip_of(proto: u8) -> SocketAddrV4 {
@@ -539,7 +548,7 @@ fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> Case
     // Mix opens its established flows under the default timeouts (opening 1M flows takes longer
     // than its 1 s SYN_RECV timeout) and switches afterwards, as an `rvsadm --set` would.
     let open_tunables = if wl == Workload::Mix { Tunables::default() } else { tunables };
-    let snap = match snapshot(b, 1, mode, laddrs, open_tunables, &[]) {
+    let snap = match snapshot(b, None, 1, mode, laddrs, open_tunables, &[]) {
         Ok(s) => s,
         Err(e) => return failed(mode, wl, n, format!("snapshot: {e}")),
     };
@@ -595,7 +604,7 @@ fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> Case
         }
     }
     if open_tunables != tunables {
-        match snapshot(b, 2, mode, laddrs, tunables, &[]) {
+        match snapshot(b, None, 2, mode, laddrs, tunables, &[]) {
             Ok(s) => w.set_snapshot(s),
             Err(e) => warm.error(format!("snapshot 2: {e}")),
         }
@@ -818,7 +827,7 @@ fn control_plane(b: &Bench, n_svc: usize, publications: usize) -> ControlResult 
     }
     let table_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
-    let first = snapshot(b, 1, FwdMode::Dr, 1, Tunables::default(), &table.to_services());
+    let first = snapshot(b, None, 1, FwdMode::Dr, 1, Tunables::default(), &table.to_services());
     let first_build_ms = t.elapsed().as_secs_f64() * 1e3;
     let shared = ArcSwap::from(match first {
         Ok(s) => s,
@@ -885,6 +894,7 @@ fn control_plane(b: &Bench, n_svc: usize, publications: usize) -> ControlResult 
             (gaps, switch_us, max_switch_gap, bursts, errs)
         });
         std::thread::sleep(Duration::from_millis(100));
+        let mut retired: Vec<Arc<Snapshot>> = Vec::new();
         for g in 2..2 + publications as u64 {
             // One change, as `rvsadm -e` makes it: edit a real server, compile, publish.
             let t = Instant::now();
@@ -896,9 +906,16 @@ fn control_plane(b: &Bench, n_svc: usize, publications: usize) -> ControlResult 
                     errors.push(format!("edit_real: {e}"));
                 }
             }
-            match snapshot(b, g, FwdMode::Dr, 1, Tunables::default(), &table.to_services()) {
+            // As rvsd's control thread: build from the current snapshot (unchanged services
+            // shared) and keep the replaced one alive here, so the worker only drops a reference.
+            let prev = shared.load_full();
+            match snapshot(b, Some(&prev), g, FwdMode::Dr, 1, Tunables::default(), &table.to_services()) {
                 Ok(s) => {
                     shared.store(s);
+                    retired.push(prev);
+                    if retired.len() > 2 {
+                        retired.remove(0);
+                    }
                     build_ms.push(t.elapsed().as_secs_f64() * 1e3);
                 }
                 Err(e) => errors.push(format!("snapshot {g}: {e}")),

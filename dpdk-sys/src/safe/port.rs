@@ -188,6 +188,9 @@ pub struct PortSetup {
     pub rss_hf: u64,
     /// The NIC writes the hash into mbufs ([`Mbuf::rss_hash`]).
     pub rss_hash_in_mbuf: bool,
+    /// The NIC verifies IPv4 header checksums and flags good ones in the mbuf
+    /// ([`Mbuf::rx_ip_cksum_good`]), so the pipeline can skip its own check.
+    pub rx_ipv4_cksum: bool,
     /// RX descriptors per queue after adjustment to the device limits.
     pub rx_desc: u16,
     /// TX descriptors per queue after adjustment to the device limits.
@@ -376,6 +379,7 @@ pub fn port_configure(
         rss: false,
         rss_hf: 0,
         rss_hash_in_mbuf: false,
+        rx_ipv4_cksum: false,
         rx_desc: conf.rx_desc,
         tx_desc: conf.tx_desc,
         notes: Vec::new(),
@@ -406,6 +410,13 @@ pub fn port_configure(
                 setup.rss_hash_in_mbuf = true;
             }
         }
+    }
+
+    // SAFETY: pure function returning a constant.
+    let ipv4_cksum = unsafe { ffi::rvs_eth_rx_offload_ipv4_cksum() };
+    if info.rx_offload_capa & ipv4_cksum != 0 {
+        eth_conf.rxmode.offloads |= ipv4_cksum;
+        setup.rx_ipv4_cksum = true;
     }
 
     // Reconfiguring drops the queues: make sure the state table says so first.
