@@ -4,6 +4,7 @@
 //! DPDK mbufs) with them; see docs/performance.md.
 //!
 //! Everything here is pure (no DPDK), so it is unit-tested beside the code.
+#![forbid(unsafe_code)]
 
 use rvs_config::model::FwdMode;
 use std::net::{Ipv4Addr, SocketAddrV4};

@@ -3,6 +3,7 @@
 //! `rvsadm [--socket PATH] <ipvsadm arguments>`, plus `rvsadm link show [--json]`,
 //! `rvsadm laddr add|del|show ...`, `rvsadm addr|route|neigh ...` and `rvsadm version`. Exit status: 0 success, 1 refused by rvsd or rvsd unreachable,
 //! 2 bad command line.
+#![forbid(unsafe_code)]
 
 use rvs_ctrl::display::{
     format_addrs, format_conns, format_laddrs, format_link, format_list, format_neighs, format_rates, format_routes,
