@@ -143,15 +143,7 @@ fn save_clear_restore_round_trip() {
     assert!(!rvsd.rvsadm_ok(&["-L", "-n"]).contains("203.0.113.100"), "-C left services behind");
     assert!(lab.client_curl(URL).is_err(), "traffic forwarded with no service");
 
-    let mut child = Command::new(rvsadm_bin())
-        .args(["--socket", &lab.socket().display().to_string(), "-R"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rvsadm -R");
-    child.stdin.take().expect("stdin").write_all(saved.as_bytes()).expect("write saved text");
-    let o = child.wait_with_output().expect("rvsadm -R");
+    let o = restore(&lab, &saved);
     assert!(o.status.success(), "rvsadm -R refused its own -S output: {}\n{saved}", out_str(&o));
 
     assert_eq!(rvsd.rvsadm_ok(&["-S", "-n"]), saved, "save text differs after restore");
@@ -161,6 +153,19 @@ fn save_clear_restore_round_trip() {
     let rn1 = answers.iter().filter(|a| a.trim() == "rn1").count();
     assert!(rn1 >= 5, "wrr 3:1 restored: {answers:?}");
     assert!(rvsd.stop().success(), "rvsd did not exit cleanly");
+}
+
+/// `rvsadm -R` with `text` on its standard input.
+fn restore(lab: &Lab, text: &str) -> std::process::Output {
+    let mut child = Command::new(rvsadm_bin())
+        .args(["--socket", &lab.socket().display().to_string(), "-R"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rvsadm -R");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write rvsadm -R input");
+    child.wait_with_output().expect("rvsadm -R")
 }
 
 /// `-L -n` text without the ActiveConn/InActConn columns of the real-server lines.
@@ -184,15 +189,7 @@ fn restore_with_a_bad_line_applies_nothing() {
     let Some(lab) = Lab::up("s3") else { return };
     let rvsd = Rvsd::start(&lab, "");
     let text = "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 192.0.2.11:80 -m\n-a -t 203.0.113.100:80 -r 192.0.2.300:80 -m\n";
-    let mut child = Command::new(rvsadm_bin())
-        .args(["--socket", &lab.socket().display().to_string(), "-R"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rvsadm -R");
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
-    let o = child.wait_with_output().expect("rvsadm -R");
+    let o = restore(&lab, text);
     assert!(!o.status.success(), "a restore with a bad address must fail");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("line 3") && err.contains("192.0.2.300"), "error names the line and the address: {err}");
