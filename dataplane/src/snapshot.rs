@@ -1,6 +1,7 @@
 //! The immutable view of configuration the workers run on. The control thread builds a new
 //! `Snapshot` for every change and publishes it (rvsd uses arc-swap); a worker picks it up between
-//! bursts with `Worker::set_snapshot`. Nothing in here changes after `build`.
+//! bursts with `Worker::set_snapshot`. Nothing in here changes after `build`; a snapshot built from
+//! the one it replaces lists which services changed ([`Changes`]) so workers update only those.
 
 use crate::conn::Timeouts;
 use crate::route::{Route, RouteTable};
@@ -10,6 +11,24 @@ use std::sync::Arc;
 use hashbrown::{HashMap, HashSet};
 use rvs_config::model::{FwdMode, Proto, Service, ServiceKey};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Source of [`Snapshot::id`]s: unique per build in this process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The services a [`Snapshot::build_from`] found different from the snapshot it started from,
+/// so a worker running on that one updates only these (one change among 10k services must not
+/// cost a 10k-entry walk in the worker's gap between bursts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// `generation` of the snapshot built from.
+    pub since: u64,
+    /// [`Snapshot::id`] of the snapshot built from: a worker applies the list only when it runs
+    /// on exactly that one (generations alone may repeat across unrelated builds).
+    pub base: u64,
+    /// Services added, changed (definition not equal) or removed, in no particular order.
+    pub keys: Vec<ServiceKey>,
+}
 
 /// One DPDK port as the dataplane sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +105,12 @@ pub struct Snapshot {
     /// Maglev lookup tables of `mh` services, built here, once per change, by the control
     /// thread, and shared by every worker (a 65537-entry build is too slow for a worker's gap).
     pub maglev: HashMap<ServiceKey, Arc<MaglevTable>>,
+    /// What changed relative to the `prev` of [`Snapshot::build_from`]: `None` when built
+    /// without one, or when so many services changed (over a quarter) that a full walk is as
+    /// cheap.
+    pub changes: Option<Changes>,
+    /// Unique per build in this process (a clone keeps it: same content).
+    id: u64,
 }
 
 impl Snapshot {
@@ -140,6 +165,7 @@ impl Snapshot {
         let mut nat_services = HashSet::new();
         let mut nat_reals: HashMap<(u8, Ipv4Addr, u16), Owner> = HashMap::new();
         let mut persistent = HashMap::new();
+        let mut changed = Vec::new();
         for s in services {
             let v4 = match s.key.vip.ip() {
                 IpAddr::V4(v4) => v4,
@@ -186,9 +212,28 @@ impl Snapshot {
                     .unwrap_or_else(|| Arc::new(MaglevTable::build(&s.reals, MaglevTable::DEFAULT_SIZE)));
                 maglev.insert(s.key, table);
             }
+            if same.is_none() && prev.is_some() {
+                changed.push(s.key);
+            }
             map.insert(mkey, same.cloned().unwrap_or_else(|| Arc::new(s.clone())));
         }
-        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, nat_services, nat_reals, persistent, tunables, maglev })
+        let changes = prev.and_then(|p| {
+            changed.extend(p.services.iter().filter(|(k, _)| !map.contains_key(*k)).map(|(_, s)| s.key));
+            let limit = (map.len().max(p.services.len()) / 4).max(Self::MIN_CHANGE_LIMIT);
+            (changed.len() <= limit).then_some(Changes { since: p.generation, base: p.id, keys: changed })
+        });
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, nat_services, nat_reals, persistent, tunables, maglev, changes, id })
+    }
+
+    /// Change lists up to this long are always kept, whatever the number of services (a short
+    /// list is cheap to apply even when it is most of a small configuration).
+    const MIN_CHANGE_LIMIT: usize = 16;
+
+    /// Unique per build in this process; [`Changes::base`] names the snapshot a change list is
+    /// relative to.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// An empty snapshot (generation 0, nothing configured).
@@ -207,5 +252,56 @@ impl Snapshot {
     /// Service keys, for rebuilding per-worker scheduler state.
     pub fn service_keys(&self) -> impl Iterator<Item = &ServiceKey> {
         self.services.values().map(|s| &s.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_config::model::RealServer;
+    use std::net::SocketAddr;
+
+    fn svc(port: u16, weight: u32) -> Service {
+        let vip = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 100).into(), port);
+        let mut s = Service::new(ServiceKey { proto: Proto::Tcp, vip }, SchedKind::Wrr);
+        s.reals = (11..14)
+            .map(|i| RealServer { addr: SocketAddr::new(Ipv4Addr::new(203, 0, 113, i).into(), port), fwd: FwdMode::Dr, weight, u_threshold: 0, l_threshold: 0 })
+            .collect();
+        s
+    }
+
+    fn sorted(c: &Changes) -> Vec<u16> {
+        let mut v: Vec<u16> = c.keys.iter().map(|k| k.vip.port()).collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn build_from_lists_added_changed_and_removed_services() {
+        let svcs: Vec<Service> = (1..=8).map(|p| svc(p, 1)).collect();
+        let first = Snapshot::build(1, Vec::new(), &[], &svcs, Tunables::default()).unwrap();
+        assert_eq!(first.changes, None, "no previous snapshot, no list");
+        // Nothing changed: an empty list, relative to `first`.
+        let same = Snapshot::build_from(Some(&first), 2, Vec::new(), &[], &svcs, Tunables::default()).unwrap();
+        let c = same.changes.as_ref().unwrap();
+        assert_eq!((c.since, c.base, c.keys.len()), (1, first.id(), 0));
+        assert_ne!(same.id(), first.id());
+        // Port 2 edited, port 3 removed, port 9 added.
+        let mut next: Vec<Service> = svcs.iter().filter(|s| s.key.vip.port() != 3).cloned().collect();
+        next[1].reals[0].weight = 7;
+        next.push(svc(9, 1));
+        let snap = Snapshot::build_from(Some(&same), 3, Vec::new(), &[], &next, Tunables::default()).unwrap();
+        let c = snap.changes.as_ref().unwrap();
+        assert_eq!((c.since, c.base), (2, same.id()));
+        assert_eq!(sorted(c), vec![2, 3, 9]);
+        // Too many changes (over a quarter and over the minimum): no list, workers walk all.
+        let many: Vec<Service> = (1..=100).map(|p| svc(p, 1)).collect();
+        let base = Snapshot::build(4, Vec::new(), &[], &many, Tunables::default()).unwrap();
+        let edited: Vec<Service> = many.iter().map(|s| if s.key.vip.port() <= 26 { svc(s.key.vip.port(), 2) } else { s.clone() }).collect();
+        let big = Snapshot::build_from(Some(&base), 5, Vec::new(), &[], &edited, Tunables::default()).unwrap();
+        assert_eq!(big.changes, None, "26 of 100 changed");
+        let edited: Vec<Service> = many.iter().map(|s| if s.key.vip.port() <= 25 { svc(s.key.vip.port(), 2) } else { s.clone() }).collect();
+        let ok = Snapshot::build_from(Some(&base), 5, Vec::new(), &[], &edited, Tunables::default()).unwrap();
+        assert_eq!(ok.changes.map(|c| c.keys.len()), Some(25));
     }
 }

@@ -243,41 +243,39 @@ impl<B: PacketBuf> Worker<B> {
     /// rotation state of services whose real-server list is unchanged, `SchedState::update` when
     /// changed), and takes the snapshot's timeouts when they changed. Sessions of deleted real
     /// servers are looked at lazily, on their next packet.
+    ///
+    /// When `snap` was built from the very snapshot this worker runs on, only the services of
+    /// its change list ([`Snapshot::changes`]) are touched: O(changes), not O(services). Else
+    /// (a skipped generation, no list) every service is walked.
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
-        // Only services whose definition changed are touched: a snapshot built with
-        // `Snapshot::build_from` shares the `Arc` of every unchanged service (pointer compare);
-        // otherwise an equal definition is still skipped after a compare, without rebuilding.
-        for svc in snap.services.values() {
-            match self.st.sched.get_mut(&svc.key) {
-                Some(s) if Arc::ptr_eq(&s.def, svc) => {}
-                Some(s) if *s.def == **svc => s.def = Arc::clone(svc),
-                Some(s) if s.kind == svc.sched => {
-                    if s.def.reals != svc.reals {
-                        match s.state.as_mut() {
-                            Some(st) => st.update_with_table(&svc.reals, snap.maglev.get(&svc.key).cloned()),
-                            None => s.state = new_sched(svc, &snap),
-                        }
+        let listed = snap.changes.as_ref().filter(|c| c.base == self.snap.id() && c.since == self.snap.generation);
+        if let Some(changes) = listed {
+            for key in &changes.keys {
+                let svc = match key.vip.ip() {
+                    IpAddr::V4(v4) => snap.services.get(&(key.proto, v4, key.vip.port())),
+                    IpAddr::V6(_) => None,
+                };
+                match svc {
+                    Some(svc) => update_sched(&mut self.st.sched, svc, &snap),
+                    None => {
+                        self.st.sched.remove(key);
                     }
-                    s.thresholds = svc.reals.iter().any(|r| r.u_threshold > 0);
-                    s.def = Arc::clone(svc);
-                }
-                _ => {
-                    let entry = SvcSched {
-                        kind: svc.sched,
-                        def: Arc::clone(svc),
-                        state: new_sched(svc, &snap),
-                        thresholds: svc.reals.iter().any(|r| r.u_threshold > 0),
-                    };
-                    self.st.sched.insert(svc.key, entry);
                 }
             }
-        }
-        // Every service of the snapshot now has an entry: more entries means some are gone.
-        if self.st.sched.len() != snap.services.len() {
-            self.st.sched.retain(|k, _| match k.vip.ip() {
-                IpAddr::V4(v4) => snap.services.contains_key(&(k.proto, v4, k.vip.port())),
-                IpAddr::V6(_) => false,
-            });
+        } else {
+            // A snapshot built with `Snapshot::build_from` shares the `Arc` of every unchanged
+            // service (pointer compare); otherwise an equal definition is still skipped after a
+            // compare, without rebuilding.
+            for svc in snap.services.values() {
+                update_sched(&mut self.st.sched, svc, &snap);
+            }
+            // Every service of the snapshot now has an entry: more entries means some are gone.
+            if self.st.sched.len() != snap.services.len() {
+                self.st.sched.retain(|k, _| match k.vip.ip() {
+                    IpAddr::V4(v4) => snap.services.contains_key(&(k.proto, v4, k.vip.port())),
+                    IpAddr::V6(_) => false,
+                });
+            }
         }
         if snap.tunables.timeouts != self.snap.tunables.timeouts {
             self.set_timeouts(snap.tunables.timeouts);
@@ -408,6 +406,34 @@ impl<B: PacketBuf> Worker<B> {
         let (removed, held) = self.st.neigh.flush_port(port);
         self.st.counters.drops[DropReason::NeighUnreachable as usize] += held.len() as u64;
         removed
+    }
+}
+
+/// Bring the scheduler state of `svc` up to its definition in `snap`: nothing when it is the
+/// same (shared `Arc` or equal), `update` when only its real servers changed, else a new state.
+fn update_sched(sched: &mut HashMap<ServiceKey, SvcSched>, svc: &Arc<Service>, snap: &Snapshot) {
+    match sched.get_mut(&svc.key) {
+        Some(s) if Arc::ptr_eq(&s.def, svc) => {}
+        Some(s) if *s.def == **svc => s.def = Arc::clone(svc),
+        Some(s) if s.kind == svc.sched => {
+            if s.def.reals != svc.reals {
+                match s.state.as_mut() {
+                    Some(st) => st.update_with_table(&svc.reals, snap.maglev.get(&svc.key).cloned()),
+                    None => s.state = new_sched(svc, snap),
+                }
+            }
+            s.thresholds = svc.reals.iter().any(|r| r.u_threshold > 0);
+            s.def = Arc::clone(svc);
+        }
+        _ => {
+            let entry = SvcSched {
+                kind: svc.sched,
+                def: Arc::clone(svc),
+                state: new_sched(svc, snap),
+                thresholds: svc.reals.iter().any(|r| r.u_threshold > 0),
+            };
+            sched.insert(svc.key, entry);
+        }
     }
 }
 
@@ -1656,6 +1682,131 @@ mod tests {
         w.set_snapshot(Arc::new(Snapshot::empty()));
         assert!(w.st.sched.is_empty(), "services gone with the snapshot");
         assert_eq!(w.generation(), 0);
+    }
+
+    /// Services on ports 1..=n of one VIP, schedulers cycling through rr, wrr, mh, lc.
+    fn sched_services(n: u16) -> Vec<Service> {
+        let kinds = [SchedKind::Rr, SchedKind::Wrr, SchedKind::Mh, SchedKind::Lc];
+        (1..=n)
+            .map(|p| {
+                let vip = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 100).into(), p);
+                let mut s = Service::new(ServiceKey { proto: Proto::Udp, vip }, kinds[usize::from(p) % kinds.len()]);
+                s.reals = (11..15u8)
+                    .map(|i| RealServer { addr: SocketAddr::new(Ipv4Addr::new(203, 0, 113, i).into(), p), fwd: FwdMode::Dr, weight: u32::from(i - 10), u_threshold: 0, l_threshold: 0 })
+                    .collect();
+                s
+            })
+            .collect()
+    }
+
+    fn build_next(prev: &Snapshot, gen: u64, svcs: &[Service]) -> Arc<Snapshot> {
+        Arc::new(Snapshot::build_from(Some(prev), gen, prev.ports.clone(), &[], svcs, Default::default()).unwrap())
+    }
+
+    /// The picks of `a` and `b` for the same 24 new flows of every service in `svcs` (whether or
+    /// not the workers know it), which must agree; returns them.
+    fn same_picks(a: &mut Worker<VecBuf>, b: &mut Worker<VecBuf>, svcs: &[Service]) -> Vec<Option<usize>> {
+        let mut out = Vec::new();
+        for svc in svcs {
+            for i in 0..24u8 {
+                let client = Ipv4Addr::new(198, 51, 100, i);
+                let vip = Ipv4Addr::new(203, 0, 113, 100);
+                let (pa, pb) = (a.st.pick(svc, client, 40_000 + u16::from(i), vip), b.st.pick(svc, client, 40_000 + u16::from(i), vip));
+                assert_eq!(pa, pb, "service {} flow {i}", svc.key);
+                out.push(pa);
+            }
+        }
+        let keys = |w: &Worker<VecBuf>| {
+            let mut k: Vec<ServiceKey> = w.st.sched.keys().copied().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(a), keys(b));
+        out
+    }
+
+    #[test]
+    fn change_list_switch_equals_a_fresh_worker_and_a_full_walk() {
+        let first = snapshot();
+        let svcs = sched_services(8);
+        let g = build_next(&first, 2, &svcs);
+        // g+1: port 2 (mh) gets new weights, port 3 (lc) loses a real server, port 4 changes
+        // scheduler (rr to wrr), port 5 is removed, port 9 is added.
+        let mut next: Vec<Service> = svcs.iter().filter(|s| s.key.vip.port() != 5).cloned().collect();
+        next[1].reals[0].weight = 9;
+        next[2].reals.pop();
+        next[3].sched = SchedKind::Wrr;
+        next.extend(sched_services(9).pop());
+        let g1 = build_next(&g, 3, &next);
+        let mut listed: Vec<u16> = g1.changes.as_ref().unwrap().keys.iter().map(|k| k.vip.port()).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, vec![2, 3, 4, 5, 9]);
+
+        let mut a: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g));
+        a.set_snapshot(Arc::clone(&g1));
+        // The same switch by the full walk (the change list taken away).
+        let mut walk_snap = (*g1).clone();
+        walk_snap.changes = None;
+        let mut c: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g));
+        c.set_snapshot(Arc::new(walk_snap));
+        let mut fresh: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g1));
+        assert_eq!(a.generation(), 3);
+        assert_eq!(a.st.sched.len(), 8);
+        assert!(!a.st.sched.contains_key(&svcs[4].key), "removed service has no scheduler");
+        // Every service of either generation, including the removed one (no pick) and the added.
+        let mut all = svcs.clone();
+        all.extend(sched_services(9).pop());
+        let defs: Vec<Service> = all
+            .iter()
+            .map(|s| next.iter().find(|n| n.key == s.key).cloned().unwrap_or_else(|| s.clone()))
+            .collect();
+        let picks = same_picks(&mut a, &mut fresh, &defs);
+        assert_eq!(&picks[4 * 24..5 * 24], &[None; 24][..], "port 5 is gone");
+        assert!(picks[8 * 24..].iter().all(|p| p.is_some()), "port 9 is scheduled");
+        for s in &defs {
+            if let Some(ss) = a.st.sched.get(&s.key) {
+                assert_eq!(*ss.def, *s);
+                assert_eq!(ss.kind, s.sched);
+            }
+        }
+        let mut a2: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g));
+        a2.set_snapshot(Arc::clone(&g1));
+        same_picks(&mut a2, &mut c, &defs);
+        // A new flow to the removed service's VIP:port is dropped as NoService.
+        let mut io = VecIo { sent: 0, fail_alloc_every: 0, allocs: 0 };
+        let frame = udp_frame("198.51.100.7:4000".parse().unwrap(), "203.0.113.100:5".parse().unwrap(), b"x");
+        a.process(VecBuf::new(&frame, 0), 1_000, &mut io);
+        assert_eq!(a.counters().drops_of(DropReason::NoService), 1);
+    }
+
+    #[test]
+    fn skipped_generation_falls_back_to_the_full_walk() {
+        let first = snapshot();
+        let svcs = sched_services(8);
+        let g = build_next(&first, 2, &svcs);
+        // g+1 removes port 5; g+2 (built from g+1) only edits port 2: its list does not say
+        // port 5 is gone, so a worker still on g must not use it.
+        let g1_svcs: Vec<Service> = svcs.iter().filter(|s| s.key.vip.port() != 5).cloned().collect();
+        let g1 = build_next(&g, 3, &g1_svcs);
+        let mut g2_svcs = g1_svcs.clone();
+        g2_svcs[1].reals[0].weight = 9;
+        let g2 = build_next(&g1, 4, &g2_svcs);
+        assert_eq!(g2.changes.as_ref().map(|c| c.keys.len()), Some(1));
+        let mut w: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g));
+        w.set_snapshot(Arc::clone(&g2));
+        let mut fresh: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g2));
+        assert_eq!(w.generation(), 4);
+        assert!(!w.st.sched.contains_key(&svcs[4].key), "removed in the skipped generation");
+        let picks = same_picks(&mut w, &mut fresh, &svcs);
+        assert_eq!(&picks[4 * 24..5 * 24], &[None; 24][..]);
+        assert_eq!(*w.st.sched[&svcs[1].key].def, g2_svcs[1]);
+        // A worker started on a snapshot never takes a list relative to another one, even of
+        // the same generation.
+        let other = Arc::new(Snapshot::build(3, first.ports.clone(), &[], &svcs, Default::default()).unwrap());
+        let mut x: Worker<VecBuf> = Worker::new(WorkerConfig::default(), other);
+        x.set_snapshot(Arc::clone(&g2));
+        let mut fresh2: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g2));
+        same_picks(&mut x, &mut fresh2, &svcs);
     }
 
     /// A UDP datagram in an Ethernet frame to our port MAC, IP checksum filled, UDP checksum 0.
