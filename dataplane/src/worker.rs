@@ -1,4 +1,4 @@
-//! The per-core pipeline. OWNER: pipeline helper.
+//! The per-core pipeline.
 //!
 //! A worker owns everything it touches per packet (neighbour cache, session table, scheduler
 //! state, local ports, persistence templates, counters), so the packet path takes no lock. It

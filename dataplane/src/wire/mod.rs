@@ -3,8 +3,6 @@
 //! everything the getters rely on (so no getter can index out of bounds afterwards, whatever
 //! the input), getters, and setters for `T: AsMut<[u8]>`. Byte offsets live in a private
 //! `mod field` of each file.
-//!
-//! OWNER: pipeline helper.
 
 pub mod arp;
 pub mod checksum;
