@@ -1,5 +1,5 @@
 //! rvsd, the rvs gateway daemon: the DPDK glue around the DPDK-free packet logic of
-//! `rvs-dataplane`. Every call into DPDK goes through `dpdk-sys`'s safe wrapper; this crate forbids unsafe code.
+//! `rvs-dataplane`. Every call into DPDK goes through `dpdk-sys`'s safe wrapper.
 #![forbid(unsafe_code)]
 
 pub mod control;

@@ -107,6 +107,18 @@ pub enum SchedKind {
 }
 
 impl SchedKind {
+    /// Every scheduler, in ipvsadm's documentation order.
+    pub const ALL: [SchedKind; 8] = [
+        SchedKind::Rr,
+        SchedKind::Wrr,
+        SchedKind::Lc,
+        SchedKind::Wlc,
+        SchedKind::Sh,
+        SchedKind::Dh,
+        SchedKind::Fo,
+        SchedKind::Mh,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             SchedKind::Rr => "rr",

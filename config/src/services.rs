@@ -14,18 +14,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 /// Highest real-server weight ipvsadm accepts (`-w`).
 pub const MAX_WEIGHT: u32 = 65535;
 
-/// Every scheduler, in ipvsadm's documentation order (used to list the supported ones).
-const ALL_SCHEDS: [SchedKind; 8] = [
-    SchedKind::Rr,
-    SchedKind::Wrr,
-    SchedKind::Lc,
-    SchedKind::Wlc,
-    SchedKind::Sh,
-    SchedKind::Dh,
-    SchedKind::Fo,
-    SchedKind::Mh,
-];
-
 /// Every forwarding mode (used to list the supported ones).
 const ALL_FWDS: [FwdMode; 4] = [FwdMode::Dr, FwdMode::Tun, FwdMode::Nat, FwdMode::FullNat];
 
@@ -75,7 +63,7 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::SchedNotSupported(s) => {
-                let avail: Vec<&str> = ALL_SCHEDS.iter().filter(|s| s.supported()).map(|s| s.name()).collect();
+                let avail: Vec<&str> = SchedKind::ALL.iter().filter(|s| s.supported()).map(|s| s.name()).collect();
                 write!(f, "scheduler '{}' is not supported yet (available: {})", s.name(), avail.join(", "))
             }
             Problem::FwdNotSupported(m) => {
@@ -815,7 +803,7 @@ mod tests {
     fn every_mode_and_scheduler_is_accepted() {
         let k = key("203.0.113.100:80");
         let mut t = table();
-        for sched in ALL_SCHEDS {
+        for sched in SchedKind::ALL {
             assert!(sched.supported());
             let mut s = svc("203.0.113.100:80", &[]);
             s.sched = sched;

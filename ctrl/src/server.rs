@@ -3,7 +3,7 @@
 //! Access control is the socket file's mode, 0600 (owner only, i.e. root for rvsd): Linux
 //! checks write permission on the socket file at connect(2). The file is bound under a
 //! temporary name, chmod-ed, then renamed into place, so it is never reachable with a looser
-//! mode. (No SO_PEERCRED check: that needs `unsafe` libc calls, which the project keeps in
+//! mode. (No SO_PEERCRED check: that needs raw libc calls, which the project keeps in
 //! dpdk-sys.)
 //!
 //! One thread per connection, capped at [`MAX_CONNECTIONS`]; requests are answered in order.

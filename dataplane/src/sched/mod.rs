@@ -260,17 +260,7 @@ mod testutil {
     use super::*;
     use rvs_config::model::FwdMode;
 
-    pub(super) const ALL: [SchedKind; 8] = [
-        SchedKind::Rr,
-        SchedKind::Wrr,
-        SchedKind::Lc,
-        SchedKind::Wlc,
-        SchedKind::Sh,
-        SchedKind::Dh,
-        SchedKind::Fo,
-        SchedKind::Mh,
-    ];
-
+    pub(super) const ALL: [SchedKind; 8] = SchedKind::ALL;
     pub(super) fn rs(last: u8, weight: u32) -> RealServer {
         rs_at(SocketAddr::new(Ipv4Addr::new(203, 0, 113, last).into(), 80), weight)
     }

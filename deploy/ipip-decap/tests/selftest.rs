@@ -4,7 +4,7 @@
 use std::process::Command;
 
 fn is_root() -> bool {
-    // `id -u` rather than libc::geteuid: this crate has no unsafe and no libc dependency.
+    // `id -u` rather than libc::geteuid: this crate has no libc dependency.
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
