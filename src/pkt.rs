@@ -49,4 +49,8 @@ impl PacketBuf for Pkt {
     fn l3_csum_verified(&self) -> bool {
         self.0.rx_ip_cksum_good()
     }
+    #[inline(always)]
+    fn prefetch(addr: *const u8) {
+        dpdk_sys::prefetch(addr)
+    }
 }

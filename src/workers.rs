@@ -393,6 +393,7 @@ pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>, fabric: Arc
     };
     let mut worker: Worker<Pkt> = Worker::new(cfg.dataplane.clone(), shared.snapshot.load_full());
     let mut rx: Vec<Mbuf> = Vec::with_capacity(cfg.burst);
+    let mut burst: Vec<Pkt> = Vec::with_capacity(cfg.burst);
     let epoch = Instant::now();
     let mut last_tick = epoch;
     let mut last_stats = epoch;
@@ -424,9 +425,8 @@ pub fn run(cfg: LoopConfig, pool: Arc<Mempool>, shared: Arc<Shared>, fabric: Arc
         for &port in &cfg.ports {
             let n = dpdk_sys::rx_burst(port, queue, &mut rx);
             got += n;
-            for m in rx.drain(..) {
-                worker.process(Pkt(m), now_ns, &mut io);
-            }
+            burst.extend(rx.drain(..).map(Pkt));
+            worker.process_burst(&mut burst, now_ns, &mut io);
         }
         // Packets of sessions this worker owns that arrived on another worker's queue.
         for from in (0..n_workers).filter(|&w| w != me) {

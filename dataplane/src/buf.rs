@@ -35,6 +35,13 @@ pub trait PacketBuf {
     fn l3_csum_verified(&self) -> bool {
         false
     }
+    /// A hint that the cache line holding `addr` is about to be read: the platform's prefetch
+    /// instruction (rvsd's mbuf has it from dpdk-sys, where the project's unsafe code lives).
+    /// Never dereferences `addr`; the default does nothing.
+    #[inline(always)]
+    fn prefetch(addr: *const u8) {
+        let _ = addr;
+    }
 }
 
 /// A heap buffer with headroom and tailroom, for tests and benchmarks.

@@ -146,6 +146,9 @@ struct Plan {
 #[derive(Debug)]
 struct SvcSched {
     kind: SchedKind,
+    /// Statistics slot of each real server of `def` (by index), [`SLOT_UNKNOWN`] until its
+    /// first session: a new flow finds its slot without hashing (service, real server).
+    slots: Vec<u32>,
     /// The definition this state was built from (its real servers), shared with the snapshot.
     def: Arc<Service>,
     /// `None` when this build does not implement the scheduler (every new flow is then
@@ -155,8 +158,91 @@ struct SvcSched {
     thresholds: bool,
 }
 
-/// Per-(service, real server) (active, inactive) session counts.
-type ConnCounts = HashMap<(ServiceKey, SocketAddr), (u32, u32)>;
+/// The hop towards a real server under a forwarding stamp (0: none yet), kept per statistics
+/// slot so that the new sessions of a (service, real server) pair skip the route and neighbour
+/// lookups their first packet would otherwise make.
+#[derive(Debug, Clone, Copy)]
+struct SlotHop {
+    stamp: u32,
+    port_idx: u8,
+    mac: [u8; 6],
+    /// TUN: the outer source address.
+    tun_src: Ipv4Addr,
+}
+
+/// [`SvcSched::slots`] entry not looked up yet.
+const SLOT_UNKNOWN: u32 = u32::MAX - 1;
+
+/// The worker's key of a service (its scheduler state): (protocol, VIP, port) packed into one
+/// word, so finding it costs one hash step. Services are IPv4 (the snapshot holds no others).
+fn sched_id(k: &ServiceKey) -> u64 {
+    match k.vip {
+        SocketAddr::V4(a) => u64::from(k.proto.ip_proto()) << 48 | u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port()),
+        SocketAddr::V6(_) => u64::MAX,
+    }
+}
+
+/// Per-(service, real server) (active, inactive) session counts, as ipvsadm shows them and the
+/// lc/wlc/... schedulers read them: indexed by the session's statistics slot (no hashing on the
+/// packet path), in a map for the sessions of pairs that have no slot.
+#[derive(Default)]
+struct ConnCounts {
+    by_slot: Vec<(u32, u32)>,
+    other: HashMap<(ServiceKey, SocketAddr), (u32, u32)>,
+}
+
+impl ConnCounts {
+    fn get(&self, slot: Option<u32>, svc: ServiceKey, rs: SocketAddr) -> (u32, u32) {
+        match slot.and_then(|i| self.by_slot.get(i as usize)) {
+            Some(c) => *c,
+            None => self.other.get(&(svc, rs)).copied().unwrap_or((0, 0)),
+        }
+    }
+
+    /// Count a session (of statistics slot `slot`) in `state`.
+    fn add(&mut self, slot: u32, svc: ServiceKey, rs: SocketAddr, state: ConnState) {
+        let c = match self.by_slot.get_mut(slot as usize) {
+            Some(c) => c,
+            None => self.other.entry((svc, rs)).or_insert((0, 0)),
+        };
+        if state.is_active() {
+            c.0 += 1;
+        } else {
+            c.1 += 1;
+        }
+    }
+
+    /// Uncount a session (of statistics slot `slot`) in `state`.
+    fn sub(&mut self, slot: u32, svc: ServiceKey, rs: SocketAddr, state: ConnState) {
+        if let Some(c) = self.by_slot.get_mut(slot as usize) {
+            dec(c, state);
+            return;
+        }
+        let k = (svc, rs);
+        if let Some(c) = self.other.get_mut(&k) {
+            dec(c, state);
+            if *c == (0, 0) {
+                self.other.remove(&k);
+            }
+        }
+    }
+
+    /// A session moved from state `old` to `new`.
+    fn moved(&mut self, slot: u32, svc: ServiceKey, rs: SocketAddr, old: ConnState, new: ConnState) {
+        if old.is_active() != new.is_active() {
+            self.sub(slot, svc, rs, old);
+            self.add(slot, svc, rs, new);
+        }
+    }
+}
+
+fn dec(c: &mut (u32, u32), state: ConnState) {
+    if state.is_active() {
+        c.0 = c.0.saturating_sub(1);
+    } else {
+        c.1 = c.1.saturating_sub(1);
+    }
+}
 
 /// Most (service, real server) statistics slots a worker keeps; sessions of pairs beyond it
 /// (only after a great many distinct real servers came and went) are not counted per server.
@@ -184,7 +270,8 @@ struct State<B> {
     cfg: WorkerConfig,
     neigh: NeighTable<B>,
     conns: ConnTable,
-    sched: HashMap<ServiceKey, SvcSched>,
+    /// By [`sched_id`].
+    sched: HashMap<u64, SvcSched>,
     conn_counts: ConnCounts,
     counters: Counters,
     /// Reused for `PickCtx::conns` of schedulers that look at connection counts.
@@ -199,6 +286,8 @@ struct State<B> {
     redirected: bool,
     /// (service, real server) → index into `rs_stats`, looked up once per new session.
     rs_slots: HashMap<(ServiceKey, SocketAddr), u32>,
+    /// Per statistics slot: the hop of the real server's last new session (see `new_flow`).
+    slot_hops: Vec<SlotHop>,
     /// Per-(service, real server) traffic; a session holds its slot index (`Session::stats`).
     /// Slots are never reused, so the figures are cumulative for the worker's life.
     rs_stats: Vec<((ServiceKey, SocketAddr), RsStats)>,
@@ -221,7 +310,7 @@ impl<B: PacketBuf> Worker<B> {
                 neigh,
                 conns,
                 sched: HashMap::new(),
-                conn_counts: HashMap::new(),
+                conn_counts: ConnCounts::default(),
                 counters: Counters::default(),
                 scratch: Vec::new(),
                 lports,
@@ -231,6 +320,7 @@ impl<B: PacketBuf> Worker<B> {
                 redirected: false,
                 rs_slots: HashMap::new(),
                 rs_stats: Vec::new(),
+                slot_hops: Vec::new(),
                 fwd_stamp: 1,
                 stamp_of: (u64::MAX, 0),
             },
@@ -258,7 +348,7 @@ impl<B: PacketBuf> Worker<B> {
                 match svc {
                     Some(svc) => update_sched(&mut self.st.sched, svc, &snap),
                     None => {
-                        self.st.sched.remove(key);
+                        self.st.sched.remove(&sched_id(key));
                     }
                 }
             }
@@ -271,8 +361,8 @@ impl<B: PacketBuf> Worker<B> {
             }
             // Every service of the snapshot now has an entry: more entries means some are gone.
             if self.st.sched.len() != snap.services.len() {
-                self.st.sched.retain(|k, _| match k.vip.ip() {
-                    IpAddr::V4(v4) => snap.services.contains_key(&(k.proto, v4, k.vip.port())),
+                self.st.sched.retain(|_, s| match s.def.key.vip.ip() {
+                    IpAddr::V4(v4) => snap.services.contains_key(&(s.def.key.proto, v4, s.def.key.vip.port())),
                     IpAddr::V6(_) => false,
                 });
             }
@@ -293,6 +383,38 @@ impl<B: PacketBuf> Worker<B> {
         self.st.counters.rx_pkts += 1;
         self.st.counters.rx_bytes += pkt.len() as u64;
         self.run(pkt, now_ns, false, io);
+    }
+
+    /// Handle a burst of received frames, each as [`Worker::process`] does, in order; the burst
+    /// is left empty. The session lookups of the burst are started first: every frame's tuple is
+    /// hashed and its index bucket prefetched, then the session that bucket points to, so the
+    /// cache misses of a burst overlap instead of following one another (from about a million
+    /// sessions on, a lookup is mostly waiting for memory). The prefetch is the buffer's
+    /// [`PacketBuf::prefetch`]; without one this is `process` in a loop.
+    pub fn process_burst(&mut self, pkts: &mut Vec<B>, now_ns: u64, io: &mut impl Io<B>) {
+        while !pkts.is_empty() {
+            let n = pkts.len().min(LOOKAHEAD);
+            let mut hashes = [None; LOOKAHEAD];
+            let conns = &self.st.conns;
+            for (h, p) in hashes.iter_mut().zip(&pkts[..n]) {
+                *h = peek_key(p.data()).map(|k| conns.hash(&k));
+                if let Some(h) = *h {
+                    conns.prefetch_bucket(h, B::prefetch);
+                }
+            }
+            let mut fresh = 0;
+            for h in hashes[..n].iter().flatten() {
+                if !conns.prefetch_session(*h, B::prefetch) {
+                    fresh += 1;
+                }
+            }
+            // Flows without a candidate session are most likely new: the slab entries they will
+            // take.
+            conns.prefetch_free(fresh, B::prefetch);
+            for p in pkts.drain(..n) {
+                self.process(p, now_ns, io);
+            }
+        }
     }
 
     /// A packet another worker handed over (it was counted in `rx_pkts` there): processed here
@@ -342,8 +464,8 @@ impl<B: PacketBuf> Worker<B> {
         let counts = &mut st.conn_counts;
         let counters = &mut st.counters;
         let lports = &mut st.lports;
-        st.conns.expire(now_ns, st.cfg.expire_budget, |s| {
-            counts_sub(counts, s.svc(), s.rs_addr(), s.state);
+        st.conns.expire_with(now_ns, st.cfg.expire_budget, B::prefetch, |s| {
+            counts.sub(s.stats, s.svc(), s.rs_addr(), s.state);
             if s.fwd == FwdMode::FullNat {
                 lports.free(s.laddr);
             }
@@ -367,7 +489,9 @@ impl<B: PacketBuf> Worker<B> {
 
     /// Per (service, real server) sessions on this worker: (active, inactive) as ipvsadm counts them (ESTABLISHED = active).
     pub fn conn_counts(&self) -> impl Iterator<Item = (&ServiceKey, &SocketAddr, (u32, u32))> + '_ {
-        self.st.conn_counts.iter().map(|((k, a), v)| (k, a, *v))
+        let c = &self.st.conn_counts;
+        let by_slot = self.st.rs_stats.iter().zip(&c.by_slot).filter(|(_, n)| **n != (0, 0)).map(|((k, _), n)| (&k.0, &k.1, *n));
+        by_slot.chain(c.other.iter().map(|((k, a), n)| (k, a, *n)))
     }
 
     pub fn sessions(&self) -> &ConnTable {
@@ -411,8 +535,8 @@ impl<B: PacketBuf> Worker<B> {
 
 /// Bring the scheduler state of `svc` up to its definition in `snap`: nothing when it is the
 /// same (shared `Arc` or equal), `update` when only its real servers changed, else a new state.
-fn update_sched(sched: &mut HashMap<ServiceKey, SvcSched>, svc: &Arc<Service>, snap: &Snapshot) {
-    match sched.get_mut(&svc.key) {
+fn update_sched(sched: &mut HashMap<u64, SvcSched>, svc: &Arc<Service>, snap: &Snapshot) {
+    match sched.get_mut(&sched_id(&svc.key)) {
         Some(s) if Arc::ptr_eq(&s.def, svc) => {}
         Some(s) if *s.def == **svc => s.def = Arc::clone(svc),
         Some(s) if s.kind == svc.sched => {
@@ -423,16 +547,20 @@ fn update_sched(sched: &mut HashMap<ServiceKey, SvcSched>, svc: &Arc<Service>, s
                 }
             }
             s.thresholds = svc.reals.iter().any(|r| r.u_threshold > 0);
+            if s.def.reals.iter().map(|r| r.addr).ne(svc.reals.iter().map(|r| r.addr)) {
+                s.slots = vec![SLOT_UNKNOWN; svc.reals.len()];
+            }
             s.def = Arc::clone(svc);
         }
         _ => {
             let entry = SvcSched {
                 kind: svc.sched,
+                slots: vec![SLOT_UNKNOWN; svc.reals.len()],
                 def: Arc::clone(svc),
                 state: new_sched(svc, snap),
                 thresholds: svc.reals.iter().any(|r| r.u_threshold > 0),
             };
-            sched.insert(svc.key, entry);
+            sched.insert(sched_id(&svc.key), entry);
         }
     }
 }
@@ -452,28 +580,6 @@ fn needs_conns(k: SchedKind) -> bool {
     !matches!(k, SchedKind::Rr | SchedKind::Wrr | SchedKind::Sh | SchedKind::Dh | SchedKind::Mh)
 }
 
-fn counts_add(m: &mut ConnCounts, svc: ServiceKey, rs: SocketAddr, s: ConnState) {
-    let e = m.entry((svc, rs)).or_insert((0, 0));
-    if s.is_active() {
-        e.0 += 1;
-    } else {
-        e.1 += 1;
-    }
-}
-
-fn counts_sub(m: &mut ConnCounts, svc: ServiceKey, rs: SocketAddr, s: ConnState) {
-    let k = (svc, rs);
-    if let Some(e) = m.get_mut(&k) {
-        if s.is_active() {
-            e.0 = e.0.saturating_sub(1);
-        } else {
-            e.1 = e.1.saturating_sub(1);
-        }
-        if *e == (0, 0) {
-            m.remove(&k);
-        }
-    }
-}
 
 /// Whether `a` and `b` share the first `len` bits.
 fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
@@ -510,6 +616,31 @@ fn rs_configured(snap: &Snapshot, s: &Session) -> bool {
 }
 
 const ETH: usize = ethernet::HEADER_LEN;
+
+/// Frames of a burst whose session lookups are started together (DPDK's usual burst).
+const LOOKAHEAD: usize = 32;
+
+/// The 5-tuple of a TCP or UDP over IPv4 frame, read without validation, only to start the
+/// cache loads of its lookup early (the pipeline parses and checks the frame afterwards).
+fn peek_key(d: &[u8]) -> Option<FlowKey> {
+    if d.get(12..14)? != ethernet::ethertype::IPV4.to_be_bytes() {
+        return None;
+    }
+    let ihl = usize::from(d.get(ETH)? & 0x0f) * 4;
+    let proto = *d.get(ETH + 9)?;
+    if proto != ipv4::protocol::TCP && proto != ipv4::protocol::UDP {
+        return None;
+    }
+    let a = d.get(ETH + 12..ETH + 20)?;
+    let l4 = d.get(ETH + ihl..ETH + ihl + 4)?;
+    Some(FlowKey {
+        proto,
+        src: Ipv4Addr::new(a[0], a[1], a[2], a[3]),
+        dst: Ipv4Addr::new(a[4], a[5], a[6], a[7]),
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+    })
+}
 
 /// The parsed L3/L4 facts of a TCP/UDP packet the session code needs.
 #[derive(Debug, Clone, Copy)]
@@ -753,7 +884,7 @@ impl<B: PacketBuf> State<B> {
     /// Remove a session with its bookkeeping (counts, FULLNAT port).
     fn remove_session(&mut self, id: SessionId) {
         if let Some(old) = self.conns.remove(id) {
-            counts_sub(&mut self.conn_counts, old.svc(), old.rs_addr(), old.state);
+            self.conn_counts.sub(old.stats, old.svc(), old.rs_addr(), old.state);
             if old.fwd == FwdMode::FullNat {
                 self.lports.free(old.laddr);
             }
@@ -802,12 +933,10 @@ impl<B: PacketBuf> State<B> {
                 Err(r) => return Some(Verdict::Drop(r)),
             },
         };
-        if let Some((old, new)) = self.conns.touch(id, dir, p.flags, now, p.total) {
+        if let Some((old, new)) = self.conns.touch(id, dir, p.flags, now) {
             if old.is_active() != new.is_active() {
                 if let Some(s) = self.conns.get(id) {
-                    let (svc, rs) = (s.svc(), s.rs_addr());
-                    counts_sub(&mut self.conn_counts, svc, rs, old);
-                    counts_add(&mut self.conn_counts, svc, rs, new);
+                    self.conn_counts.moved(s.stats, s.svc(), s.rs_addr(), old, new);
                 }
             }
         }
@@ -861,7 +990,7 @@ impl<B: PacketBuf> State<B> {
         if p.ttl <= 1 {
             return self.ttl_exceeded(snap, pkt, p.hl, p.total, now, io);
         }
-        let Some(rs) = self.choose(svc, k.src, k.sport, k.dst, now).and_then(|i| svc.reals.get(i)) else {
+        let Some((rs_idx, rs)) = self.choose(svc, k.src, k.sport, k.dst, now).and_then(|i| Some((i, svc.reals.get(i)?))) else {
             return Verdict::Drop(DropReason::NoRealServer);
         };
         let SocketAddr::V4(rs_addr) = rs.addr else {
@@ -876,7 +1005,7 @@ impl<B: PacketBuf> State<B> {
         } else {
             SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)
         };
-        let mut sess = self.conns.new_session(k, rs_addr, rs.fwd, laddr, p.flags, now, p.total);
+        let mut sess = self.conns.new_session(k, rs_addr, rs.fwd, laddr, p.flags, now);
         sess.gen = snap.generation as u32;
         if rs.fwd == FwdMode::FullNat && is_tcp {
             sess.ca_flags = match svc.client_addr {
@@ -885,7 +1014,25 @@ impl<B: PacketBuf> State<B> {
                 ClientAddrMode::None => 0,
             };
         }
-        let plan = match plan(snap, &sess, Dir::Orig) {
+        let slot = self.rs_slot(svc, rs_idx);
+        sess.stats = slot;
+        // The hop towards this real server that its previous new session found under the same
+        // forwarding stamp (route and neighbour tables unchanged since): no route or neighbour
+        // lookup for this one, and the session starts with its hop cached.
+        let stamp = self.stamp(snap, now);
+        let known = self.slot_hops.get(slot as usize).filter(|h| h.stamp == stamp).and_then(|h| Some((*h, snap.ports.get(usize::from(h.port_idx))?)));
+        let planned = match known {
+            Some((h, pi)) => {
+                sess.cache_hop(Dir::Orig, stamp, h.port_idx, h.mac);
+                let tun = (rs.fwd == FwdMode::Tun).then(|| {
+                    sess.cache_tun_src(h.tun_src);
+                    (h.tun_src, pi.mtu)
+                });
+                Ok(Plan { port: pi.id, nh: Ipv4Addr::UNSPECIFIED, tun })
+            }
+            None => plan(snap, &sess, Dir::Orig),
+        };
+        let plan = match planned {
             Ok(pl) => pl,
             Err(r) => {
                 if rs.fwd == FwdMode::FullNat {
@@ -902,9 +1049,9 @@ impl<B: PacketBuf> State<B> {
             }
         }
         let state = sess.state;
-        let slot = self.stats_slot(svc.key, rs.addr);
-        sess.stats = slot;
-        let id = match self.conns.insert(sess) {
+        // Neither key is held: the forward key missed in `l4_input` (or its closed session was
+        // removed there) and the reply key's holder went just above.
+        let id = match self.conns.insert_new(sess) {
             Ok(id) => id,
             Err(_) => {
                 if rs.fwd == FwdMode::FullNat {
@@ -913,13 +1060,24 @@ impl<B: PacketBuf> State<B> {
                 return Verdict::Drop(DropReason::SessionTableFull);
             }
         };
-        counts_add(&mut self.conn_counts, svc.key, rs.addr, state);
+        self.conn_counts.add(slot, svc.key, rs.addr, state);
         if let Some((_, st)) = self.rs_stats.get_mut(slot as usize) {
             st.conns += 1;
         }
         self.counters.sessions_created += 1;
         self.counters.sessions_active = self.conns.len() as u64;
-        self.apply(snap, pkt, id, Dir::Orig, plan, p, now, io)
+        match (self.apply(snap, pkt, id, Dir::Orig, plan, p, now, io), known) {
+            (Verdict::Output { .. }, Some((h, _))) => Verdict::Hop { port_idx: h.port_idx, mac: h.mac },
+            (Verdict::Output { port, nh }, None) => {
+                let v = self.cache_hop(snap, id, Dir::Orig, stamp, port, nh, plan.tun, now);
+                if let (Verdict::Hop { port_idx, mac }, Some(h)) = (v, self.slot_hops.get_mut(slot as usize)) {
+                    let tun_src = plan.tun.map_or(Ipv4Addr::UNSPECIFIED, |(src, _)| src);
+                    *h = SlotHop { stamp, port_idx, mac, tun_src };
+                }
+                v
+            }
+            (v, _) => v,
+        }
     }
 
     /// A real server for a new flow: the persistence template's while it lives and the server
@@ -948,18 +1106,28 @@ impl<B: PacketBuf> State<B> {
 
     /// Ask the service's scheduler for a real server (index into `svc.reals`).
     fn pick(&mut self, svc: &Service, client: Ipv4Addr, client_port: u16, dest: Ipv4Addr) -> Option<usize> {
-        let ss = self.sched.get_mut(&svc.key)?;
+        let ss = self.sched.get_mut(&sched_id(&svc.key))?;
         let state = ss.state.as_mut()?;
         let conns: &[(u32, u32)] = if needs_conns(ss.kind) || ss.thresholds {
             self.scratch.clear();
-            for r in &svc.reals {
-                self.scratch.push(self.conn_counts.get(&(svc.key, r.addr)).copied().unwrap_or((0, 0)));
+            for (i, r) in svc.reals.iter().enumerate() {
+                let slot = match ss.slots.get(i) {
+                    Some(&s) if s != SLOT_UNKNOWN && ss.def.reals.get(i).is_some_and(|d| d.addr == r.addr) => Some(s),
+                    _ => self.rs_slots.get(&(svc.key, r.addr)).copied(),
+                };
+                self.scratch.push(self.conn_counts.get(slot, svc.key, r.addr));
             }
             &self.scratch
         } else {
             &[]
         };
-        state.pick(&svc.reals, &PickCtx { client, client_port, dest, conns })
+        let ctx = PickCtx { client, client_port, dest, conns };
+        if std::ptr::eq(&*ss.def, svc) {
+            // The snapshot's own definition, which `update_sched` gave the state.
+            state.pick_current(&svc.reals, &ctx)
+        } else {
+            state.pick(&svc.reals, &ctx)
+        }
     }
 
     /// Forward a packet of session `id` going `dir` along `plan`: rvs is an IP hop (TTL checked
@@ -1023,7 +1191,25 @@ impl<B: PacketBuf> State<B> {
         Verdict::Output { port: plan.port, nh: plan.nh }
     }
 
-    /// The statistics slot of (service, real server): one hash lookup per new session.
+    /// The statistics slot of real server `i` of `svc`: remembered in the service's scheduler
+    /// state after the first session, else [`State::stats_slot`].
+    fn rs_slot(&mut self, svc: &Service, i: usize) -> u32 {
+        let id = sched_id(&svc.key);
+        let Some(rs) = svc.reals.get(i) else { return NO_STATS_SLOT };
+        let same = |ss: &SvcSched| ss.def.reals.get(i).is_some_and(|d| d.addr == rs.addr);
+        if let Some(&slot) = self.sched.get(&id).filter(|ss| same(ss)).and_then(|ss| ss.slots.get(i)) {
+            if slot != SLOT_UNKNOWN {
+                return slot;
+            }
+        }
+        let slot = self.stats_slot(svc.key, rs.addr);
+        if let Some(x) = self.sched.get_mut(&id).filter(|ss| same(ss)).and_then(|ss| ss.slots.get_mut(i)) {
+            *x = slot;
+        }
+        slot
+    }
+
+    /// The statistics slot of (service, real server): one hash lookup.
     fn stats_slot(&mut self, svc: ServiceKey, rs: SocketAddr) -> u32 {
         if let Some(&i) = self.rs_slots.get(&(svc, rs)) {
             return i;
@@ -1033,6 +1219,8 @@ impl<B: PacketBuf> State<B> {
         }
         let i = self.rs_stats.len() as u32;
         self.rs_stats.push(((svc, rs), RsStats::default()));
+        self.conn_counts.by_slot.push((0, 0));
+        self.slot_hops.push(SlotHop { stamp: 0, port_idx: NO_HOP, mac: [0; 6], tun_src: Ipv4Addr::UNSPECIFIED });
         self.rs_slots.insert((svc, rs), i);
         i
     }
@@ -1668,17 +1856,17 @@ mod tests {
         assert!(!Arc::ptr_eq(&first.services[&v4(changed)], &next.services[&v4(changed)]));
         w.set_snapshot(Arc::clone(&next));
         assert_eq!(w.st.sched.len(), 2);
-        assert!(Arc::ptr_eq(&w.st.sched[&changed].def, &next.services[&v4(changed)]));
-        assert_eq!(w.st.sched[&changed].def.reals[0].weight, 5);
+        assert!(Arc::ptr_eq(&w.st.sched[&sched_id(&changed)].def, &next.services[&v4(changed)]));
+        assert_eq!(w.st.sched[&sched_id(&changed)].def.reals[0].weight, 5);
         // An equal definition from an unrelated build is adopted without a rebuild.
         let again = Arc::new(Snapshot::build(3, first.ports.clone(), &[], &svcs, Default::default()).unwrap());
         w.set_snapshot(Arc::clone(&again));
-        assert!(Arc::ptr_eq(&w.st.sched[&same].def, &again.services[&v4(same)]));
+        assert!(Arc::ptr_eq(&w.st.sched[&sched_id(&same)].def, &again.services[&v4(same)]));
         // A service removed from a snapshot of the same size minus one is dropped.
         let one = Arc::new(Snapshot::build(4, first.ports.clone(), &[], &svcs[..1], Default::default()).unwrap());
         w.set_snapshot(one);
         assert_eq!(w.st.sched.len(), 1);
-        assert!(w.st.sched.contains_key(&changed));
+        assert!(w.st.sched.contains_key(&sched_id(&changed)));
         w.set_snapshot(Arc::new(Snapshot::empty()));
         assert!(w.st.sched.is_empty(), "services gone with the snapshot");
         assert_eq!(w.generation(), 0);
@@ -1717,7 +1905,7 @@ mod tests {
             }
         }
         let keys = |w: &Worker<VecBuf>| {
-            let mut k: Vec<ServiceKey> = w.st.sched.keys().copied().collect();
+            let mut k: Vec<ServiceKey> = w.st.sched.values().map(|s| s.def.key).collect();
             k.sort();
             k
         };
@@ -1752,7 +1940,7 @@ mod tests {
         let mut fresh: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g1));
         assert_eq!(a.generation(), 3);
         assert_eq!(a.st.sched.len(), 8);
-        assert!(!a.st.sched.contains_key(&svcs[4].key), "removed service has no scheduler");
+        assert!(!a.st.sched.contains_key(&sched_id(&svcs[4].key)), "removed service has no scheduler");
         // Every service of either generation, including the removed one (no pick) and the added.
         let mut all = svcs.clone();
         all.extend(sched_services(9).pop());
@@ -1764,7 +1952,7 @@ mod tests {
         assert_eq!(&picks[4 * 24..5 * 24], &[None; 24][..], "port 5 is gone");
         assert!(picks[8 * 24..].iter().all(|p| p.is_some()), "port 9 is scheduled");
         for s in &defs {
-            if let Some(ss) = a.st.sched.get(&s.key) {
+            if let Some(ss) = a.st.sched.get(&sched_id(&s.key)) {
                 assert_eq!(*ss.def, *s);
                 assert_eq!(ss.kind, s.sched);
             }
@@ -1796,10 +1984,10 @@ mod tests {
         w.set_snapshot(Arc::clone(&g2));
         let mut fresh: Worker<VecBuf> = Worker::new(WorkerConfig::default(), Arc::clone(&g2));
         assert_eq!(w.generation(), 4);
-        assert!(!w.st.sched.contains_key(&svcs[4].key), "removed in the skipped generation");
+        assert!(!w.st.sched.contains_key(&sched_id(&svcs[4].key)), "removed in the skipped generation");
         let picks = same_picks(&mut w, &mut fresh, &svcs);
         assert_eq!(&picks[4 * 24..5 * 24], &[None; 24][..]);
-        assert_eq!(*w.st.sched[&svcs[1].key].def, g2_svcs[1]);
+        assert_eq!(*w.st.sched[&sched_id(&svcs[1].key)].def, g2_svcs[1]);
         // A worker started on a snapshot never takes a list relative to another one, even of
         // the same generation.
         let other = Arc::new(Snapshot::build(3, first.ports.clone(), &[], &svcs, Default::default()).unwrap());

@@ -1359,3 +1359,74 @@ fn cached_hop_follows_neighbour_changes() {
     assert_eq!(r.rx(&ack, stale), vec![h(OUR_ARP_REQ_RS11)]);
     assert_eq!(r.rx(&arp, stale + 1), vec![dr_out(&ack, moved)], "released once resolved");
 }
+
+/// `process_burst` (lookups of a burst started together) forwards, drops and counts exactly as
+/// `process` one frame at a time: every mode, new and established flows, replies, and frames
+/// that are dropped, in bursts shorter and longer than the look-ahead.
+#[test]
+fn burst_processing_equals_one_by_one() {
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let bad = {
+        let mut v = h(SYN_IN);
+        v[25] ^= 1;
+        v
+    };
+    for sport in 1000..1040u16 {
+        for (vip, flags) in [(VIP, 0x02), (VIP_F, 0x02), (VIP_T, 0x02), (VIP, 0x10), (VIP_F, 0x10), (VIP_T, 0x10)] {
+            frames.push(tcp_seg(GW_MAC, CLIENT, sport, vip, 80, flags, 1000, if flags == 0x10 { 5001 } else { 0 }, &[], &[]));
+        }
+        frames.push(udp_dgram(GW_MAC, CLIENT, sport, VIP, 53, b"q", true));
+        // The NAT real server's reply.
+        frames.push(tcp_seg(MAC11, RS11, 8080, CLIENT, sport, 0x12, 5000, 1001, &[], &[]));
+        if sport % 7 == 0 {
+            frames.push(bad.clone());
+            frames.push(h(SYN_IN)[..20].to_vec());
+            frames.push(h(ECHO_REQ));
+            frames.push(h(ARP_REQ_VIP));
+        }
+    }
+    let mut one = modes_rig(WorkerConfig::default(), ClientAddrMode::Toa);
+    let mut expected = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        expected.extend(one.rx(f, i as u64));
+    }
+    for chunk in [1, 5, 32, 45, 200] {
+        let mut b = modes_rig(WorkerConfig::default(), ClientAddrMode::Toa);
+        let mut got = Vec::new();
+        for (n, part) in frames.chunks(chunk).enumerate() {
+            let mut burst: Vec<VecBuf> = part.iter().map(|f| VecBuf::new(f, 0)).collect();
+            // A burst runs at the clock of its first frame (timeouts are far longer than that).
+            b.w.process_burst(&mut burst, (n * chunk) as u64, &mut b.io);
+            assert!(burst.is_empty(), "the burst is consumed");
+            got.extend(b.take());
+        }
+        assert_eq!(got.len(), expected.len(), "bursts of {chunk}");
+        assert!(got == expected, "bursts of {chunk}: different output");
+        assert_eq!(b.w.counters(), one.w.counters(), "bursts of {chunk}");
+        assert_eq!(b.counts(), one.counts(), "bursts of {chunk}");
+    }
+    assert!(one.w.counters().sessions_created >= 160 && one.w.counters().total_drops() >= 12, "{:?}", one.w.counters());
+}
+
+/// A new session starts with the hop the previous new session of its real server found, but
+/// only while the neighbour table says nothing changed: a real server that moves to another MAC
+/// gets its next new flows at the new MAC.
+#[test]
+fn new_flows_follow_a_real_server_to_its_new_mac() {
+    let mut r = Rig::new();
+    r.resolve_all();
+    let to = |out: &[Vec<u8>]| -> Vec<[u8; 6]> { out.iter().map(|f| f[0..6].try_into().unwrap()).collect() };
+    // rr: flows alternate between .11 and .12.
+    assert_eq!(to(&r.rx(&tcp_frame(1000, 80, 0x02, 64), 1)), vec![MAC11]);
+    assert_eq!(to(&r.rx(&tcp_frame(1001, 80, 0x02, 64), 2)), vec![MAC12]);
+    assert_eq!(to(&r.rx(&tcp_frame(1002, 80, 0x02, 64), 3)), vec![MAC11]);
+    assert_eq!(to(&r.rx(&tcp_frame(1003, 80, 0x02, 64), 4)), vec![MAC12]);
+    // 203.0.113.11 answers from another MAC (a failover of its NIC).
+    let mut moved = h(RS11_ARP_REPLY);
+    moved[6..12].copy_from_slice(&MAC13);
+    moved[22..28].copy_from_slice(&MAC13);
+    assert!(r.rx(&moved, 5).is_empty());
+    assert_eq!(to(&r.rx(&tcp_frame(1004, 80, 0x02, 64), 6)), vec![MAC13], "new flow to .11");
+    assert_eq!(to(&r.rx(&tcp_frame(1000, 80, 0x10, 64), 7)), vec![MAC13], "established flow to .11");
+    assert_eq!(to(&r.rx(&tcp_frame(1005, 80, 0x02, 64), 8)), vec![MAC12]);
+}

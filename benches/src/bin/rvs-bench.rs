@@ -243,6 +243,8 @@ struct Bench {
 struct Driver<'a> {
     b: &'a Bench,
     rx: Vec<Mbuf>,
+    /// The received burst as the worker takes it (rvsd's loop does the same).
+    pkts: Vec<Pkt>,
     out: Vec<Mbuf>,
     io: BenchIo,
     /// Added to the clock: jumps time forward to expire sessions between passes.
@@ -257,6 +259,7 @@ impl<'a> Driver<'a> {
         Driver {
             b,
             rx: Vec::with_capacity(BURST),
+            pkts: Vec::with_capacity(BURST),
             out: Vec::with_capacity(dpdk_sys::MAX_BURST),
             io: BenchIo { pool: Arc::clone(&b.pool), tx: Vec::with_capacity(BURST * 4), unexpected: 0 },
             offset_ns: 0,
@@ -295,9 +298,8 @@ impl<'a> Driver<'a> {
         let now = self.now_ns(t1);
         match worker.as_deref_mut() {
             Some(w) => {
-                for m in self.rx.drain(..) {
-                    w.process(Pkt(m), now, &mut self.io);
-                }
+                self.pkts.extend(self.rx.drain(..).map(Pkt));
+                w.process_burst(&mut self.pkts, now, &mut self.io);
             }
             None => {
                 for mut m in self.rx.drain(..) {
@@ -778,8 +780,196 @@ fn failed(mode: FwdMode, wl: Workload, n: usize, e: String) -> CaseResult {
     }
 }
 
-/// Control plane: snapshots of `n_svc` services × 10 real servers, and the longest gap between
-/// two bursts of a worker thread forwarding while the control thread publishes them.
+/// Gaps between two bursts longer than this are attributed one by one (the target).
+const LONG_GAP_NS: u64 = 100_000;
+/// Long gaps kept one by one (the rest are only counted), reserved before the loop.
+const LONG_GAPS_KEPT: usize = 4096;
+/// /proc/stat counts CPU time in USER_HZ ticks, 100 per second on Linux (proc(5)).
+const USER_HZ_MS: f64 = 10.0;
+
+/// The calling thread's scheduling counters: context switches (`/proc/thread-self/status`),
+/// time spent runnable but waiting for a CPU (`schedstat`, ns) and page faults (`stat`).
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadStats {
+    voluntary: u64,
+    nonvoluntary: u64,
+    run_wait_ns: Option<u64>,
+    faults: Option<u64>,
+}
+
+impl ThreadStats {
+    /// `self - earlier`.
+    fn since(&self, earlier: &ThreadStats) -> ThreadStats {
+        ThreadStats {
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            nonvoluntary: self.nonvoluntary.saturating_sub(earlier.nonvoluntary),
+            run_wait_ns: self.run_wait_ns.zip(earlier.run_wait_ns).map(|(a, z)| a.saturating_sub(z)),
+            faults: self.faults.zip(earlier.faults).map(|(a, z)| a.saturating_sub(z)),
+        }
+    }
+}
+
+/// Reads the counters of the thread that opened it: `/proc/thread-self` resolves to that
+/// thread when opened; the files are kept open and re-read from offset 0 (procfs regenerates
+/// them), so a reading costs a seek and a read per file, no open.
+struct ThreadReader {
+    status: Option<std::fs::File>,
+    schedstat: Option<std::fs::File>,
+    stat: Option<std::fs::File>,
+    buf: String,
+}
+
+impl ThreadReader {
+    fn open() -> ThreadReader {
+        let f = |name: &str| std::fs::File::open(format!("/proc/thread-self/{name}")).ok();
+        ThreadReader { status: f("status"), schedstat: f("schedstat"), stat: f("stat"), buf: String::with_capacity(4096) }
+    }
+
+    fn reread(file: Option<&mut std::fs::File>, buf: &mut String) -> Option<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let f = file?;
+        f.seek(SeekFrom::Start(0)).ok()?;
+        buf.clear();
+        f.read_to_string(buf).ok()?;
+        Some(())
+    }
+
+    fn read(&mut self) -> Option<ThreadStats> {
+        Self::reread(self.status.as_mut(), &mut self.buf)?;
+        let field = |buf: &str, name: &str| buf.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok());
+        let voluntary = field(&self.buf, "voluntary_ctxt_switches:")?;
+        let nonvoluntary = field(&self.buf, "nonvoluntary_ctxt_switches:")?;
+        // schedstat: "<ns on a CPU> <ns waiting on a run queue> <timeslices>".
+        let run_wait_ns = Self::reread(self.schedstat.as_mut(), &mut self.buf).and_then(|()| self.buf.split_whitespace().nth(1)?.parse().ok());
+        // stat: "pid (comm) state ..." then minflt and majflt are the 10th and 12th fields (proc(5)).
+        let faults = Self::reread(self.stat.as_mut(), &mut self.buf).and_then(|()| {
+            let rest: Vec<&str> = self.buf.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(rest.get(7)?.parse::<u64>().ok()? + rest.get(9)?.parse::<u64>().ok()?)
+        });
+        Some(ThreadStats { voluntary, nonvoluntary, run_wait_ns, faults })
+    }
+}
+
+/// Time one CPU spent in interrupts, softirqs and stolen by the hypervisor, in USER_HZ ticks
+/// (the `cpuN` line of /proc/stat: user nice system idle iowait irq softirq steal ...).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTicks {
+    irq: u64,
+    softirq: u64,
+    steal: u64,
+}
+
+fn cpu_ticks(cpu: usize) -> Option<CpuTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let label = format!("cpu{cpu}");
+    let line = stat.lines().find(|l| l.split_whitespace().next() == Some(label.as_str()))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).map_while(|x| x.parse().ok()).collect();
+    Some(CpuTicks { irq: *v.get(5)?, softirq: *v.get(6)?, steal: *v.get(7)? })
+}
+
+/// One gap above LONG_GAP_NS and what happened in it.
+#[derive(Debug, Clone, Copy)]
+struct LongGap {
+    us: f64,
+    /// The worker switched snapshots in this iteration.
+    switch: bool,
+    /// The worker's `tick` ran in this iteration.
+    tick: bool,
+    /// Involuntary / voluntary context switches of the worker thread, its time waiting on a
+    /// run queue (µs) and its page faults since the previous reading (at the previous long gap,
+    /// or at the loop start).
+    nonvoluntary: u64,
+    voluntary: u64,
+    run_wait_us: Option<f64>,
+    faults: Option<u64>,
+}
+
+impl LongGap {
+    fn explained(&self) -> bool {
+        self.switch || self.tick || self.nonvoluntary > 0
+    }
+    /// Preempted for (nearly) all of the gap: switched out involuntarily, and the gap minus the
+    /// time the thread waited on a run queue is at most LONG_GAP_NS (without schedstat: the
+    /// involuntary switch alone).
+    fn preempted(&self) -> bool {
+        let covered = match self.run_wait_us {
+            Some(w) => self.us - w <= LONG_GAP_NS as f64 / 1e3,
+            None => true,
+        };
+        self.nonvoluntary > 0 && covered
+    }
+}
+
+/// What a worker thread measured while forwarding DR traffic in a loop, with or without
+/// snapshots being published.
+#[derive(Debug, Clone, Default)]
+struct WorkerRun {
+    /// The CPU the worker was pinned to.
+    cpu: Option<usize>,
+    bursts: u64,
+    loop_ms: f64,
+    /// `set_snapshot` per switch, µs.
+    switch_us: Vec<f64>,
+    max_gap_us: f64,
+    max_gap_switch_us: f64,
+    p999_gap_us: f64,
+    /// Gaps above LONG_GAP_NS: how many, and the first LONG_GAPS_KEPT of them.
+    long: u64,
+    long_gaps: Vec<LongGap>,
+    /// The worker thread's counters over the loop (read before and after it).
+    ctx: Option<ThreadStats>,
+    /// Interrupt, softirq and steal time of the worker's CPU over the loop, ms.
+    irq_ms: Option<f64>,
+    softirq_ms: Option<f64>,
+    steal_ms: Option<f64>,
+    errors: Vec<String>,
+}
+
+impl WorkerRun {
+    fn count(&self, f: impl Fn(&LongGap) -> bool) -> usize {
+        self.long_gaps.iter().filter(|g| f(g)).count()
+    }
+    fn max_of(&self, f: impl Fn(&LongGap) -> bool) -> f64 {
+        self.long_gaps.iter().filter(|g| f(g)).map(|g| g.us).fold(0.0, f64::max)
+    }
+    /// Total length of the attributed long gaps, and the worker's run-queue wait counted at them, ms.
+    fn long_ms(&self) -> f64 {
+        self.long_gaps.iter().map(|g| g.us).sum::<f64>() / 1e3
+    }
+    fn long_wait_ms(&self) -> Option<f64> {
+        self.long_gaps.iter().map(|g| g.run_wait_us).sum::<Option<f64>>().map(|w| w / 1e3)
+    }
+    /// Every long gap was seen one by one (none only counted).
+    fn complete(&self) -> bool {
+        self.long as usize == self.long_gaps.len()
+    }
+    fn json(&self) -> serde_json::Value {
+        let mut worst = self.long_gaps.clone();
+        worst.sort_by(|a, b| b.us.total_cmp(&a.us));
+        worst.truncate(20);
+        json!({"cpu": self.cpu, "bursts": self.bursts, "loop_ms": self.loop_ms,
+            "max_gap_us": self.max_gap_us, "max_gap_at_switch_us": self.max_gap_switch_us, "p99_9_gap_us": self.p999_gap_us,
+            "gaps_over_100us": {"count": self.long, "recorded": self.long_gaps.len(),
+                "with_switch": self.count(|g| g.switch), "with_tick": self.count(|g| g.tick),
+                "with_nonvoluntary_ctxt_switch": self.count(|g| g.nonvoluntary > 0),
+                "with_voluntary_ctxt_switch": self.count(|g| g.voluntary > 0),
+                "unexplained": self.count(|g| !g.explained()), "max_unexplained_us": self.max_of(|g| !g.explained()),
+                "unexplained_with_page_faults": self.count(|g| !g.explained() && g.faults.unwrap_or(0) > 0),
+                "total_ms": self.long_ms(), "run_queue_wait_ms": self.long_wait_ms(),
+                "covered_by_run_queue_wait": self.count(|g| g.preempted()), "max_not_covered_us": self.max_of(|g| !g.preempted()),
+                "without_nonvoluntary_ctxt_switch": self.count(|g| g.nonvoluntary == 0),
+                "max_without_nonvoluntary_ctxt_switch_us": self.max_of(|g| g.nonvoluntary == 0),
+                "longest": worst.iter().map(|g| json!({"us": g.us, "switch": g.switch, "tick": g.tick, "nonvoluntary_ctxt_switches": g.nonvoluntary, "voluntary_ctxt_switches": g.voluntary, "run_queue_wait_us": g.run_wait_us, "page_faults": g.faults})).collect::<Vec<_>>()},
+            "voluntary_ctxt_switches": self.ctx.map(|c| c.voluntary), "nonvoluntary_ctxt_switches": self.ctx.map(|c| c.nonvoluntary),
+            "run_queue_wait_ms": self.ctx.and_then(|c| c.run_wait_ns).map(|n| n as f64 / 1e6), "page_faults": self.ctx.and_then(|c| c.faults),
+            "cpu_irq_ms": self.irq_ms, "cpu_softirq_ms": self.softirq_ms, "cpu_steal_ms": self.steal_ms,
+            "errors": self.errors})
+    }
+}
+
+/// Control plane: snapshots of `n_svc` services × 10 real servers, and the gaps between two
+/// bursts of a worker thread forwarding while a control thread publishes them, next to the
+/// same worker loop for as long without publications (`baseline`).
 struct ControlResult {
     services: usize,
     /// Validating the services into a ServiceTable (`add_service` each).
@@ -787,12 +977,20 @@ struct ControlResult {
     /// The first snapshot of them (`to_services` + `Snapshot::build`).
     first_build_ms: f64,
     build_ms: Vec<f64>,
-    set_snapshot_us: Vec<f64>,
-    max_gap_us: f64,
-    max_gap_switch_us: f64,
-    p999_gap_us: f64,
-    bursts: u64,
+    /// The CPU the control (publishing) thread was pinned to.
+    control_cpu: Option<usize>,
+    run: WorkerRun,
+    baseline: WorkerRun,
     errors: Vec<String>,
+}
+
+impl ControlResult {
+    /// The worker-gap target: no gap above 100 µs at a switch, none unexplained, and every
+    /// other one a preemption of the worker thread by the OS (see `LongGap::preempted`).
+    fn gap_target_met(&self) -> bool {
+        let r = &self.run;
+        r.complete() && r.max_gap_switch_us <= 100.0 && r.count(|g| !g.explained()) == 0 && r.count(|g| !g.preempted()) == 0
+    }
 }
 
 fn services(n: usize, tweak: usize) -> Vec<Service> {
@@ -815,6 +1013,133 @@ fn services(n: usize, tweak: usize) -> Vec<Service> {
         .collect()
 }
 
+/// A worker thread's loop as rvsd runs it (snapshot check, burst), pinned to `cpu`, until
+/// `stop` or `until` (ns of loop time). Measures the gap between the ends of two bursts; for a
+/// gap above LONG_GAP_NS it notes afterwards whether a switch and a `tick` happened in that
+/// iteration and reads the thread's context switches (the only syscalls inside the loop, on
+/// that slow path; the clock restarts after them so they are not counted in the next gap).
+fn worker_loop(b: &Bench, shared: &ArcSwap<Snapshot>, stop: &AtomicBool, cpu: Option<core_affinity::CoreId>, until: Option<u64>) -> WorkerRun {
+    let pinned = cpu.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
+    let reg = dpdk_sys::register_thread().is_ok();
+    let mut d = Driver::new(b, FwdMode::Dr, 1024);
+    let mut w: Worker<Pkt> = Worker::new(WorkerConfig { max_sessions: 4096, ..WorkerConfig::default() }, shared.load_full());
+    d.learn(&mut w);
+    let frames: Vec<Frame> = (0..1000u64).map(|i| client_frame(i, false)).chain((0..1000u64).map(|i| client_frame(i, true))).collect();
+    let open: Vec<u32> = (0..1000).collect();
+    let seq: Vec<u32> = (1000..2000).collect();
+    let mut acc = Acc::new();
+    d.pass(Some(&mut w), &frames, &open, &mut acc, None, None);
+    let mut gaps = Histogram::<u64>::new_with_bounds(1, 60 * S, 3).expect("bounds");
+    let mut switch_us = Vec::with_capacity(1024);
+    let mut long_gaps: Vec<LongGap> = Vec::with_capacity(LONG_GAPS_KEPT);
+    let mut long = 0u64;
+    let mut max_switch_gap = 0u64;
+    let mut bursts = 0u64;
+    let mut k = 0usize;
+    let mut ctx_reader = ThreadReader::open();
+    let cpu0 = pinned.and_then(cpu_ticks);
+    let ctx0 = ctx_reader.read();
+    let mut ctx_prev = ctx0;
+    let start_tsc = dpdk_sys::tsc();
+    let end_tsc = until.map_or(u64::MAX, |ns| start_tsc.saturating_add((ns as u128 * u128::from(b.hz) / u128::from(S)) as u64));
+    let mut last = start_tsc;
+    let mut now = start_tsc;
+    while !stop.load(Ordering::Relaxed) && now < end_tsc {
+        let t0 = dpdk_sys::tsc();
+        let mut switched = false;
+        {
+            let s = shared.load();
+            if s.generation != w.generation() {
+                w.set_snapshot(arc_swap::Guard::into_inner(s));
+                switched = true;
+                switch_us.push((dpdk_sys::tsc() - t0) as f64 / b.hz as f64 * 1e6);
+            }
+        }
+        let tick_before = d.last_tick_ns;
+        let start = k % 1000;
+        d.burst(Some(&mut w), &frames, &seq[start..start + BURST.min(1000 - start)], &mut acc, None);
+        k += BURST;
+        now = dpdk_sys::tsc();
+        let gap = ((now - last) as u128 * u128::from(S) / u128::from(b.hz)) as u64;
+        gaps.saturating_record(gap);
+        if switched {
+            max_switch_gap = max_switch_gap.max(gap);
+        }
+        last = now;
+        bursts += 1;
+        if gap > LONG_GAP_NS {
+            // Slow path, after the fact: what took this iteration's time.
+            long += 1;
+            if long_gaps.len() < LONG_GAPS_KEPT {
+                let ctx = ctx_reader.read();
+                let delta = ctx.zip(ctx_prev).map(|(c, p)| c.since(&p)).unwrap_or_default();
+                ctx_prev = ctx;
+                long_gaps.push(LongGap {
+                    us: gap as f64 / 1e3,
+                    switch: switched,
+                    tick: d.last_tick_ns != tick_before,
+                    nonvoluntary: delta.nonvoluntary,
+                    voluntary: delta.voluntary,
+                    run_wait_us: delta.run_wait_ns.map(|n| n as f64 / 1e3),
+                    faults: delta.faults,
+                });
+                last = dpdk_sys::tsc();
+                now = last;
+            }
+        }
+    }
+    let loop_ms = (now - start_tsc) as f64 / b.hz as f64 * 1e3;
+    let ctx1 = ctx_reader.read();
+    let cpu1 = pinned.and_then(cpu_ticks);
+    let mut errors = acc.errors.clone();
+    if w.counters().total_drops() > 0 {
+        errors.push(format!("worker dropped {} packets while snapshots changed", w.counters().total_drops()));
+    }
+    if pinned.is_none() {
+        errors.push("worker thread could not be pinned to a CPU".into());
+    }
+    drop(w);
+    drop(d);
+    if reg {
+        dpdk_sys::unregister_thread();
+    }
+    let ticks_ms = |f: fn(&CpuTicks) -> u64| match (cpu0, cpu1) {
+        (Some(a), Some(z)) => Some((f(&z) - f(&a)) as f64 * USER_HZ_MS),
+        _ => None,
+    };
+    WorkerRun {
+        cpu: pinned,
+        bursts,
+        loop_ms,
+        switch_us,
+        max_gap_us: gaps.max() as f64 / 1e3,
+        max_gap_switch_us: max_switch_gap as f64 / 1e3,
+        p999_gap_us: gaps.value_at_quantile(0.999) as f64 / 1e3,
+        long,
+        long_gaps,
+        ctx: ctx1.zip(ctx0).map(|(z, a)| z.since(&a)),
+        irq_ms: ticks_ms(|t| t.irq),
+        softirq_ms: ticks_ms(|t| t.softirq),
+        steal_ms: ticks_ms(|t| t.steal),
+        errors,
+    }
+}
+
+/// The machine's online CPUs (`/sys/devices/system/cpu/online`, e.g. `0-1,4`).
+fn online_cpus() -> Vec<core_affinity::CoreId> {
+    let list = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    let mut ids = Vec::new();
+    for part in list.trim().split(',').filter(|p| !p.is_empty()) {
+        let mut ends = part.splitn(2, '-').map(|x| x.parse::<usize>());
+        match (ends.next(), ends.next()) {
+            (Some(Ok(a)), None) => ids.push(a),
+            (Some(Ok(a)), Some(Ok(z))) if a <= z => ids.extend(a..=z),
+            _ => return core_affinity::get_core_ids().unwrap_or_default(),
+        }
+    }
+    ids.into_iter().map(|id| core_affinity::CoreId { id }).collect()
+}
+
 fn control_plane(b: &Bench, n_svc: usize, publications: usize) -> ControlResult {
     let mut errors = Vec::new();
     // Time to apply: validate into a ServiceTable, then compile the snapshot.
@@ -834,115 +1159,77 @@ fn control_plane(b: &Bench, n_svc: usize, publications: usize) -> ControlResult 
         Ok(s) => s,
         Err(e) => {
             errors.push(format!("snapshot: {e}"));
-            return ControlResult { services: n_svc, table_ms, first_build_ms, build_ms: vec![], set_snapshot_us: vec![], max_gap_us: 0.0, max_gap_switch_us: 0.0, p999_gap_us: 0.0, bursts: 0, errors };
+            return ControlResult { services: n_svc, table_ms, first_build_ms, build_ms: vec![], control_cpu: None, run: WorkerRun::default(), baseline: WorkerRun::default(), errors };
         }
     });
+    // The worker on the last CPU (as before), the control thread on another one. The CPUs come
+    // from sysfs, not from `core_affinity::get_core_ids` (this thread's affinity mask): EAL's
+    // `-l 0` pinned the main thread, and with it every thread it spawns, to CPU 0.
+    let cpus = online_cpus();
+    let worker_cpu = cpus.last().copied();
+    let control_cpu = cpus.iter().copied().find(|c| Some(c.id) != worker_cpu.map(|w| w.id));
+    if control_cpu.is_none() {
+        errors.push(format!("no CPU for the control thread other than the worker's ({} CPUs)", cpus.len()));
+    }
     let stop = AtomicBool::new(false);
-    let mut build_ms = Vec::new();
-    let (gaps, switch_us, max_switch_gap, bursts, werr) = std::thread::scope(|sc| {
-        let worker = sc.spawn(|| {
-            let cpus = core_affinity::get_core_ids().unwrap_or_default();
-            if let Some(c) = cpus.last() {
-                core_affinity::set_for_current(*c);
-            }
-            let reg = dpdk_sys::register_thread().is_ok();
-            let mut d = Driver::new(b, FwdMode::Dr, 1024);
-            let mut w: Worker<Pkt> = Worker::new(WorkerConfig { max_sessions: 4096, ..WorkerConfig::default() }, shared.load_full());
-            d.learn(&mut w);
-            let frames: Vec<Frame> = (0..1000u64).map(|i| client_frame(i, false)).chain((0..1000u64).map(|i| client_frame(i, true))).collect();
-            let open: Vec<u32> = (0..1000).collect();
-            let seq: Vec<u32> = (1000..2000).collect();
-            let mut acc = Acc::new();
-            d.pass(Some(&mut w), &frames, &open, &mut acc, None, None);
-            let mut gaps = Histogram::<u64>::new_with_bounds(1, 60 * S, 3).expect("bounds");
-            let mut switch_us = Vec::new();
-            let mut max_switch_gap = 0u64;
-            let mut last = dpdk_sys::tsc();
-            let mut bursts = 0u64;
-            let mut k = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = dpdk_sys::tsc();
-                let mut switched = false;
-                {
-                    let s = shared.load();
-                    if s.generation != w.generation() {
-                        w.set_snapshot(arc_swap::Guard::into_inner(s));
-                        switched = true;
-                        switch_us.push((dpdk_sys::tsc() - t0) as f64 / b.hz as f64 * 1e6);
+    let (run, (build_ms, control_pinned, cerr)) = std::thread::scope(|sc| {
+        let worker = sc.spawn(|| worker_loop(b, &shared, &stop, worker_cpu, None));
+        let control = sc.spawn(|| {
+            let pinned = control_cpu.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
+            let mut build_ms = Vec::new();
+            let mut errs = Vec::new();
+            std::thread::sleep(Duration::from_millis(100));
+            let mut retired: Vec<Arc<Snapshot>> = Vec::new();
+            for g in 2..2 + publications as u64 {
+                // One change, as `rvsadm -e` makes it: edit a real server, compile, publish.
+                let t = Instant::now();
+                let i = (g as usize * 7919) % n_svc.max(1);
+                if let Some(svc) = table.list().get(i).map(|s| (*s).clone()) {
+                    let mut r = svc.reals[0];
+                    r.weight = 1 + (g % 5) as u32;
+                    if let Err(e) = table.edit_real(&svc.key, r) {
+                        errs.push(format!("edit_real: {e}"));
                     }
                 }
-                let start = k % 1000;
-                d.burst(Some(&mut w), &frames, &seq[start..start + BURST.min(1000 - start)], &mut acc, None);
-                k += BURST;
-                let now = dpdk_sys::tsc();
-                let gap = ((now - last) as u128 * u128::from(S) / u128::from(b.hz)) as u64;
-                gaps.saturating_record(gap);
-                if switched {
-                    max_switch_gap = max_switch_gap.max(gap);
-                }
-                last = now;
-                bursts += 1;
-            }
-            let mut errs = acc.errors.clone();
-            if w.counters().total_drops() > 0 {
-                errs.push(format!("worker dropped {} packets while snapshots changed", w.counters().total_drops()));
-            }
-            drop(w);
-            drop(d);
-            if reg {
-                dpdk_sys::unregister_thread();
-            }
-            (gaps, switch_us, max_switch_gap, bursts, errs)
-        });
-        std::thread::sleep(Duration::from_millis(100));
-        let mut retired: Vec<Arc<Snapshot>> = Vec::new();
-        for g in 2..2 + publications as u64 {
-            // One change, as `rvsadm -e` makes it: edit a real server, compile, publish.
-            let t = Instant::now();
-            let i = (g as usize * 7919) % n_svc.max(1);
-            if let Some(svc) = table.list().get(i).map(|s| (*s).clone()) {
-                let mut r = svc.reals[0];
-                r.weight = 1 + (g % 5) as u32;
-                if let Err(e) = table.edit_real(&svc.key, r) {
-                    errors.push(format!("edit_real: {e}"));
-                }
-            }
-            // As rvsd's control thread: build from the current snapshot (unchanged services
-            // shared) and keep the replaced one alive here, so the worker only drops a reference.
-            let prev = shared.load_full();
-            match snapshot(b, Some(&prev), g, FwdMode::Dr, 1, Tunables::default(), &table.to_services()) {
-                Ok(s) => {
-                    shared.store(s);
-                    retired.push(prev);
-                    if retired.len() > 2 {
-                        retired.remove(0);
+                // As rvsd's control thread: build from the current snapshot (unchanged services
+                // shared) and keep the replaced one alive here, so the worker only drops a reference.
+                let prev = shared.load_full();
+                match snapshot(b, Some(&prev), g, FwdMode::Dr, 1, Tunables::default(), &table.to_services()) {
+                    Ok(s) => {
+                        shared.store(s);
+                        retired.push(prev);
+                        if retired.len() > 2 {
+                            retired.remove(0);
+                        }
+                        build_ms.push(t.elapsed().as_secs_f64() * 1e3);
                     }
-                    build_ms.push(t.elapsed().as_secs_f64() * 1e3);
+                    Err(e) => errs.push(format!("snapshot {g}: {e}")),
                 }
-                Err(e) => errors.push(format!("snapshot {g}: {e}")),
+                std::thread::sleep(Duration::from_millis(50));
             }
             std::thread::sleep(Duration::from_millis(50));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+            (build_ms, pinned, errs)
+        });
+        let c = control.join().expect("control thread");
         stop.store(true, Ordering::Relaxed);
-        worker.join().expect("worker thread")
+        (worker.join().expect("worker thread"), c)
     });
-    errors.extend(werr);
-    if switch_us.len() != publications {
-        errors.push(format!("worker switched {} times for {publications} publications", switch_us.len()));
+    errors.extend(cerr);
+    errors.extend(run.errors.iter().cloned());
+    if control_cpu.is_some() && control_pinned.is_none() {
+        errors.push("control thread could not be pinned to a CPU".into());
     }
-    ControlResult {
-        services: n_svc,
-        table_ms,
-        first_build_ms,
-        build_ms,
-        set_snapshot_us: switch_us,
-        max_gap_us: gaps.max() as f64 / 1e3,
-        max_gap_switch_us: max_switch_gap as f64 / 1e3,
-        p999_gap_us: gaps.value_at_quantile(0.999) as f64 / 1e3,
-        bursts,
-        errors,
+    if run.switch_us.len() != publications {
+        errors.push(format!("worker switched {} times for {publications} publications", run.switch_us.len()));
     }
+    // The same loop, as long, with nothing published (the control thread idle).
+    let stop = AtomicBool::new(false);
+    let baseline = std::thread::scope(|sc| sc.spawn(|| worker_loop(b, &shared, &stop, worker_cpu, Some((run.loop_ms * 1e6) as u64))).join().expect("baseline worker thread"));
+    errors.extend(baseline.errors.iter().map(|e| format!("baseline: {e}")));
+    if !baseline.switch_us.is_empty() {
+        errors.push(format!("baseline: worker switched {} times with nothing published", baseline.switch_us.len()));
+    }
+    ControlResult { services: n_svc, table_ms, first_build_ms, build_ms, control_cpu: control_pinned, run, baseline, errors }
 }
 
 fn hugepages_free() -> bool {
@@ -1052,18 +1339,23 @@ fn main() -> ExitCode {
     let control = if args.all || args.control {
         let c = control_plane(&b, args.services, if args.short { 2 } else { 10 });
         println!(
-            "control plane: {} services x 10 RS: table {:.1} ms, first snapshot {:.1} ms, per-change publications {:?} ms, worker set_snapshot {:?} us, max burst gap {:.1} us (at a switch {:.1} us, p99.9 {:.1} us) over {} bursts{}",
+            "control plane: {} services x 10 RS: table {:.1} ms, first snapshot {:.1} ms, per-change publications {:?} ms (control thread on CPU {:?}), worker set_snapshot {:?} us{}",
             c.services,
             c.table_ms,
             c.first_build_ms,
             c.build_ms.iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>(),
-            c.set_snapshot_us.iter().map(|x| x.round()).collect::<Vec<_>>(),
-            c.max_gap_us,
-            c.max_gap_switch_us,
-            c.p999_gap_us,
-            c.bursts,
+            c.control_cpu,
+            c.run.switch_us.iter().map(|x| x.round()).collect::<Vec<_>>(),
             if c.errors.is_empty() { String::new() } else { format!(" ERRORS: {:?}", c.errors) }
         );
+        for (what, r) in [("publishing", &c.run), ("no publications", &c.baseline)] {
+            println!(
+                "  {what}: worker CPU {:?}, {} bursts in {:.0} ms, max gap {:.1} us (at a switch {:.1} us, p99.9 {:.1} us); gaps > 100 us: {} = {:.2} ms, run-queue wait in them {:?} ms (switch {}, tick {}, new nonvoluntary csw {}, new voluntary csw {}, unexplained {} max {:.1} us); thread over the loop {:?}; CPU irq/softirq/steal ms {:?}/{:?}/{:?}",
+                r.cpu, r.bursts, r.loop_ms, r.max_gap_us, r.max_gap_switch_us, r.p999_gap_us, r.long, r.long_ms(), r.long_wait_ms(),
+                r.count(|g| g.switch), r.count(|g| g.tick), r.count(|g| g.nonvoluntary > 0), r.count(|g| g.voluntary > 0), r.count(|g| !g.explained()), r.max_of(|g| !g.explained()),
+                r.ctx, r.irq_ms, r.softirq_ms, r.steal_ms
+            );
+        }
         Some(c)
     } else {
         None
@@ -1085,8 +1377,9 @@ fn main() -> ExitCode {
             "size_of_session": std::mem::size_of::<rvs_dataplane::conn::Session>(),
             "cases": results.iter().map(CaseResult::json).collect::<Vec<_>>(),
             "control_plane": control.as_ref().map(|c| json!({"services": c.services, "table_ms": c.table_ms, "first_snapshot_ms": c.first_build_ms,
-                "snapshot_build_ms": c.build_ms, "set_snapshot_us": c.set_snapshot_us, "max_gap_us": c.max_gap_us,
-                "max_gap_at_switch_us": c.max_gap_switch_us, "p99_9_gap_us": c.p999_gap_us, "bursts": c.bursts, "errors": c.errors})),
+                "snapshot_build_ms": c.build_ms, "control_cpu": c.control_cpu, "set_snapshot_us": c.run.switch_us,
+                "max_gap_us": c.run.max_gap_us, "max_gap_at_switch_us": c.run.max_gap_switch_us, "p99_9_gap_us": c.run.p999_gap_us, "bursts": c.run.bursts,
+                "publishing": c.run.json(), "baseline_no_publications": c.baseline.json(), "gap_target_met": c.gap_target_met(), "errors": c.errors})),
             "skipped": skipped, "failures": failures});
         if let Err(e) = std::fs::write(path, serde_json::to_string_pretty(&v).unwrap_or_default()) {
             eprintln!("rvs-bench: writing {path}: {e}");
@@ -1202,6 +1495,96 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
+/// Measured statements about one worker loop's gaps, for the markdown.
+fn gap_sentences(r: &WorkerRun) -> String {
+    let mut m = format!(
+        "{} bursts in {:.0} ms (worker on CPU {}); longest gap between two bursts {:.1} µs, at a switch {:.1} µs, p99.9 {:.1} µs. ",
+        r.bursts,
+        r.loop_ms,
+        r.cpu.map_or("?".into(), |c| c.to_string()),
+        r.max_gap_us,
+        r.max_gap_switch_us,
+        r.p999_gap_us
+    );
+    let unexplained = r.count(|g| !g.explained());
+    let _ = write!(
+        m,
+        "{} gaps above 100 µs{}, {:.1} ms in all{}: {} in an iteration with a snapshot switch, {} with the worker's `tick`, {} with a new involuntary context switch of the worker thread ({} with a new voluntary one), {} with none of these (unexplained{}). ",
+        r.long,
+        if r.complete() { String::new() } else { format!(" (the first {} attributed)", r.long_gaps.len()) },
+        r.long_ms(),
+        r.long_wait_ms().map_or(String::new(), |w| format!(", during which the worker thread waited {w:.1} ms on a run queue (`schedstat`: runnable, another task on its CPU)")),
+        r.count(|g| g.switch),
+        r.count(|g| g.tick),
+        r.count(|g| g.nonvoluntary > 0),
+        r.count(|g| g.voluntary > 0),
+        unexplained,
+        if unexplained > 0 { format!(", longest {:.1} µs; {} of them with a page fault of the thread", r.max_of(|g| !g.explained()), r.count(|g| !g.explained() && g.faults.unwrap_or(0) > 0)) } else { String::new() }
+    );
+    match r.ctx {
+        Some(c) => {
+            let _ = write!(
+                m,
+                "Over the loop the worker thread had {} voluntary and {} involuntary context switches, waited {} on a run queue and took {} page faults",
+                c.voluntary,
+                c.nonvoluntary,
+                c.run_wait_ns.map_or("?".into(), |n| format!("{:.1} ms", n as f64 / 1e6)),
+                c.faults.map_or("?".into(), |f| f.to_string())
+            );
+        }
+        None => {
+            let _ = write!(m, "The worker thread's context switches could not be read");
+        }
+    }
+    match (r.irq_ms, r.softirq_ms, r.steal_ms) {
+        (Some(i), Some(s), Some(t)) => {
+            let _ = write!(m, "; its CPU spent {i:.0} ms in interrupts, {s:.0} ms in softirqs and had {t:.0} ms stolen by the hypervisor (/proc/stat, 10 ms resolution).");
+        }
+        _ => {
+            let _ = write!(m, "; its CPU's times could not be read.");
+        }
+    }
+    m
+}
+
+/// Whether the long gaps while publishing are all preemptions of the worker thread, measured.
+fn preemption_sentence(r: &WorkerRun) -> String {
+    let nv = r.count(|g| g.nonvoluntary > 0) as u64;
+    let covered = r.count(|g| g.preempted());
+    if r.long == 0 {
+        return "No gap above 100 µs while publishing.".into();
+    }
+    if !r.complete() {
+        return format!("Only the first {} of {} gaps above 100 µs were attributed.", r.long_gaps.len(), r.long);
+    }
+    let mut m = if nv == r.long {
+        format!("All {} gaps above 100 µs while publishing coincide with an involuntary context switch of the worker thread (preemption by the OS, not rvs code)", r.long)
+    } else {
+        format!("{} of {} gaps above 100 µs while publishing coincide with an involuntary context switch of the worker thread; {} (longest {:.1} µs) do not", nv, r.long, r.long - nv, r.max_of(|g| g.nonvoluntary == 0))
+    };
+    if r.long_gaps.iter().all(|g| g.run_wait_us.is_some()) {
+        let rest = |g: &LongGap| g.us - if g.nonvoluntary > 0 { g.run_wait_us.unwrap_or(0.0) } else { 0.0 };
+        let _ = write!(
+            m,
+            ". The thread's run-queue wait (runnable while another task ran on its CPU) covers the gap to within 100 µs in {covered} of the {} gaps; the largest remainder (gap minus that wait) is {:.1} µs",
+            r.long,
+            r.long_gaps.iter().map(rest).fold(0.0, f64::max)
+        );
+        let running = |g: &LongGap| rest(g) > g.us / 2.0;
+        let n_running = r.count(running);
+        if n_running > 0 {
+            let _ = write!(
+                m,
+                ". In {n_running} gaps (longest {:.1} µs) the thread waited less than half of the gap: it stayed on its CPU as far as the guest kernel counts (no page fault in {} of them), time these counters do not break down (they count neither interrupt handling nor time the hypervisor did not run the vCPU)",
+                r.max_of(running),
+                r.count(|g| running(g) && g.faults == Some(0))
+            );
+        }
+    }
+    m.push('.');
+    m
+}
+
 fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&ControlResult>, skipped: &[String], notes: Option<&str>, t: Timing) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "# Performance\n");
@@ -1281,12 +1664,16 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
     if let Some(c) = control {
         let _ = writeln!(m, "## Control plane\n");
         let max_build = c.build_ms.iter().copied().fold(0.0, f64::max);
-        let _ = writeln!(m, "{} services × 10 real servers (DR, wrr). Applying them: validating into a `ServiceTable` (`add_service` each) {:.1} ms, then the first snapshot (`to_services` + `Snapshot::build`) {:.1} ms. Then {} single changes (`edit_real` of one weight + `to_services` + `Snapshot::build` + arc-swap store) while a worker thread forwards DR traffic: {} ms each (max {:.1} ms). The worker (`set_snapshot` when the generation changes, between bursts, as rvsd does) took {} µs per switch. Longest gap between two bursts of the worker: {:.1} µs overall, {:.1} µs at a switch; p99.9 {:.1} µs over {} bursts (both threads share the 2 CPUs with other jobs: gaps also include preemption).{}\n",
+        let _ = writeln!(m, "{} services × 10 real servers (DR, wrr). Applying them: validating into a `ServiceTable` (`add_service` each) {:.1} ms, then the first snapshot (`to_services` + `Snapshot::build`) {:.1} ms. Then {} single changes (`edit_real` of one weight + `to_services` + `Snapshot::build` + arc-swap store) by a control thread on CPU {} while a worker thread forwards DR traffic: {} ms each (max {:.1} ms). The worker (`set_snapshot` when the generation changes, between bursts, as rvsd does) took {} µs per switch.{}\n",
             c.services, c.table_ms, c.first_build_ms, c.build_ms.len(),
+            c.control_cpu.map_or("(not pinned)".into(), |x| x.to_string()),
             c.build_ms.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "), max_build,
-            c.set_snapshot_us.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "),
-            c.max_gap_us, c.max_gap_switch_us, c.p999_gap_us, c.bursts,
+            c.run.switch_us.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", "),
             if c.errors.is_empty() { String::new() } else { format!(" ERRORS: {}", c.errors.join("; ")) });
+        let _ = writeln!(m, "Gaps: the time between the ends of two bursts of the worker (snapshot check + burst). For each gap above 100 µs the worker notes afterwards whether it switched snapshots and ran `tick` in that iteration, and reads its `/proc/thread-self/status` (`voluntary_ctxt_switches`, `nonvoluntary_ctxt_switches`), `schedstat` (time runnable but waiting on a run queue) and `stat` (page faults): a context switch, wait or fault counts for the gap if it happened since the previous reading (at the previous gap above 100 µs, or at the loop start), so one that made no long gap is counted at the next long gap. These readings are the only syscalls in the loop; the clock restarts after them.\n");
+        let _ = writeln!(m, "- While publishing: {}", gap_sentences(&c.run));
+        let _ = writeln!(m, "- The same loop as long with nothing published (control thread idle): {}", gap_sentences(&c.baseline));
+        let _ = writeln!(m, "- {}\n", preemption_sentence(&c.run));
     }
     // Targets.
     let _ = writeln!(m, "## Targets (one worker, 64-byte packets)\n");
@@ -1332,7 +1719,10 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
     if let Some(c) = control {
         let max_build = c.build_ms.iter().copied().fold(0.0, f64::max);
         let _ = writeln!(m, "| control plane: 10,000 services applied < 1 s | {:.0} ms (table {:.0} ms + snapshot {:.0} ms); one change republished in max {:.0} ms | {} |", c.table_ms + c.first_build_ms, c.table_ms, c.first_build_ms, max_build, met(c.table_ms + c.first_build_ms < 1000.0 && c.services >= 10_000));
-        let _ = writeln!(m, "| no worker gap > 100 µs while publishing | {:.1} µs max ({:.1} µs at a switch; set_snapshot max {:.0} µs) | {} |", c.max_gap_us, c.max_gap_switch_us, c.set_snapshot_us.iter().copied().fold(0.0, f64::max), met(c.max_gap_us <= 100.0));
+        let r = &c.run;
+        let _ = writeln!(m, "| no worker gap > 100 µs while publishing | {:.1} µs max ({:.1} µs at a switch; set_snapshot max {:.0} µs); {} gaps > 100 µs: {} with an involuntary context switch, {} unexplained; without publications: {:.1} µs max, {} gaps > 100 µs ({} with an involuntary context switch). {} | {} |",
+            r.max_gap_us, r.max_gap_switch_us, r.switch_us.iter().copied().fold(0.0, f64::max), r.long, r.count(|g| g.nonvoluntary > 0), r.count(|g| !g.explained()),
+            c.baseline.max_gap_us, c.baseline.long, c.baseline.count(|g| g.nonvoluntary > 0), preemption_sentence(r), met(c.gap_target_met()));
     }
     let _ = writeln!(m);
     if let Some(n) = notes {

@@ -223,6 +223,17 @@ impl SchedState {
             // The caller changed the list without `update`: catch up now.
             self.update(reals);
         }
+        self.pick_current(reals, ctx)
+    }
+
+    /// [`SchedState::pick`] for a caller that always calls `update` when the list changes (the
+    /// worker does, on each snapshot): skips comparing the list with the known one.
+    pub fn pick_current(&mut self, reals: &[RealServer], ctx: &PickCtx<'_>) -> Option<usize> {
+        let n = reals.len();
+        if n == 0 || self.known.len() != n {
+            return if n == 0 { None } else { self.pick(reals, ctx) };
+        }
+        debug_assert!(self.known.iter().zip(reals).all(|(k, r)| k.0 == r.addr && k.1 == r.weight), "list changed without update");
         if !ctx.conns.is_empty() {
             for (i, r) in reals.iter().enumerate() {
                 let c = ctx.conns.get(i).copied().unwrap_or((0, 0));

@@ -10,6 +10,7 @@
 //! it does make stop/close wait until no burst is in flight, so a racing stop cannot free a queue
 //! under a worker.
 
+mod cpu;
 mod eal;
 mod error;
 mod flow;
@@ -17,6 +18,7 @@ mod mbuf;
 mod port;
 mod ring;
 
+pub use cpu::prefetch;
 pub use eal::{lcore_id, register_thread, socket_id, tsc, tsc_hz, unregister_thread, Eal};
 pub use error::{strerror, DpdkError};
 pub use flow::{flow_validate, FlowL4, FlowRule, LportRule};

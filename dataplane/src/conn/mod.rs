@@ -1,10 +1,12 @@
 //! Per-worker session table: bidirectional, bounded, no locks, expiry amortised over bursts by a
 //! timer wheel.
 //!
-//! Sessions live in a slab (a `Vec` grown in fixed chunks, with a free list); ONE hash map holds the key of each
-//! direction a session can be seen in (client → VIP, and for NAT/FULLNAT the real server's reply)
-//! → (slab index, direction), so a packet of either direction costs one lookup. The timer wheel
-//! holds slab indices.
+//! Sessions live in a slab (a `Vec` grown in fixed chunks, with a free list); ONE index ([`index`])
+//! holds each direction a session can be seen in (client → VIP, and for NAT/FULLNAT the real
+//! server's reply) → (slab index, direction), so a packet of either direction costs one lookup.
+//! The timer wheel holds slab indices.
+
+mod index;
 
 use rvs_config::model::{FwdMode, Proto, ServiceKey};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -277,11 +279,8 @@ pub struct Session {
     /// PROXY v2: the client's sequence number of its first data byte (retransmissions of the
     /// first segment get the header again).
     pub proxy_seq: u32,
-    pub created_ns: u64,
     /// When the session expires unless touched again.
     pub expires_ns: u64,
-    pub pkts: u64,
-    pub bytes: u64,
     /// The worker's per-(service, real server) statistics slot this session counts into
     /// ([`NO_STATS_SLOT`] when it has none), so a packet costs an indexed increment, not a
     /// hash lookup.
@@ -421,12 +420,13 @@ pub const WHEEL_TICK_NS: u64 = 62_500_000;
 /// costs about 14 such looks over its life).
 pub const WHEEL_SLOTS: usize = 1024;
 
-/// A session with its place on the timer wheel.
+/// A session with its place on the timer wheel (80 bytes).
 #[derive(Debug)]
 struct Entry {
     s: Session,
-    /// Absolute wheel tick the session's one wheel record was filed for (slot = tick % slots).
-    due_tick: u64,
+    /// Wheel slot of the session's one wheel record. Its tick is the first tick at or after the
+    /// cursor that falls in this slot (records are always filed less than a revolution ahead).
+    slot: u32,
     /// Index of that record inside its slot.
     pos: u32,
 }
@@ -436,12 +436,35 @@ struct Entry {
 /// copies, with glibc). Also what is reserved up front.
 const CHUNK: usize = 1 << 16;
 
-/// Map value: slab index << 1 | direction bit (1 = reply).
+/// Sessions the index is sized for up front (64 MiB of index); a table allowed more grows its
+/// index by doubling, rebuilt from the slab.
+const INDEX_PREALLOC: usize = 1 << 22;
+
+/// Index value: slab index << 1 | direction bit (1 = reply).
 fn packed(idx: u32, dir: Dir) -> u32 {
     idx << 1 | u32::from(dir == Dir::Reply)
 }
 
-/// The session table: a slab of sessions bounded by `capacity`, one ahash map for both
+/// Both cache lines of a slab entry.
+#[inline(always)]
+fn prefetch_entry(e: &Option<Entry>, prefetch: impl Fn(*const u8)) {
+    let p = e as *const Option<Entry> as *const u8;
+    prefetch(p);
+    prefetch(p.wrapping_add(std::mem::size_of::<Option<Entry>>() - 1));
+}
+
+/// The key an index value stands for: the forward tuple of its session, or the reply tuple.
+#[inline]
+fn key_at(slab: &[Option<Entry>], v: u32) -> Option<FlowKey> {
+    let e = slab.get((v >> 1) as usize)?.as_ref()?;
+    if v & 1 == 0 {
+        Some(e.s.key)
+    } else {
+        e.s.reply_key()
+    }
+}
+
+/// The session table: a slab of sessions bounded by `capacity`, one index for both
 /// directions' keys, and a hashed timer wheel of slab indices for expiry.
 ///
 /// Wheel bookkeeping is exact: every session has exactly one record (its slab index) on the
@@ -453,7 +476,7 @@ fn packed(idx: u32, dir: Dir) -> u32 {
 /// An expiry moved earlier (e.g. RST on an ESTABLISHED flow) moves the record right away, so a
 /// session is never removed more than one tick after its `expires_ns`.
 pub struct ConnTable {
-    map: hashbrown::HashMap<FlowKey, u32>,
+    index: index::Index,
     slab: Vec<Option<Entry>>,
     free: Vec<u32>,
     live: usize,
@@ -484,8 +507,9 @@ impl ConnTable {
         let slots = slots.max(2);
         let capacity = capacity.min(1 << 31);
         ConnTable {
-            // Room for a first burst up front; beyond that the map grows as flows arrive.
-            map: hashbrown::HashMap::with_capacity(capacity.min(1 << 16)),
+            // Room for two keys per session of the whole capacity up to INDEX_PREALLOC sessions,
+            // so the index never has to grow (a rebuild stops the worker) below that.
+            index: index::Index::with_room(2 * capacity.min(INDEX_PREALLOC)),
             slab: Vec::with_capacity(capacity.min(CHUNK)),
             free: Vec::new(),
             live: 0,
@@ -505,17 +529,63 @@ impl ConnTable {
         self.timeouts = t;
     }
 
-    /// The session a packet with this tuple belongs to, and which way it goes: one hash lookup.
+    /// The hash of a tuple in this table's index (what a burst's pre-pass computes once per
+    /// packet for [`ConnTable::prefetch_bucket`] and [`ConnTable::lookup_hashed`]).
+    #[inline]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        self.index.hash(key)
+    }
+
+    /// Start loading the index bucket of hash `h` into the cache (first stage of a burst's
+    /// lookups). `prefetch` is the platform's prefetch hint.
+    #[inline]
+    pub fn prefetch_bucket(&self, h: u64, prefetch: impl Fn(*const u8)) {
+        prefetch(self.index.bucket_addr(h));
+    }
+
+    /// Start loading the session that hash `h` most likely belongs to (second stage, once its
+    /// bucket is in the cache): both cache lines of its slab entry. `false` when the bucket has
+    /// no candidate (most likely a new flow).
+    #[inline]
+    pub fn prefetch_session(&self, h: u64, prefetch: impl Fn(*const u8)) -> bool {
+        match self.index.first_candidate(h).and_then(|v| self.slab.get((v >> 1) as usize)) {
+            Some(e) => {
+                prefetch_entry(e, prefetch);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Start loading the slab entries the next `n` new sessions will take (from the free list).
+    #[inline]
+    pub fn prefetch_free(&self, n: usize, prefetch: impl Fn(*const u8)) {
+        for &i in self.free.iter().rev().take(n) {
+            if let Some(e) = self.slab.get(i as usize) {
+                prefetch_entry(e, &prefetch);
+            }
+        }
+    }
+
+    /// The session a packet with this tuple belongs to, and which way it goes: one index lookup.
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(SessionId, Dir)> {
-        let v = *self.map.get(key)?;
+        self.lookup_hashed(key, self.index.hash(key))
+    }
+
+    /// [`ConnTable::lookup`] with the key's [`ConnTable::hash`] already computed.
+    #[inline]
+    pub fn lookup_hashed(&self, key: &FlowKey, h: u64) -> Option<(SessionId, Dir)> {
+        let slab = &self.slab;
+        let v = self.index.find(h, |v| key_at(slab, v).is_some_and(|k| k == *key))?;
         Some((SessionId(v >> 1), if v & 1 == 1 { Dir::Reply } else { Dir::Orig }))
     }
+
     pub fn get(&self, id: SessionId) -> Option<&Session> {
         self.slab.get(id.0 as usize)?.as_ref().map(|e| &e.s)
     }
     /// Counters and fields may be changed freely, but not `key`, `rs`, `laddr` or `fwd` (the
-    /// map holds keys derived from them). Moving `expires_ns` earlier through this reference
+    /// index holds keys derived from them). Moving `expires_ns` earlier through this reference
     /// takes effect only when the wheel reaches the session's current record (use `touch` to
     /// shorten a life precisely); moving it later is fine.
     pub fn get_mut(&mut self, id: SessionId) -> Option<&mut Session> {
@@ -526,19 +596,28 @@ impl ConnTable {
         self.lookup(key).and_then(|(id, _)| self.get(id))
     }
 
-    /// Put slab index `idx` on the wheel for `tick`; returns its position in the slot.
-    fn file(&mut self, idx: u32, tick: u64) -> u32 {
+    /// Put slab index `idx` on the wheel for `tick`; returns (slot, position in the slot).
+    fn file(&mut self, idx: u32, tick: u64) -> (u32, u32) {
         let n = self.wheel.len() as u64;
-        let slot = &mut self.wheel[(tick % n) as usize];
+        let si = (tick % n) as usize;
+        let slot = &mut self.wheel[si];
         slot.push(idx);
-        (slot.len() - 1) as u32
+        (si as u32, (slot.len() - 1) as u32)
     }
 
-    /// Take the record at (`tick`, `pos`) off the wheel, fixing the session whose record fills
-    /// the hole.
-    fn unfile(&mut self, tick: u64, pos: u32) {
+    /// The tick a record in wheel slot `si` is due at: the first at or after the cursor.
+    fn due_tick(&self, si: u32) -> u64 {
         let n = self.wheel.len() as u64;
-        let slot = &mut self.wheel[(tick % n) as usize];
+        self.cursor + (u64::from(si) + n - self.cursor % n) % n
+    }
+
+    /// Take the record at (`si`, `pos`) off the wheel, fixing the session whose record fills
+    /// the hole.
+    fn unfile(&mut self, si: u32, pos: u32) {
+        let Some(slot) = self.wheel.get_mut(si as usize) else {
+            debug_assert!(false, "conn wheel slot out of range");
+            return;
+        };
         let pos = pos as usize;
         if pos >= slot.len() {
             debug_assert!(false, "conn wheel record out of place");
@@ -557,12 +636,21 @@ impl ConnTable {
     /// removed first (callers that keep per-session accounting remove it themselves before);
     /// this works when the table is full.
     pub fn insert(&mut self, s: Session) -> Result<SessionId, TableFull> {
-        let reply = s.reply_key();
-        for k in std::iter::once(Some(s.key)).chain(std::iter::once(reply)).flatten() {
+        for k in std::iter::once(s.key).chain(s.reply_key()) {
             if let Some((old, _)) = self.lookup(&k) {
                 self.remove(old);
             }
         }
+        self.insert_new(s)
+    }
+
+    /// [`ConnTable::insert`] for a caller that knows no session holds either key of `s` (it
+    /// looked them up already): two index probes fewer per new flow.
+    pub fn insert_new(&mut self, s: Session) -> Result<SessionId, TableFull> {
+        let hf = self.index.hash(&s.key);
+        let hr = s.reply_key().map(|r| self.index.hash(&r));
+        debug_assert!(self.lookup_hashed(&s.key, hf).is_none(), "forward key held");
+        debug_assert!(s.reply_key().zip(hr).is_none_or(|(r, h)| self.lookup_hashed(&r, h).is_none()), "reply key held");
         if self.live >= self.capacity {
             return Err(TableFull);
         }
@@ -578,24 +666,45 @@ impl ConnTable {
             }
         };
         let tick = target_tick(s.expires_ns, self.tick_ns, self.cursor, self.wheel.len());
-        let pos = self.file(idx, tick);
-        self.map.insert(s.key, packed(idx, Dir::Orig));
-        if let Some(r) = reply {
-            self.map.insert(r, packed(idx, Dir::Reply));
-        }
-        if let Some(slot) = self.slab.get_mut(idx as usize) {
-            *slot = Some(Entry { s, due_tick: tick, pos });
+        let (slot, pos) = self.file(idx, tick);
+        if let Some(e) = self.slab.get_mut(idx as usize) {
+            *e = Some(Entry { s, slot, pos });
         }
         self.live += 1;
+        let grown = self.index.full() || (hr.is_some() && self.index.len() + 2 > self.index.slots() * 7 / 8);
+        if grown {
+            // Rebuilt from the slab, which now holds the new session: its keys go in there.
+            self.grow_index();
+        } else {
+            self.index.insert(hf, packed(idx, Dir::Orig));
+            if let Some(h) = hr {
+                self.index.insert(h, packed(idx, Dir::Reply));
+            }
+        }
         Ok(SessionId(idx))
+    }
+
+    /// Double the index, filled again from the slab (only past INDEX_PREALLOC sessions).
+    fn grow_index(&mut self) {
+        let mut ix = index::Index::with_room(self.index.slots() * 2 * 8 / 10);
+        for (i, e) in self.slab.iter().enumerate() {
+            let Some(e) = e else { continue };
+            ix.insert(ix.hash(&e.s.key), packed(i as u32, Dir::Orig));
+            if let Some(r) = e.s.reply_key() {
+                ix.insert(ix.hash(&r), packed(i as u32, Dir::Reply));
+            }
+        }
+        self.index = ix;
     }
 
     /// Take the slab entry out, with its keys; the wheel record is the caller's business.
     fn take(&mut self, idx: u32) -> Option<Entry> {
         let e = self.slab.get_mut(idx as usize)?.take()?;
-        self.map.remove(&e.s.key);
+        let removed = self.index.remove(self.index.hash(&e.s.key), packed(idx, Dir::Orig));
+        debug_assert!(removed, "session without its forward key");
         if let Some(r) = e.s.reply_key() {
-            self.map.remove(&r);
+            let removed = self.index.remove(self.index.hash(&r), packed(idx, Dir::Reply));
+            debug_assert!(removed, "session without its reply key");
         }
         self.free.push(idx);
         self.live -= 1;
@@ -604,14 +713,14 @@ impl ConnTable {
 
     pub fn remove(&mut self, id: SessionId) -> Option<Session> {
         let e = self.take(id.0)?;
-        self.unfile(e.due_tick, e.pos);
+        self.unfile(e.slot, e.pos);
         Some(e.s)
     }
 
     /// A fresh session for the first packet of a flow (client → VIP): TCP state from IPVS's
     /// table from sNO (SYN → SYN_RECV; RST, FIN or a bare ACK → CLOSE), anything else `Udp`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new_session(&self, key: FlowKey, rs: SocketAddrV4, fwd: FwdMode, laddr: SocketAddrV4, tcp_flags: u8, now_ns: u64, len: usize) -> Session {
+    pub fn new_session(&self, key: FlowKey, rs: SocketAddrV4, fwd: FwdMode, laddr: SocketAddrV4, tcp_flags: u8, now_ns: u64) -> Session {
         let state = next_state(key.proto, fwd, Dir::Orig, None, tcp_flags);
         Session {
             key,
@@ -623,10 +732,7 @@ impl ConnTable {
             gen: 0,
             seq_delta: 0,
             proxy_seq: 0,
-            created_ns: now_ns,
             expires_ns: now_ns.saturating_add(self.timeouts.of(state)),
-            pkts: 1,
-            bytes: len as u64,
             stats: NO_STATS_SLOT,
             fwd_stamp: 0,
             hop_port: [NO_HOP; 2],
@@ -634,10 +740,10 @@ impl ConnTable {
         }
     }
 
-    /// Account a packet of an existing flow going `dir`: counters, TCP state from `tcp_flags`
+    /// Account a packet of an existing flow going `dir`: TCP state from `tcp_flags`
     /// (IPVS's table: INPUT/OUTPUT rows for NAT and FULLNAT, INPUT-ONLY for DR and TUN), expiry
     /// from the new state's timeout. Returns (old state, new state).
-    pub fn touch(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, now_ns: u64, len: usize) -> Option<(ConnState, ConnState)> {
+    pub fn touch(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, now_ns: u64) -> Option<(ConnState, ConnState)> {
         let idx = id.0;
         let (tick_ns, cursor, slots) = (self.tick_ns, self.cursor, self.wheel.len());
         let timeouts = self.timeouts;
@@ -645,17 +751,15 @@ impl ConnTable {
         let old = e.s.state;
         let new = next_state(e.s.key.proto, e.s.fwd, dir, Some(old), tcp_flags);
         e.s.state = new;
-        e.s.pkts += 1;
-        e.s.bytes += len as u64;
         e.s.expires_ns = now_ns.saturating_add(timeouts.of(new));
         let tick = target_tick(e.s.expires_ns, tick_ns, cursor, slots);
-        if tick < e.due_tick {
+        let (old_slot, old_pos) = (e.slot, e.pos);
+        if tick < self.due_tick(old_slot) {
             // Life shortened below the record's tick: move the record now.
-            let (old_tick, old_pos) = (e.due_tick, e.pos);
-            self.unfile(old_tick, old_pos);
-            let pos = self.file(idx, tick);
+            self.unfile(old_slot, old_pos);
+            let (slot, pos) = self.file(idx, tick);
             if let Some(Some(e)) = self.slab.get_mut(idx as usize) {
-                e.due_tick = tick;
+                e.slot = slot;
                 e.pos = pos;
             }
         }
@@ -667,7 +771,17 @@ impl ConnTable {
     ///
     /// Only wheel ticks entirely in the past are processed, so a session goes at most one tick
     /// after its `expires_ns`. A call that runs out of budget resumes where it stopped.
-    pub fn expire(&mut self, now_ns: u64, budget: usize, mut on_expire: impl FnMut(&Session)) -> usize {
+    pub fn expire(&mut self, now_ns: u64, budget: usize, on_expire: impl FnMut(&Session)) -> usize {
+        self.expire_with(now_ns, budget, |_| {}, on_expire)
+    }
+
+    /// [`ConnTable::expire`] with the platform's prefetch: the sessions a few records ahead on
+    /// the wheel, and the index buckets of their keys, are loaded while the current one is
+    /// looked at (a large table's expiry is otherwise one cache miss after another).
+    pub fn expire_with(&mut self, now_ns: u64, budget: usize, prefetch: impl Fn(*const u8), mut on_expire: impl FnMut(&Session)) -> usize {
+        /// Records ahead whose session is prefetched, and whose keys' buckets are.
+        const AHEAD_SESSION: usize = 16;
+        const AHEAD_BUCKET: usize = 8;
         let slots = self.wheel.len();
         // Ticks before `due_limit` end at or before `now_ns`.
         let due_limit = now_ns / self.tick_ns;
@@ -690,6 +804,16 @@ impl ConnTable {
                 if examined >= budget {
                     return removed;
                 }
+                let recs = &self.wheel[si];
+                if let Some(e) = recs.len().checked_sub(1 + AHEAD_SESSION).and_then(|i| self.slab.get(recs[i] as usize)) {
+                    prefetch_entry(e, &prefetch);
+                }
+                if let Some(Some(e)) = recs.len().checked_sub(1 + AHEAD_BUCKET).and_then(|i| self.slab.get(recs[i] as usize)) {
+                    prefetch(self.index.bucket_addr(self.index.hash(&e.s.key)));
+                    if let Some(r) = e.s.reply_key() {
+                        prefetch(self.index.bucket_addr(self.index.hash(&r)));
+                    }
+                }
                 examined += 1;
                 self.wheel[si].pop();
                 let Some(Some(e)) = self.slab.get_mut(idx as usize) else {
@@ -706,9 +830,10 @@ impl ConnTable {
                     // `due_limit` > cursor and the record never lands back in this slot.
                     let tick = target_tick(e.s.expires_ns, self.tick_ns, self.cursor, slots);
                     debug_assert!(tick > self.cursor);
-                    let slot = &mut self.wheel[(tick % slots as u64) as usize];
+                    let ts = (tick % slots as u64) as usize;
+                    let slot = &mut self.wheel[ts];
                     slot.push(idx);
-                    e.due_tick = tick;
+                    e.slot = ts as u32;
                     e.pos = (slot.len() - 1) as u32;
                 }
             }
@@ -762,21 +887,21 @@ impl ConnTable {
     /// in the map.
     #[cfg(test)]
     fn check_wheel(&self) {
-        let n = self.wheel.len() as u64;
         let records: usize = self.wheel.iter().map(Vec::len).sum();
         assert_eq!(records, self.live, "wheel records vs sessions");
         let mut keys = 0;
         for (i, e) in self.slab.iter().enumerate() {
             let Some(e) = e else { continue };
-            assert_eq!(self.wheel[(e.due_tick % n) as usize].get(e.pos as usize), Some(&(i as u32)), "record of {i}");
-            assert_eq!(self.map.get(&e.s.key), Some(&packed(i as u32, Dir::Orig)));
+            assert_eq!(self.wheel[e.slot as usize].get(e.pos as usize), Some(&(i as u32)), "record of {i}");
+            let id = SessionId(i as u32);
+            assert_eq!(self.lookup(&e.s.key), Some((id, Dir::Orig)));
             keys += 1;
             if let Some(r) = e.s.reply_key() {
-                assert_eq!(self.map.get(&r), Some(&packed(i as u32, Dir::Reply)));
+                assert_eq!(self.lookup(&r), Some((id, Dir::Reply)));
                 keys += 1;
             }
         }
-        assert_eq!(keys, self.map.len(), "no stray keys");
+        assert_eq!(keys, self.index.len(), "no stray keys");
     }
 }
 
@@ -802,13 +927,13 @@ mod tests {
     }
     const NOL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
     fn syn_k(t: &ConnTable, k: FlowKey, now: u64) -> Session {
-        t.new_session(k, rs(), FwdMode::Dr, NOL, SYN, now, 60)
+        t.new_session(k, rs(), FwdMode::Dr, NOL, SYN, now)
     }
     /// Key-based shorthands over the id-based API.
     trait ByKey {
         fn ins(&mut self, k: FlowKey, s: Session) -> Result<SessionId, TableFull>;
         fn g(&self, k: &FlowKey) -> Option<&Session>;
-        fn tk(&mut self, k: &FlowKey, flags: u8, now: u64, len: usize) -> Option<(ConnState, ConnState)>;
+        fn tk(&mut self, k: &FlowKey, flags: u8, now: u64) -> Option<(ConnState, ConnState)>;
         fn rm(&mut self, k: &FlowKey) -> Option<Session>;
     }
     impl ByKey for ConnTable {
@@ -819,9 +944,9 @@ mod tests {
         fn g(&self, k: &FlowKey) -> Option<&Session> {
             self.find(k)
         }
-        fn tk(&mut self, k: &FlowKey, flags: u8, now: u64, len: usize) -> Option<(ConnState, ConnState)> {
+        fn tk(&mut self, k: &FlowKey, flags: u8, now: u64) -> Option<(ConnState, ConnState)> {
             let (id, dir) = self.lookup(k)?;
-            self.touch(id, dir, flags, now, len)
+            self.touch(id, dir, flags, now)
         }
         fn rm(&mut self, k: &FlowKey) -> Option<Session> {
             let (id, _) = self.lookup(k)?;
@@ -844,14 +969,14 @@ mod tests {
     fn new_session_states() {
         let t = ConnTable::new(10, Timeouts::default());
         let d = Timeouts::default();
-        let s = t.new_session(key(0), rs(), FwdMode::Dr, NOL, SYN, 5, 74);
-        assert_eq!((s.state, s.created_ns, s.expires_ns, s.pkts, s.bytes), (ConnState::TcpSynRecv, 5, 5 + d.tcp_syn_recv_ns, 1, 74));
+        let s = t.new_session(key(0), rs(), FwdMode::Dr, NOL, SYN, 5);
+        assert_eq!((s.state, s.expires_ns), (ConnState::TcpSynRecv, 5 + d.tcp_syn_recv_ns));
         // IPVS's sNO column: anything but a SYN is CLOSE.
         for f in [RST | ACK, FIN | ACK, ACK] {
-            assert_eq!(t.new_session(key(0), rs(), FwdMode::Dr, NOL, f, 0, 1).state, ConnState::TcpClose);
-            assert_eq!(t.new_session(key(0), rs(), FwdMode::Nat, NOL, f, 0, 1).state, ConnState::TcpClose);
+            assert_eq!(t.new_session(key(0), rs(), FwdMode::Dr, NOL, f, 0).state, ConnState::TcpClose);
+            assert_eq!(t.new_session(key(0), rs(), FwdMode::Nat, NOL, f, 0).state, ConnState::TcpClose);
         }
-        let u = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, SYN, 7, 100);
+        let u = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, SYN, 7);
         assert_eq!((u.state, u.expires_ns), (ConnState::Udp, 7 + d.udp_ns));
     }
 
@@ -862,34 +987,33 @@ mod tests {
         t.ins(k, syn_k(&t, k, 0)).unwrap();
         use ConnState::*;
         // Retransmitted SYN keeps SYN_RECV.
-        assert_eq!(t.tk(&k, SYN, 1, 60), Some((TcpSynRecv, TcpSynRecv)));
-        assert_eq!(t.tk(&k, ACK, 2, 52), Some((TcpSynRecv, TcpEstablished)));
-        assert_eq!(t.tk(&k, ACK | 0x08, 3, 1000), Some((TcpEstablished, TcpEstablished)));
-        assert_eq!(t.tk(&k, SYN, 4, 60), Some((TcpEstablished, TcpEstablished)));
-        assert_eq!(t.tk(&k, FIN | ACK, 5, 52), Some((TcpEstablished, TcpFinWait)));
-        assert_eq!(t.tk(&k, ACK, 6, 52), Some((TcpFinWait, TcpFinWait)));
-        assert_eq!(t.tk(&k, FIN, 7, 52), Some((TcpFinWait, TcpFinWait)));
-        assert_eq!(t.tk(&k, RST, 8, 40), Some((TcpFinWait, TcpClose)));
-        assert_eq!(t.tk(&k, FIN, 9, 40), Some((TcpClose, TcpClose)));
-        assert_eq!(t.tk(&k, ACK, 10, 40), Some((TcpClose, TcpClose)));
+        assert_eq!(t.tk(&k, SYN, 1), Some((TcpSynRecv, TcpSynRecv)));
+        assert_eq!(t.tk(&k, ACK, 2), Some((TcpSynRecv, TcpEstablished)));
+        assert_eq!(t.tk(&k, ACK | 0x08, 3), Some((TcpEstablished, TcpEstablished)));
+        assert_eq!(t.tk(&k, SYN, 4), Some((TcpEstablished, TcpEstablished)));
+        assert_eq!(t.tk(&k, FIN | ACK, 5), Some((TcpEstablished, TcpFinWait)));
+        assert_eq!(t.tk(&k, ACK, 6), Some((TcpFinWait, TcpFinWait)));
+        assert_eq!(t.tk(&k, FIN, 7), Some((TcpFinWait, TcpFinWait)));
+        assert_eq!(t.tk(&k, RST, 8), Some((TcpFinWait, TcpClose)));
+        assert_eq!(t.tk(&k, FIN, 9), Some((TcpClose, TcpClose)));
+        assert_eq!(t.tk(&k, ACK, 10), Some((TcpClose, TcpClose)));
         // A SYN reopens (the worker reschedules before this; the table alone says SYN_RECV).
-        assert_eq!(t.tk(&k, SYN, 11, 40), Some((TcpClose, TcpSynRecv)));
+        assert_eq!(t.tk(&k, SYN, 11), Some((TcpClose, TcpSynRecv)));
         // No flag of interest: unchanged.
-        assert_eq!(t.tk(&k, 0x08, 12, 40), Some((TcpSynRecv, TcpSynRecv)));
+        assert_eq!(t.tk(&k, 0x08, 12), Some((TcpSynRecv, TcpSynRecv)));
         let s = t.g(&k).unwrap();
-        assert_eq!(s.pkts, 13);
         assert_eq!(s.expires_ns, 12 + Timeouts::default().tcp_syn_recv_ns);
         // RST in SYN_RECV stays SYN_RECV (IPVS), RST in ESTABLISHED closes; FIN from SYN_RECV.
         let k2 = key(2);
         t.ins(k2, syn_k(&t, k2, 0)).unwrap();
-        assert_eq!(t.tk(&k2, FIN, 1, 40), Some((TcpSynRecv, TcpTimeWait)));
+        assert_eq!(t.tk(&k2, FIN, 1), Some((TcpSynRecv, TcpTimeWait)));
         let k3 = key(3);
         t.ins(k3, syn_k(&t, k3, 0)).unwrap();
-        assert_eq!(t.tk(&k3, RST | ACK, 1, 40), Some((TcpSynRecv, TcpSynRecv)));
-        assert_eq!(t.tk(&k3, ACK, 1, 40), Some((TcpSynRecv, TcpEstablished)));
-        assert_eq!(t.tk(&k3, RST, 1, 40), Some((TcpEstablished, TcpClose)));
+        assert_eq!(t.tk(&k3, RST | ACK, 1), Some((TcpSynRecv, TcpSynRecv)));
+        assert_eq!(t.tk(&k3, ACK, 1), Some((TcpSynRecv, TcpEstablished)));
+        assert_eq!(t.tk(&k3, RST, 1), Some((TcpEstablished, TcpClose)));
         // Absent key.
-        assert_eq!(t.tk(&key(99), ACK, 1, 40), None);
+        assert_eq!(t.tk(&key(99), ACK, 1), None);
     }
 
     /// A NAT/FULLNAT session through a full handshake and both closes, as IPVS moves it.
@@ -898,33 +1022,33 @@ mod tests {
         use ConnState::*;
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = key(1);
-        let id = t.insert(t.new_session(k, rs(), FwdMode::Nat, NOL, SYN, 0, 60)).unwrap();
+        let id = t.insert(t.new_session(k, rs(), FwdMode::Nat, NOL, SYN, 0)).unwrap();
         let r = t.get(id).unwrap().reply_key().unwrap();
         assert_eq!(t.lookup(&r), Some((id, Dir::Reply)));
         assert_eq!(t.lookup(&k), Some((id, Dir::Orig)));
-        assert_eq!(t.tk(&r, SYN | ACK, 1, 60), Some((TcpSynRecv, TcpSynRecv)));
-        assert_eq!(t.tk(&k, ACK, 2, 52), Some((TcpSynRecv, TcpEstablished)));
-        assert_eq!(t.tk(&r, ACK, 3, 52), Some((TcpEstablished, TcpEstablished)));
+        assert_eq!(t.tk(&r, SYN | ACK, 1), Some((TcpSynRecv, TcpSynRecv)));
+        assert_eq!(t.tk(&k, ACK, 2), Some((TcpSynRecv, TcpEstablished)));
+        assert_eq!(t.tk(&r, ACK, 3), Some((TcpEstablished, TcpEstablished)));
         // Client closes first: INPUT fin in ES → CLOSE_WAIT; the server's FIN → TIME_WAIT.
-        assert_eq!(t.tk(&k, FIN | ACK, 4, 52), Some((TcpEstablished, TcpCloseWait)));
-        assert_eq!(t.tk(&r, ACK, 5, 52), Some((TcpCloseWait, TcpCloseWait)));
-        assert_eq!(t.tk(&r, FIN | ACK, 6, 52), Some((TcpCloseWait, TcpTimeWait)));
-        assert_eq!(t.tk(&k, ACK, 7, 52), Some((TcpTimeWait, TcpTimeWait)));
+        assert_eq!(t.tk(&k, FIN | ACK, 4), Some((TcpEstablished, TcpCloseWait)));
+        assert_eq!(t.tk(&r, ACK, 5), Some((TcpCloseWait, TcpCloseWait)));
+        assert_eq!(t.tk(&r, FIN | ACK, 6), Some((TcpCloseWait, TcpTimeWait)));
+        assert_eq!(t.tk(&k, ACK, 7), Some((TcpTimeWait, TcpTimeWait)));
         assert_eq!(t.get(id).unwrap().expires_ns, 7 + Timeouts::default().tcp_time_wait_ns);
         // Server closes first: OUTPUT fin in ES → FIN_WAIT; the client's FIN → TIME_WAIT.
         let k2 = key(2);
-        let id2 = t.insert(t.new_session(k2, rs(), FwdMode::FullNat, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 200), 5000), SYN, 0, 60)).unwrap();
+        let id2 = t.insert(t.new_session(k2, rs(), FwdMode::FullNat, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 200), 5000), SYN, 0)).unwrap();
         let r2 = t.get(id2).unwrap().reply_key().unwrap();
         assert_eq!((r2.dst, r2.dport), (Ipv4Addr::new(192, 0, 2, 200), 5000));
-        t.tk(&r2, SYN | ACK, 1, 60);
-        t.tk(&k2, ACK, 2, 52);
-        assert_eq!(t.tk(&r2, FIN | ACK, 3, 52), Some((TcpEstablished, TcpFinWait)));
-        assert_eq!(t.tk(&k2, FIN | ACK, 4, 52), Some((TcpFinWait, TcpTimeWait)));
+        t.tk(&r2, SYN | ACK, 1);
+        t.tk(&k2, ACK, 2);
+        assert_eq!(t.tk(&r2, FIN | ACK, 3), Some((TcpEstablished, TcpFinWait)));
+        assert_eq!(t.tk(&k2, FIN | ACK, 4), Some((TcpFinWait, TcpTimeWait)));
         // RST from the server closes.
         let k3 = key(3);
-        let id3 = t.insert(t.new_session(k3, rs(), FwdMode::Nat, NOL, SYN, 0, 60)).unwrap();
+        let id3 = t.insert(t.new_session(k3, rs(), FwdMode::Nat, NOL, SYN, 0)).unwrap();
         let r3 = t.get(id3).unwrap().reply_key().unwrap();
-        assert_eq!(t.tk(&r3, RST | ACK, 1, 40), Some((TcpSynRecv, TcpClose)));
+        assert_eq!(t.tk(&r3, RST | ACK, 1), Some((TcpSynRecv, TcpClose)));
         assert!(TcpTimeWait.reusable(FwdMode::Nat) && TcpClose.reusable(FwdMode::Nat));
         assert!(!TcpFinWait.reusable(FwdMode::Nat) && TcpFinWait.reusable(FwdMode::Dr));
         t.check_wheel();
@@ -952,10 +1076,10 @@ mod tests {
     fn udp_stays_udp() {
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = FlowKey { proto: 17, ..key(1) };
-        let s = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0, 100);
+        let s = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0);
         t.ins(k, s).unwrap();
         for f in [0, SYN, FIN, RST, ACK] {
-            assert_eq!(t.tk(&k, f, 1, 10), Some((ConnState::Udp, ConnState::Udp)));
+            assert_eq!(t.tk(&k, f, 1), Some((ConnState::Udp, ConnState::Udp)));
         }
         assert_eq!(t.g(&k).unwrap().expires_ns, 1 + Timeouts::default().udp_ns);
     }
@@ -973,11 +1097,11 @@ mod tests {
         assert!(t.g(&key(3)).is_none());
         assert_eq!(t.g(&key(0)).cloned(), before);
         // Existing flows still update and can be replaced while full.
-        assert!(t.tk(&key(0), ACK, 1, 10).is_some());
+        assert!(t.tk(&key(0), ACK, 1).is_some());
         let mut s = syn_k(&t, key(0), 9);
-        s.pkts = 42;
+        s.seq_delta = 42;
         let id = t.ins(key(1), s).unwrap();
-        assert_eq!(t.get(id).unwrap().pkts, 42);
+        assert_eq!(t.get(id).unwrap().seq_delta, 42);
         assert_eq!(t.len(), 3);
         t.check_wheel();
         // Room again after a removal.
@@ -1003,10 +1127,10 @@ mod tests {
             let flags = touches.last().copied().unwrap_or(SYN);
             let mut t = ConnTable::new(10, d);
             let t0 = 1000 * S + 123;
-            let s = t.new_session(key(7), rs(), FwdMode::Dr, NOL, SYN, t0, 60);
+            let s = t.new_session(key(7), rs(), FwdMode::Dr, NOL, SYN, t0);
             t.ins(key(7), s).unwrap();
             for &f in touches {
-                t.tk(&key(7), f, t0, 60);
+                t.tk(&key(7), f, t0);
             }
             let gone = run(&mut t, t0, t0 + timeout + 2 * S, T / 2);
             assert_eq!(gone.len(), 1, "flags {flags:#x}");
@@ -1016,7 +1140,7 @@ mod tests {
         }
         // UDP, checked with one-second steps.
         let mut t = ConnTable::new(10, d);
-        let s = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0, 60);
+        let s = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0);
         t.ins(key(8), s).unwrap();
         let gone = run(&mut t, 0, 400 * S, S);
         // 300 s is a tick boundary: that tick is over at the next step.
@@ -1027,9 +1151,9 @@ mod tests {
     fn touch_extends_life() {
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = key(1);
-        t.ins(k, t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0, 60)).unwrap();
+        t.ins(k, t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, 0)).unwrap();
         assert!(run(&mut t, 0, 200 * S, S).is_empty());
-        t.tk(&k, 0, 200 * S, 60);
+        t.tk(&k, 0, 200 * S);
         assert!(run(&mut t, 201 * S, 499 * S, S).is_empty());
         assert!(t.g(&k).is_some());
         assert_eq!(run(&mut t, 500 * S, 510 * S, S), vec![(k, 501 * S)]);
@@ -1040,8 +1164,8 @@ mod tests {
         let mut t = ConnTable::new(10, Timeouts::default());
         let k = key(1);
         t.ins(k, syn_k(&t, key(0), 0)).unwrap();
-        t.tk(&k, ACK, 1, 60); // ESTABLISHED, 900 s: filed at the horizon
-        t.tk(&k, RST, 2 * S, 40); // CLOSE, 10 s
+        t.tk(&k, ACK, 1); // ESTABLISHED, 900 s: filed at the horizon
+        t.tk(&k, RST, 2 * S); // CLOSE, 10 s
         t.check_wheel();
         let gone = run(&mut t, 2 * S, 30 * S, T);
         assert_eq!(gone.len(), 1);
@@ -1087,7 +1211,7 @@ mod tests {
         }
         // All touched: at 61 s none is due, but each record must be examined and moved.
         for i in 0..10 {
-            t.tk(&key(i), ACK, 30 * S, 10);
+            t.tk(&key(i), ACK, 30 * S);
         }
         assert_eq!(t.expire(61 * S, 4, |_| panic!("none due")), 0);
         t.check_wheel();
@@ -1155,7 +1279,7 @@ mod tests {
         // A stall of many horizons with live and dead sessions mixed.
         let t1 = t0 + 100 * S;
         t.ins(key(2), syn_k(&t, key(0), t1)).unwrap();
-        let mut u = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, t1, 1);
+        let mut u = t.new_session(FlowKey { proto: 17, ..key(0) }, rs(), FwdMode::Dr, NOL, 0, t1);
         u.expires_ns = t1 + 10_000 * S;
         t.ins(key(3), u).unwrap();
         let mut gone = Vec::new();
@@ -1177,7 +1301,7 @@ mod tests {
         t.set_timeouts(to);
         assert_eq!(t.timeouts().tcp_established_ns, 5 * S);
         assert_eq!(t.g(&k).unwrap().expires_ns, 60 * S);
-        t.tk(&k, ACK, S, 10);
+        t.tk(&k, ACK, S);
         assert_eq!(t.g(&k).unwrap().expires_ns, 6 * S);
         let gone = run(&mut t, S, 10 * S, T);
         assert_eq!(gone.len(), 1);
@@ -1190,15 +1314,17 @@ mod tests {
         for i in 0..50 {
             t.ins(key(i), syn_k(&t, key(0), i as u64)).unwrap();
         }
-        t.get_mut(t.lookup(&key(3)).unwrap().0).unwrap().bytes = 7;
+        t.get_mut(t.lookup(&key(3)).unwrap().0).unwrap().seq_delta = 7;
+        let life = Timeouts::default().tcp_syn_recv_ns;
         let mut seen: Vec<u64> = t.iter().map(|(_, s)| {
             let k = s.key;
-            assert_eq!(s.created_ns, (k.sport as u64 - 1024) * 250 + k.src.octets()[3] as u64);
-            s.created_ns
+            let born = s.expires_ns - life;
+            assert_eq!(born, (k.sport as u64 - 1024) * 250 + k.src.octets()[3] as u64);
+            born
         }).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..50).collect::<Vec<u64>>());
-        assert_eq!(t.g(&key(3)).unwrap().bytes, 7);
+        assert_eq!(t.g(&key(3)).unwrap().seq_delta, 7);
         assert!(!t.is_empty());
         assert_eq!(t.len(), 50);
     }
@@ -1228,7 +1354,7 @@ mod tests {
             let k = key((x >> 32) as u32 % 80);
             match (x >> 16) % 6 {
                 0 | 1 => {
-                    let r = t.ins(k, t.new_session(FlowKey { proto: 6, ..key(0) }, rs(), FwdMode::Dr, NOL, SYN, now, 1));
+                    let r = t.ins(k, t.new_session(FlowKey { proto: 6, ..key(0) }, rs(), FwdMode::Dr, NOL, SYN, now));
                     if r.is_ok() {
                         model.insert(k, now + 30_000);
                     } else {
@@ -1238,7 +1364,7 @@ mod tests {
                 }
                 2 => {
                     let flags = [ACK, FIN, RST, SYN][((x >> 40) % 4) as usize];
-                    if t.tk(&k, flags, now, 1).is_some() {
+                    if t.tk(&k, flags, now).is_some() {
                         model.insert(k, t.g(&k).unwrap().expires_ns);
                     } else {
                         assert!(!model.contains_key(&k));
@@ -1270,7 +1396,7 @@ mod tests {
         for i in 0..5 {
             t.insert(syn_k(&t, key(i), 0)).unwrap();
         }
-        let mut other = t.new_session(key(10), rs2, FwdMode::FullNat, "203.0.113.3:5000".parse().unwrap(), SYN, 0, 60);
+        let mut other = t.new_session(key(10), rs2, FwdMode::FullNat, "203.0.113.3:5000".parse().unwrap(), SYN, 0);
         other.key.dport = 443;
         t.insert(other).unwrap();
         let all = SessionFilter::default();
@@ -1298,13 +1424,87 @@ mod tests {
 
     #[test]
     fn memory_per_session() {
-        // Slab entry (session + wheel position) + two map buckets (key + packed index + control
-        // byte) for NAT/FULLNAT + one u32 wheel record.
+        // Slab entry (session + wheel position) + two index slots (2-byte tag + 4-byte value, in
+        // 64-byte buckets of 10) at most 80 % full after sizing, for NAT/FULLNAT + one u32 wheel
+        // record.
         let entry = std::mem::size_of::<Option<Entry>>();
-        let bucket = std::mem::size_of::<(FlowKey, u32)>() + 1;
-        println!("session {} bytes, slab entry {entry}, map bucket {bucket}, wheel record 4", std::mem::size_of::<Session>());
-        assert!(std::mem::size_of::<Session>() <= 96, "80 before the cached hops (18 bytes)");
-        assert!(entry + 2 * bucket + 4 <= 160, "entry {entry} bucket {bucket}");
+        println!("session {} bytes, slab entry {entry}, index slot 6.4 bytes, wheel record 4", std::mem::size_of::<Session>());
+        assert_eq!(entry, 80, "two cache lines at most, prefetched as two");
+        let t = ConnTable::new(1 << 20, Timeouts::default());
+        let index_per_session = t.index.slots() as f64 * 6.4 / f64::from(1 << 20);
+        assert!(index_per_session <= 20.0, "{index_per_session}");
+        assert!(entry as f64 + index_per_session + 4.0 <= 110.0);
+    }
+
+    /// The prefetch hints point where the lookups will read: the key's home bucket, the entry
+    /// of the session a known key belongs to (nothing for an unknown key), the entries the next
+    /// new sessions take, and during expiry the sessions ahead on the wheel.
+    #[test]
+    fn prefetch_hints_point_at_what_lookups_read() {
+        use std::cell::RefCell;
+        let mut t = ConnTable::new(1000, Timeouts::default());
+        for i in 0..100 {
+            t.ins(key(i), syn_k(&t, key(0), 0)).unwrap();
+        }
+        let seen = RefCell::new(Vec::new());
+        let rec = |p: *const u8| seen.borrow_mut().push(p as usize);
+        let entry = |id: SessionId| {
+            let s = t.get(id).unwrap() as *const Session as usize;
+            s..s + 1
+        };
+        for i in [0, 42, 99] {
+            let h = t.hash(&key(i));
+            t.prefetch_bucket(h, rec);
+            assert_eq!(seen.borrow()[0], t.index.bucket_addr(h) as usize);
+            seen.borrow_mut().clear();
+            assert!(t.prefetch_session(h, rec));
+            let (id, _) = t.lookup(&key(i)).unwrap();
+            let (lo, hi) = (seen.borrow()[0], seen.borrow()[1]);
+            let e = entry(id);
+            assert!(lo <= e.start && e.start < hi && hi - lo == std::mem::size_of::<Option<Entry>>() - 1, "key {i}");
+            seen.borrow_mut().clear();
+        }
+        assert!(!t.prefetch_session(t.hash(&key(500)), rec) || t.lookup(&key(500)).is_none());
+        // Free entries: removing two sessions puts their slots on the free list.
+        let gone: Vec<SessionId> = [7, 8].iter().map(|&i| t.lookup(&key(i)).unwrap().0).collect();
+        let addrs: Vec<usize> = gone.iter().map(|&id| entry(id).start).collect();
+        for id in gone {
+            t.remove(id);
+        }
+        seen.borrow_mut().clear();
+        t.prefetch_free(2, rec);
+        let got = seen.borrow().clone();
+        assert_eq!(got.len(), 4);
+        for a in addrs {
+            assert!(got.chunks(2).any(|c| c[0] <= a && a <= c[1]), "free slot {a:#x} not prefetched");
+        }
+        // Expiry walks with hints and removes exactly what `expire` would.
+        seen.borrow_mut().clear();
+        let n = t.expire_with(1000 * S, usize::MAX, rec, |_| {});
+        assert_eq!(n, 98);
+        assert!(seen.borrow().len() >= 2 * (98 - 16), "sessions and buckets ahead are hinted");
+        assert!(t.is_empty());
+        t.check_wheel();
+    }
+
+    /// A table allowed more sessions than its index was sized for doubles the index, rebuilt
+    /// from the slab, with both keys of every session findable afterwards.
+    #[test]
+    fn index_grows_past_its_first_size() {
+        let mut t = ConnTable::new(5000, Timeouts::default());
+        t.index = index::Index::with_room(8);
+        let first = t.index.slots();
+        for i in 0..3000u32 {
+            let s = t.new_session(key(i), rs(), if i % 2 == 0 { FwdMode::Nat } else { FwdMode::Dr }, NOL, SYN, 0);
+            t.insert(s).unwrap();
+        }
+        assert!(t.index.slots() >= 4 * first && t.index.len() == 4500, "{} slots, {} keys", t.index.slots(), t.index.len());
+        t.check_wheel();
+        for i in (0..3000u32).step_by(3) {
+            let id = t.lookup(&key(i)).unwrap().0;
+            t.remove(id);
+        }
+        t.check_wheel();
     }
 
     /// The slab grows by fixed chunks (never past the table's capacity), not by doubling.
@@ -1315,14 +1515,14 @@ mod tests {
         let mut t = ConnTable::new(CHUNK + 10, Timeouts::default());
         assert_eq!(t.slab.capacity(), CHUNK);
         for i in 0..=CHUNK as u32 {
-            let s = t.new_session(key(i), rs, FwdMode::Dr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0, 0, 60);
+            let s = t.new_session(key(i), rs, FwdMode::Dr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0, 0);
             t.insert(s).unwrap();
         }
         assert_eq!(t.slab.capacity(), CHUNK + 10, "one more chunk, capped at the capacity");
         let mut small = ConnTable::new(4, Timeouts::default());
         assert_eq!(small.slab.capacity(), 4, "small tables reserve little");
         for i in 0..4 {
-            let s = small.new_session(key(i), rs, FwdMode::Dr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0, 0, 60);
+            let s = small.new_session(key(i), rs, FwdMode::Dr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0, 0);
             small.insert(s).unwrap();
         }
         assert_eq!(small.slab.capacity(), 4);
