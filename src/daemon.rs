@@ -242,6 +242,7 @@ fn serve(
         seed: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
+        ..WorkerConfig::default()
     };
     let port_ids: Vec<u16> = ports.iter().map(|p| p.id).collect();
     let mut handles = Vec::new();

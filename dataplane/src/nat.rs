@@ -23,25 +23,25 @@ pub fn rewrite(l3: &mut [u8], hl: usize, proto: u8, src: Option<SocketAddrV4>, d
     }
     let mut l4c = u16::from_be_bytes([l4[at], l4[at + 1]]);
     let has_l4c = proto == ipv4::protocol::TCP || l4c != 0;
+    // RFC 1624 terms of every changed field, summed and applied once per checksum: the
+    // addresses count in both (the L4 checksum covers them in its pseudo-header), the ports in
+    // the L4 one only.
+    let (mut addrs, mut ports) = (0u32, 0u32);
     if let Some(s) = src {
         ip.set_src_addr(*s.ip());
-        ipc = checksum::update32(ipc, u32::from(old_src), u32::from(*s.ip()));
-        let old_port = u16::from_be_bytes([l4[0], l4[1]]);
+        addrs += checksum::diff32(u32::from(old_src), u32::from(*s.ip()));
+        ports += checksum::diff16(u16::from_be_bytes([l4[0], l4[1]]), s.port());
         l4[0..2].copy_from_slice(&s.port().to_be_bytes());
-        if has_l4c {
-            l4c = checksum::update32(l4c, u32::from(old_src), u32::from(*s.ip()));
-            l4c = checksum::update16(l4c, old_port, s.port());
-        }
     }
     if let Some(d) = dst {
         ip.set_dst_addr(*d.ip());
-        ipc = checksum::update32(ipc, u32::from(old_dst), u32::from(*d.ip()));
-        let old_port = u16::from_be_bytes([l4[2], l4[3]]);
+        addrs += checksum::diff32(u32::from(old_dst), u32::from(*d.ip()));
+        ports += checksum::diff16(u16::from_be_bytes([l4[2], l4[3]]), d.port());
         l4[2..4].copy_from_slice(&d.port().to_be_bytes());
-        if has_l4c {
-            l4c = checksum::update32(l4c, u32::from(old_dst), u32::from(*d.ip()));
-            l4c = checksum::update16(l4c, old_port, d.port());
-        }
+    }
+    ipc = checksum::apply_diff(ipc, addrs);
+    if has_l4c {
+        l4c = checksum::apply_diff(l4c, addrs + ports);
     }
     ip.set_checksum(ipc);
     if has_l4c {
@@ -177,6 +177,57 @@ mod tests {
             assert!(full_ok(&p));
             assert_eq!(&p[12..20], &[192, 0, 2, 200, 198, 51, 100, 77]);
             assert_eq!(&p[20..24], &[0x13, 0x89, 0, 1]);
+        }
+    }
+
+    /// Random datagrams, random rewrites of either or both ends (the checksum terms of all
+    /// fields are summed and applied once): the checksums stay valid by full recomputation, and
+    /// a UDP checksum never becomes 0.
+    #[test]
+    fn summed_updates_keep_random_datagrams_valid() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for case in 0..5000 {
+            let proto = if case % 2 == 0 { 6 } else { 17 };
+            let l4_len = if proto == 6 { 20 } else { 8 } + (next() % 40) as usize;
+            let mut p = vec![0u8; 20 + l4_len];
+            p[0] = 0x45;
+            p[2..4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+            p[8] = 64;
+            p[9] = proto;
+            for b in p[12..].iter_mut() {
+                *b = next() as u8;
+            }
+            if proto == 6 {
+                p[32] = 0x50;
+            } else {
+                p[24..26].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            }
+            let (s, d) = (Ipv4Addr::new(p[12], p[13], p[14], p[15]), Ipv4Addr::new(p[16], p[17], p[18], p[19]));
+            ipv4::Packet::new_unchecked(&mut p[..20]).fill_checksum();
+            if proto == 6 {
+                tcp::Packet::new_unchecked(&mut p[20..]).fill_checksum(s, d);
+            } else {
+                udp::Packet::new_unchecked(&mut p[20..]).fill_checksum(s, d);
+            }
+            assert!(full_ok(&p), "case {case}: built");
+            let which = next() % 3;
+            let mut addr = || SocketAddrV4::new(Ipv4Addr::from(next() as u32), next() as u16);
+            let (src, dst) = match which {
+                0 => (Some(addr()), None),
+                1 => (None, Some(addr())),
+                _ => (Some(addr()), Some(addr())),
+            };
+            rewrite(&mut p, 20, proto, src, dst);
+            assert!(full_ok(&p), "case {case}: rewritten {src:?} {dst:?}");
+            if proto == 17 {
+                assert!(udp_has_checksum(&p[20..]), "case {case}");
+            }
         }
     }
 

@@ -67,6 +67,9 @@ pub struct WorkerConfig {
     /// Varies the FULLNAT local-port order between runs (rvsd passes the start time), so a
     /// restarted gateway does not reuse the ports its predecessor left in TIME_WAIT on the RS.
     pub seed: u64,
+    /// Sessions from which `process_burst` prefetches a burst's lookups (below it the slab and
+    /// index fit in a core's L2 cache and the pre-pass only costs instructions).
+    pub prefetch_from: usize,
 }
 
 impl Default for WorkerConfig {
@@ -79,6 +82,7 @@ impl Default for WorkerConfig {
             neigh: NeighConfig::default(),
             expire_budget: 256,
             seed: 0,
+            prefetch_from: PREFETCH_FROM,
         }
     }
 }
@@ -125,8 +129,9 @@ enum Verdict {
     Tx,
     /// Send out of `port` to the neighbour `nh` (resolving its MAC, or holding for ARP).
     Output { port: u16, nh: Ipv4Addr },
-    /// Hand to worker `core`, the owner of the packet's session.
-    Redirect(usize),
+    /// Hand to worker `core`, the owner of the packet's session (a `u16`, so that a verdict is
+    /// 8 bytes and travels in a register).
+    Redirect(u16),
     /// Send out of `snapshot.ports[port_idx]` to `mac` (a session's cached next hop).
     Hop { port_idx: u8, mac: [u8; 6] },
 }
@@ -291,6 +296,9 @@ struct State<B> {
     /// Per-(service, real server) traffic; a session holds its slot index (`Session::stats`).
     /// Slots are never reused, so the figures are cumulative for the worker's life.
     rs_stats: Vec<((ServiceKey, SocketAddr), RsStats)>,
+    /// The session-index hash of the packet being processed, computed by the burst's pre-pass
+    /// (`process_burst`) from the same header fields `l4_input` reads; `None` otherwise.
+    hint: Option<u64>,
     /// Forwarding stamp sessions cache their hops under (`Session::fwd_stamp`): changes with the
     /// snapshot generation and the neighbour table's epoch; never 0.
     fwd_stamp: u32,
@@ -321,6 +329,7 @@ impl<B: PacketBuf> Worker<B> {
                 rs_slots: HashMap::new(),
                 rs_stats: Vec::new(),
                 slot_hops: Vec::new(),
+                hint: None,
                 fwd_stamp: 1,
                 stamp_of: (u64::MAX, 0),
             },
@@ -392,6 +401,13 @@ impl<B: PacketBuf> Worker<B> {
     /// sessions on, a lookup is mostly waiting for memory). The prefetch is the buffer's
     /// [`PacketBuf::prefetch`]; without one this is `process` in a loop.
     pub fn process_burst(&mut self, pkts: &mut Vec<B>, now_ns: u64, io: &mut impl Io<B>) {
+        if self.st.conns.len() < self.st.cfg.prefetch_from {
+            // The sessions are in the cache anyway: the pre-pass would only add instructions.
+            for p in pkts.drain(..) {
+                self.process(p, now_ns, io);
+            }
+            return;
+        }
         while !pkts.is_empty() {
             let n = pkts.len().min(LOOKAHEAD);
             let mut hashes = [None; LOOKAHEAD];
@@ -411,8 +427,11 @@ impl<B: PacketBuf> Worker<B> {
             // Flows without a candidate session are most likely new: the slab entries they will
             // take.
             conns.prefetch_free(fresh, B::prefetch);
-            for p in pkts.drain(..n) {
+            for (p, h) in pkts.drain(..n).zip(hashes) {
+                // The lookup takes the hash from here instead of computing it again.
+                self.st.hint = h;
                 self.process(p, now_ns, io);
+                self.st.hint = None;
             }
         }
     }
@@ -442,7 +461,7 @@ impl<B: PacketBuf> Worker<B> {
             Verdict::Hop { port_idx, mac } => st.send_hop(snap, pkt, port_idx, mac, io),
             Verdict::Redirect(core) => {
                 st.counters.redirected_out += 1;
-                io.redirect(core, pkt);
+                io.redirect(usize::from(core), pkt);
             }
         }
     }
@@ -619,6 +638,10 @@ const ETH: usize = ethernet::HEADER_LEN;
 
 /// Frames of a burst whose session lookups are started together (DPDK's usual burst).
 const LOOKAHEAD: usize = 32;
+
+/// Default [`WorkerConfig::prefetch_from`]: 16k sessions take ~1.5 MiB of slab and index (80 +
+/// ~16 bytes each), about a server core's L2 cache.
+pub const PREFETCH_FROM: usize = 1 << 14;
 
 /// The 5-tuple of a TCP or UDP over IPv4 frame, read without validation, only to start the
 /// cache loads of its lookup early (the pipeline parses and checks the frame afterwards).
@@ -861,12 +884,21 @@ impl<B: PacketBuf> State<B> {
                 Err(_) => return Verdict::Drop(DropReason::MalformedL4),
             }
         };
-        let key = FlowKey { proto, src, dst, sport, dport };
-        if let Some(core) = self.owner_elsewhere(snap, &key) {
+        // Built in place: a key assembled apart and then copied in is read back with wide loads
+        // across its narrow stores, which stalls store forwarding.
+        let info = L4Info { key: FlowKey { proto, src, dst, sport, dport }, flags, hl, total, ttl };
+        let key = &info.key;
+        if let Some(core) = self.owner_elsewhere(snap, key).and_then(|c| u16::try_from(c).ok()) {
             return Verdict::Redirect(core);
         }
-        let info = L4Info { key, flags, hl, total, ttl };
-        if let Some((id, dir)) = self.conns.lookup(&key) {
+        let h = match self.hint.take() {
+            Some(h) => {
+                debug_assert_eq!(h, self.conns.hash(key), "pre-pass hashed another tuple");
+                h
+            }
+            None => self.conns.hash(key),
+        };
+        if let Some((id, dir)) = self.conns.lookup_hashed(key, h) {
             if let Some(v) = self.existing(snap, pkt, id, dir, &info, now, io) {
                 return v;
             }
@@ -1327,7 +1359,7 @@ impl<B: PacketBuf> State<B> {
         }
         // The quoted packet went out from us: the session knows its reverse.
         let look = FlowKey { proto: q.proto, src: *q.dst.ip(), dst: *q.src.ip(), sport: q.dst.port(), dport: q.src.port() };
-        if let Some(core) = self.icmp_owner_elsewhere(snap, &q) {
+        if let Some(core) = self.icmp_owner_elsewhere(snap, &q).and_then(|c| u16::try_from(c).ok()) {
             return Verdict::Redirect(core);
         }
         let Some((id, dir)) = self.conns.lookup(&look) else {
@@ -1572,6 +1604,13 @@ mod tests {
     use crate::snapshot::StaticRoute;
     use crate::wire::hex;
     use rvs_config::model::{RealServer, Service};
+
+    /// Verdicts are returned through several inlined layers per packet: 8 bytes keep them in a
+    /// register instead of stack copies.
+    #[test]
+    fn verdict_is_one_word() {
+        assert_eq!(std::mem::size_of::<Verdict>(), 8);
+    }
 
     /// Seeds for mutation: frames that reach every stage of the pipeline (see tests/pipeline.rs
     /// for what each does).

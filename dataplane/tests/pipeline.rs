@@ -1391,7 +1391,8 @@ fn burst_processing_equals_one_by_one() {
         expected.extend(one.rx(f, i as u64));
     }
     for chunk in [1, 5, 32, 45, 200] {
-        let mut b = modes_rig(WorkerConfig::default(), ClientAddrMode::Toa);
+        // Prefetching from the first session on (by default only from 16k).
+        let mut b = modes_rig(WorkerConfig { prefetch_from: 0, ..WorkerConfig::default() }, ClientAddrMode::Toa);
         let mut got = Vec::new();
         for (n, part) in frames.chunks(chunk).enumerate() {
             let mut burst: Vec<VecBuf> = part.iter().map(|f| VecBuf::new(f, 0)).collect();

@@ -555,7 +555,10 @@ fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> Case
         Ok(s) => s,
         Err(e) => return failed(mode, wl, n, format!("snapshot: {e}")),
     };
-    let cfg = WorkerConfig { max_sessions: concurrent + 1024, timeouts: open_tunables.timeouts, seed: 1, ..WorkerConfig::default() };
+    // --short checks the path a large table takes (lookups prefetched burst by burst) on its few
+    // sessions; timed runs keep the worker's default threshold, as rvsd does.
+    let prefetch_from = if t.short { 0 } else { WorkerConfig::default().prefetch_from };
+    let cfg = WorkerConfig { max_sessions: concurrent + 1024, timeouts: open_tunables.timeouts, seed: 1, prefetch_from, ..WorkerConfig::default() };
     // Heap of a worker without sessions (capacity 0: nothing reserved for sessions), to subtract
     // from the heap of the worker holding the N sessions.
     let empty_heap = {

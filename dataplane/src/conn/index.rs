@@ -25,7 +25,11 @@ const EMPTY: u16 = 0;
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Bucket {
-    tags: [u16; SLOTS],
+    /// The 16-bit tags of slots 0-7, four to a word (slot 0 in the low lanes), so that they are
+    /// matched a word at a time.
+    tags: [u64; 2],
+    /// The tags of slots 8 and 9.
+    tags_tail: u32,
     vals: [u32; SLOTS],
     /// Keys stored beyond this bucket whose probe started at or before it.
     over: u32,
@@ -49,6 +53,39 @@ fn fold(a: u64, b: u64) -> u64 {
 #[inline(always)]
 fn tag_of(h: u64) -> u16 {
     ((h >> 48) as u16).max(1)
+}
+
+impl Bucket {
+    /// The tags as three words of four lanes (the last two lanes of the third are 0).
+    #[inline(always)]
+    fn tag_words(&self) -> [u64; 3] {
+        [self.tags[0], self.tags[1], u64::from(self.tags_tail)]
+    }
+
+    #[cfg(test)]
+    fn tag(&self, s: usize) -> u16 {
+        let w = self.tag_words()[s / 4];
+        (w >> (16 * (s % 4))) as u16
+    }
+
+    fn set_tag(&mut self, s: usize, t: u16) {
+        let shift = 16 * (s % 4);
+        if s < 8 {
+            let w = &mut self.tags[s / 4];
+            *w = (*w & !(0xffff << shift)) | u64::from(t) << shift;
+        } else {
+            self.tags_tail = (self.tags_tail & !(0xffff << shift)) | u32::from(t) << shift;
+        }
+    }
+
+    /// Bit `s` set for every slot `s` whose tag is `t` (branch-free, so that the compiler turns
+    /// it into a vector compare: a scan slot by slot mispredicts where it stops).
+    #[inline(always)]
+    fn slots_with(&self, t: u16) -> u32 {
+        let w = self.tag_words();
+        let lanes = |w: u64| (0..4).fold(0u32, |m, l| m | u32::from((w >> (16 * l)) as u16 == t) << l);
+        lanes(w[0]) | lanes(w[1]) << 4 | (lanes(w[2]) & 3) << 8
+    }
 }
 
 impl Index {
@@ -99,8 +136,8 @@ impl Index {
     #[inline]
     pub(super) fn first_candidate(&self, h: u64) -> Option<u32> {
         let b = &self.buckets[h as usize & self.mask];
-        let t = tag_of(h);
-        b.tags.iter().position(|&x| x == t).map(|i| b.vals[i])
+        let m = b.slots_with(tag_of(h));
+        (m != 0).then(|| b.vals[m.trailing_zeros() as usize])
     }
 
     /// The value stored under hash `h` for which `is_key` holds.
@@ -110,10 +147,13 @@ impl Index {
         let mut i = h as usize & self.mask;
         for _ in 0..self.buckets.len() {
             let b = &self.buckets[i];
-            for s in 0..SLOTS {
-                if b.tags[s] == t && is_key(b.vals[s]) {
-                    return Some(b.vals[s]);
+            let mut m = b.slots_with(t);
+            while m != 0 {
+                let v = b.vals[m.trailing_zeros() as usize];
+                if is_key(v) {
+                    return Some(v);
                 }
+                m &= m - 1;
             }
             if b.over == 0 {
                 return None;
@@ -131,8 +171,10 @@ impl Index {
         let mut i = h as usize & self.mask;
         for _ in 0..self.buckets.len() {
             let b = &mut self.buckets[i];
-            if let Some(s) = b.tags.iter().position(|&x| x == EMPTY) {
-                b.tags[s] = t;
+            let free = b.slots_with(EMPTY);
+            if free != 0 {
+                let s = free.trailing_zeros() as usize;
+                b.set_tag(s, t);
                 b.vals[s] = val;
                 self.len += 1;
                 return;
@@ -156,8 +198,13 @@ impl Index {
         let mut i = home;
         for steps in 0..self.buckets.len() {
             let b = &mut self.buckets[i];
-            if let Some(s) = (0..SLOTS).find(|&s| b.tags[s] == t && b.vals[s] == val) {
-                b.tags[s] = EMPTY;
+            let mut m = b.slots_with(t);
+            while m != 0 && b.vals[m.trailing_zeros() as usize] != val {
+                m &= m - 1;
+            }
+            if m != 0 {
+                let s = m.trailing_zeros() as usize;
+                b.set_tag(s, EMPTY);
                 b.vals[s] = 0;
                 self.len -= 1;
                 let mut j = home;
@@ -178,7 +225,7 @@ impl Index {
     /// Every stored value (any order).
     #[cfg(test)]
     fn values(&self) -> impl Iterator<Item = u32> + '_ {
-        self.buckets.iter().flat_map(|b| (0..SLOTS).filter(|&s| b.tags[s] != EMPTY).map(|s| b.vals[s]))
+        self.buckets.iter().flat_map(|b| (0..SLOTS).filter(|&s| b.tag(s) != EMPTY).map(|s| b.vals[s]))
     }
 
     /// Bytes the index holds.
@@ -196,6 +243,30 @@ mod tests {
 
     fn key(i: u32) -> FlowKey {
         FlowKey { proto: 6, src: Ipv4Addr::from(0xC000_0200 | (i & 0xff)), dst: Ipv4Addr::new(203, 0, 113, 100), sport: 1024 + (i >> 8) as u16, dport: 80 }
+    }
+
+    /// The lane matcher finds exactly the slots holding a tag, whatever the neighbouring lanes
+    /// hold (values around the lane borrow edges included).
+    #[test]
+    fn slots_with_is_exact() {
+        let vals = [0u16, 1, 2, 0x7fff, 0x8000, 0x8001, 0xfffe, 0xffff, 0x0100, 0x00ff];
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut b = Bucket::default();
+            let mut tags = [0u16; SLOTS];
+            for (s, t) in tags.iter_mut().enumerate() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                *t = vals[(rng % vals.len() as u64) as usize];
+                b.set_tag(s, *t);
+            }
+            assert_eq!((0..SLOTS).map(|s| b.tag(s)).collect::<Vec<_>>(), tags.to_vec());
+            for &t in &vals {
+                let want = (0..SLOTS).filter(|&s| tags[s] == t).fold(0u32, |m, s| m | 1 << s);
+                assert_eq!(b.slots_with(t), want, "tags {tags:04x?} tag {t:04x}");
+            }
+        }
     }
 
     #[test]
@@ -256,7 +327,7 @@ mod tests {
             assert!(ix.remove(h(&k, &ix), i));
         }
         assert_eq!(ix.len(), 0);
-        assert!(ix.buckets.iter().all(|b| b.over == 0 && b.tags.iter().all(|&t| t == EMPTY)));
+        assert!(ix.buckets.iter().all(|b| b.over == 0 && (0..SLOTS).all(|s| b.tag(s) == EMPTY)));
     }
 
     #[test]

@@ -445,23 +445,30 @@ fn packed(idx: u32, dir: Dir) -> u32 {
     idx << 1 | u32::from(dir == Dir::Reply)
 }
 
+/// Whether index value `v` stands for `k`: field by field, without building the session's key
+/// (a key assembled on the stack and read back whole stalls store forwarding).
+#[inline(always)]
+fn holds_key(slab: &[Option<Entry>], v: u32, k: &FlowKey) -> bool {
+    let Some(Some(e)) = slab.get((v >> 1) as usize) else { return false };
+    let s = &e.s;
+    if v & 1 == 0 {
+        return s.key.sport == k.sport && s.key.src == k.src && s.key.dport == k.dport && s.key.dst == k.dst && s.key.proto == k.proto;
+    }
+    // The reply key: RIP:rport → client (NAT) or → LIP:lport (FULLNAT).
+    let to = match s.fwd {
+        FwdMode::Nat => SocketAddrV4::new(s.key.src, s.key.sport),
+        FwdMode::FullNat => s.laddr,
+        FwdMode::Dr | FwdMode::Tun => return false,
+    };
+    s.rs.port() == k.sport && to.port() == k.dport && *s.rs.ip() == k.src && *to.ip() == k.dst && s.key.proto == k.proto
+}
+
 /// Both cache lines of a slab entry.
 #[inline(always)]
 fn prefetch_entry(e: &Option<Entry>, prefetch: impl Fn(*const u8)) {
     let p = e as *const Option<Entry> as *const u8;
     prefetch(p);
     prefetch(p.wrapping_add(std::mem::size_of::<Option<Entry>>() - 1));
-}
-
-/// The key an index value stands for: the forward tuple of its session, or the reply tuple.
-#[inline]
-fn key_at(slab: &[Option<Entry>], v: u32) -> Option<FlowKey> {
-    let e = slab.get((v >> 1) as usize)?.as_ref()?;
-    if v & 1 == 0 {
-        Some(e.s.key)
-    } else {
-        e.s.reply_key()
-    }
 }
 
 /// The session table: a slab of sessions bounded by `capacity`, one index for both
@@ -577,7 +584,7 @@ impl ConnTable {
     #[inline]
     pub fn lookup_hashed(&self, key: &FlowKey, h: u64) -> Option<(SessionId, Dir)> {
         let slab = &self.slab;
-        let v = self.index.find(h, |v| key_at(slab, v).is_some_and(|k| k == *key))?;
+        let v = self.index.find(h, |v| holds_key(slab, v, key))?;
         Some((SessionId(v >> 1), if v & 1 == 1 { Dir::Reply } else { Dir::Orig }))
     }
 
@@ -751,8 +758,15 @@ impl ConnTable {
         let old = e.s.state;
         let new = next_state(e.s.key.proto, e.s.fwd, dir, Some(old), tcp_flags);
         e.s.state = new;
-        e.s.expires_ns = now_ns.saturating_add(timeouts.of(new));
-        let tick = target_tick(e.s.expires_ns, tick_ns, cursor, slots);
+        let expires = now_ns.saturating_add(timeouts.of(new));
+        let later = expires >= e.s.expires_ns;
+        e.s.expires_ns = expires;
+        if later {
+            // The common case (same state, clock moved on): the record's tick is at or before
+            // the new expiry's, and the wheel re-files it when it gets there.
+            return Some((old, new));
+        }
+        let tick = target_tick(expires, tick_ns, cursor, slots);
         let (old_slot, old_pos) = (e.slot, e.pos);
         if tick < self.due_tick(old_slot) {
             // Life shortened below the record's tick: move the record now.

@@ -71,6 +71,26 @@ pub fn update32(cksum: u16, old: u32, new: u32) -> u16 {
     !fold(acc)
 }
 
+/// The RFC 1624 terms `~m + m'` of a 32-bit field changing from `old` to `new`: summed over
+/// several fields and applied once with [`apply_diff`], one fold instead of one per field.
+#[inline]
+pub fn diff32(old: u32, new: u32) -> u32 {
+    (!old >> 16) + (!old & 0xffff) + (new >> 16) + (new & 0xffff)
+}
+
+/// [`diff32`] of a 16-bit field.
+#[inline]
+pub fn diff16(old: u16, new: u16) -> u32 {
+    u32::from(!old) + u32::from(new)
+}
+
+/// The checksum field after changes whose [`diff32`]/[`diff16`] terms add up to `diff`:
+/// `HC' = ~(~HC + Σ(~m + m'))` (RFC 1624 eqn. 3).
+#[inline]
+pub fn apply_diff(cksum: u16, diff: u32) -> u16 {
+    !fold(u32::from(!cksum) + diff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
