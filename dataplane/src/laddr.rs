@@ -45,9 +45,9 @@ impl LocalPorts {
 
     /// The ports of this worker, shuffled (xorshift seeded from the address, the core and the
     /// run's seed, so neither two addresses nor two runs hand out the same sequence).
-    fn build(&self, lip: Ipv4Addr) -> VecDeque<u16> {
-        let mut v: Vec<u16> = (FIRST_PORT..=u16::MAX).filter(|p| *p as usize % self.n_cores == self.core).collect();
-        let mut x = (u64::from(u32::from(lip)) << 16 | self.core as u64) ^ 0x9e37_79b9_7f4a_7c15 ^ self.seed.rotate_left(29);
+    fn build(core: usize, n_cores: usize, seed: u64, lip: Ipv4Addr) -> VecDeque<u16> {
+        let mut v: Vec<u16> = (FIRST_PORT..=u16::MAX).filter(|p| *p as usize % n_cores == core).collect();
+        let mut x = (u64::from(u32::from(lip)) << 16 | core as u64) ^ 0x9e37_79b9_7f4a_7c15 ^ seed.rotate_left(29);
         if x == 0 {
             x = 0x9e37_79b9_7f4a_7c15; // xorshift never leaves 0
         }
@@ -67,11 +67,9 @@ impl LocalPorts {
         for k in 0..n {
             let IpAddr::V4(lip) = laddrs[(self.next + k) % n] else { continue };
             any = true;
-            if !self.pools.contains_key(&lip) {
-                let pool = self.build(lip);
-                self.pools.insert(lip, pool);
-            }
-            if let Some(port) = self.pools.get_mut(&lip).and_then(VecDeque::pop_front) {
+            let (core, n_cores, seed) = (self.core, self.n_cores, self.seed);
+            let pool = self.pools.entry(lip).or_insert_with(|| Self::build(core, n_cores, seed, lip));
+            if let Some(port) = pool.pop_front() {
                 self.next = (self.next + k + 1) % n;
                 return Ok(SocketAddrV4::new(lip, port));
             }

@@ -903,6 +903,10 @@ impl<B: PacketBuf> State<B> {
                 return v;
             }
         }
+        let kind = if proto == ipv4::protocol::TCP { Proto::Tcp } else { Proto::Udp };
+        if let Some(svc) = snap.service(kind, dst, dport) {
+            return self.new_flow(snap, svc, pkt, &info, now, io);
+        }
         if !snap.vips.contains(&dst) {
             if snap.laddrs.contains(&dst) || snap.nat_reals.contains_key(&(proto, src, sport)) {
                 // The reply of a NAT/FULLNAT flow we do not know (expired, or never ours).
@@ -910,7 +914,7 @@ impl<B: PacketBuf> State<B> {
             }
             return Verdict::Drop(DropReason::NotForUs);
         }
-        self.new_flow(snap, pkt, &info, now, io)
+        Verdict::Drop(DropReason::NoService)
     }
 
     /// Remove a session with its bookkeeping (counts, FULLNAT port).
@@ -1008,13 +1012,9 @@ impl<B: PacketBuf> State<B> {
 
     /// The first packet of a flow to a VIP: service, scheduler (or persistence template), plan,
     /// FULLNAT local port, session, then forward.
-    fn new_flow(&mut self, snap: &Snapshot, pkt: &mut B, p: &L4Info, now: u64, io: &mut impl Io<B>) -> Verdict {
+    fn new_flow(&mut self, snap: &Snapshot, svc: &Service, pkt: &mut B, p: &L4Info, now: u64, io: &mut impl Io<B>) -> Verdict {
         let k = p.key;
         let is_tcp = k.proto == ipv4::protocol::TCP;
-        let proto = if is_tcp { Proto::Tcp } else { Proto::Udp };
-        let Some(svc) = snap.service(proto, k.dst, k.dport) else {
-            return Verdict::Drop(DropReason::NoService);
-        };
         let syn_only = is_tcp && p.flags & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST) == tcp::flags::SYN;
         if is_tcp && !syn_only {
             return Verdict::Drop(DropReason::NoSession);

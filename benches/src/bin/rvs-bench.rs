@@ -1614,10 +1614,10 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
     let _ = writeln!(m, "## What is measured\n");
     let _ = writeln!(m, "One thread, one worker (`rvs_dataplane::worker::Worker<rvs::pkt::Pkt>`, the pipeline rvsd runs, over real DPDK mbufs), one `net_ring0` port (a bare `--vdev net_ring0`: its tx queue loops back to its rx queue). Frames are 60 bytes (64 on a wire with the FCS): TCP (padded) and UDP of N distinct flows (clients 192.0.2.1-250 × ports), in a random order fixed per case, built in advance. The snapshot has a TCP (:80) and a UDP (:53) service on 203.0.113.100 with 8 real servers of the mode on the port's connected network, rr; FULLNAT with enough local addresses (198.51.100.x) for the sessions; neighbours (gateway, real servers) are given to the worker with `Worker::learn_neigh` first, so no ARP. Per burst of 32 the timed loop does:\n");
     let _ = writeln!(m, "1. `rte_pktmbuf_alloc_bulk` 32 mbufs and copy the prepared frames into them (stands in for the NIC's rx: the copy is part of the rx cost here);");
-    let _ = writeln!(m, "2. `worker.process(Pkt(m), now, &mut io)` for each (the **pipeline** columns time only this step);");
+    let _ = writeln!(m, "2. `worker.process_burst(&mut burst, now, &mut io)` on the 32, as rvsd's loop calls it (from 16k sessions on it prefetches the burst's index buckets and sessions first; the **pipeline** columns time only this step);");
     let _ = writeln!(m, "3. `rte_eth_tx_burst` of the output on the net_ring port, then `rte_eth_rx_burst` of the looped-back frames and free them (stands in for tx completion); 1 output frame in 257 is checked (all of them with `--short`);");
     let _ = writeln!(m, "4. every 1 ms `worker.tick(now)` as rvsd's loop does (session expiry, ARP timers).\n");
-    let _ = writeln!(m, "The **bare forwarder** runs the same loop over the same frames, order, mbufs and port with a MAC swap instead of step 2 and 4, interleaved with the pipeline in 4 slices per case (so that load from other processes hits both); `ratio` = pipeline Mpps / bare Mpps. Not included: a real NIC (PCIe, descriptor rings, DMA), rvsd's per-loop snapshot check and stats publication, RSS and multi-core redirects. Mpps per core = packets / time of the timed loop. Burst latency = time of one iteration (steps 1-4) per burst of 32, in ns (HdrHistogram). Bytes per session = heap growth (counted by a global counting allocator, `stats_alloc`) while the N sessions are opened, divided by N: it includes the session slab, the hash map of both directions' keys, the timer wheel and the growth slack of those containers at that N (bytes requested from the allocator: reserved capacity counts whether or not its pages were touched; for scale, `size_of::<Session>()` is {} bytes). At 1k it is dominated by what the table reserves up front; the 1M and 10M figures are the meaningful ones.\n", std::mem::size_of::<rvs_dataplane::conn::Session>());
+    let _ = writeln!(m, "The **bare forwarder** runs the same loop over the same frames, order, mbufs and port with a MAC swap instead of step 2 and 4, interleaved with the pipeline in 4 slices per case (so that load from other processes hits both); `ratio` = pipeline Mpps / bare Mpps. Not included: a real NIC (PCIe, descriptor rings, DMA), rvsd's per-loop snapshot check and stats publication, RSS and multi-core redirects. Mpps per core = packets / time of the timed loop. Burst latency = time of one iteration (steps 1-4) per burst of 32, in ns (HdrHistogram). Bytes per session = heap growth (counted by a global counting allocator, `stats_alloc`) while the N sessions are opened, divided by N: it includes the session slab (80-byte entries, grown in 64k-entry chunks), the session index (64-byte buckets of ten 6-byte slots, sized up front for two keys per session of the table's capacity, here N plus a little), the timer wheel and the growth slack of those containers at that N (bytes requested from the allocator: reserved capacity counts whether or not its pages were touched; for scale, `size_of::<Session>()` is {} bytes). At 1k it is dominated by what the table reserves up front; the 1M and 10M figures are the meaningful ones.\n", std::mem::size_of::<rvs_dataplane::conn::Session>());
     let _ = writeln!(m, "Workloads: **established** = N flows opened first (SYN, then ACK; UDP twice), then repeated passes over one packet per flow (for NAT/FULLNAT also one reply per flow from the real server, so half the packets are replies); **new** = TCP connections on fresh tuples: SYN (scheduled, session created, forwarded) then the flow's ACK, connections/s = sessions created / time; between passes (not timed) the clock jumps 1000 s and `tick` expires everything; **mix** = established flows with 1 packet in 5 a SYN of a new flow (their SYN_RECV timeout is 1 s; between passes the clock jumps 2 s to expire them); **churn** = new TCP connections over a pool of max(N, 64k) tuples with every timeout at 20 ms, real clock, so sessions expire through `tick` while traffic runs.\n");
     let _ = writeln!(m, "Correctness, checked in every case (the run fails otherwise): worker rx = frames fed; tx + drops = rx; zero drops; every transmitted frame came back from the ring; no ARP request, no redirect; sampled output frames have the port's source MAC, the real server's (or gateway's) destination MAC, valid IPv4 header and TCP/UDP checksums, TTL decremented, and the addresses/ports of the mode (DR: IP header untouched; NAT: dst RIP:port, replies from VIP; FULLNAT: src a local address; TUN: IPIP outer header from the port address to the RIP, inner header valid).\n");
     for wl in [Workload::Established, Workload::New, Workload::Mix, Workload::Churn] {
@@ -1685,21 +1685,32 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
     for (mode, tgt) in [(FwdMode::Dr, 15.0), (FwdMode::Nat, 10.0), (FwdMode::FullNat, 10.0), (FwdMode::Tun, 10.0)] {
         match find(mode, Workload::Established, 1_000_000) {
             Some(r) => {
-                let _ = writeln!(m, "| established, 1M sessions, {} ≥ {tgt} Mpps | {:.2} Mpps (pipeline alone {:.1} ns/pkt = {:.1} Mpps; bare forwarder {:.2} Mpps) | {} |", mode_name(mode), r.fig.mpps, r.fig.pipe_ns_pkt, 1e3 / r.fig.pipe_ns_pkt.max(1e-9), r.base.mpps, met(r.fig.mpps >= tgt));
+                let small = find(mode, Workload::Established, 1_000).map_or(String::new(), |k| format!("; with 1k sessions {:.2} Mpps", k.fig.mpps));
+                let _ = writeln!(m, "| established, 1M sessions, {} ≥ {tgt} Mpps | {:.2} Mpps (pipeline alone {:.1} ns/pkt = {:.1} Mpps; bare forwarder {:.2} Mpps{small}) | {} |", mode_name(mode), r.fig.mpps, r.fig.pipe_ns_pkt, 1e3 / r.fig.pipe_ns_pkt.max(1e-9), r.base.mpps, met(r.fig.mpps >= tgt));
             }
             None => {
                 let _ = writeln!(m, "| established, 1M sessions, {} ≥ {tgt} Mpps | not run | - |", mode_name(mode));
             }
         }
     }
-    match find(FwdMode::FullNat, Workload::New, 1_000_000).or_else(|| find(FwdMode::FullNat, Workload::New, 1_000)) {
-        Some(r) => {
-            let c = r.conns_per_s.unwrap_or(0.0);
-            let _ = writeln!(m, "| new connections FULLNAT ≥ 1.5 M/s per core | {:.2} M/s ({} sessions) | {} |", c / 1e6, fmt_n(r.sessions), met(c >= 1.5e6));
-        }
-        None => {
-            let _ = writeln!(m, "| new connections FULLNAT ≥ 1.5 M/s per core | not run | - |");
-        }
+    // The target names no table size: both sizes are shown, and met only where it holds.
+    let rates: Vec<(usize, f64)> = [1_000, 1_000_000]
+        .iter()
+        .filter_map(|&n| find(FwdMode::FullNat, Workload::New, n).map(|r| (n, r.conns_per_s.unwrap_or(0.0))))
+        .collect();
+    if rates.is_empty() {
+        let _ = writeln!(m, "| new connections FULLNAT ≥ 1.5 M/s per core | not run | - |");
+    } else {
+        let text = rates.iter().map(|(n, c)| format!("{:.2} M/s with {} sessions", c / 1e6, fmt_n(*n))).collect::<Vec<_>>().join(", ");
+        let ok: Vec<usize> = rates.iter().filter(|(_, c)| *c >= 1.5e6).map(|(n, _)| *n).collect();
+        let verdict = if ok.len() == rates.len() {
+            met(true).to_string()
+        } else if ok.is_empty() {
+            met(false).to_string()
+        } else {
+            format!("**met with {} sessions only**", ok.iter().map(|n| fmt_n(*n)).collect::<Vec<_>>().join(", "))
+        };
+        let _ = writeln!(m, "| new connections FULLNAT ≥ 1.5 M/s per core | {text} | {verdict} |");
     }
     // Bytes per session at the large sizes (at 1k the table's initial reservation dominates).
     let bps: Vec<(FwdMode, usize, f64)> = results

@@ -55,6 +55,25 @@ fn tag_of(h: u64) -> u16 {
     ((h >> 48) as u16).max(1)
 }
 
+/// Every 16-bit lane of a word set to 1.
+const LANES: u64 = 0x0001_0001_0001_0001;
+/// The low 15 bits of every lane.
+const LOW15: u64 = 0x7fff_7fff_7fff_7fff;
+
+/// The top bit of every 16-bit lane of `x` that is zero, and only those (exact: no borrow
+/// crosses lanes).
+#[inline(always)]
+fn zero_lanes(x: u64) -> u64 {
+    !(((x & LOW15) + LOW15) | x | LOW15)
+}
+
+/// The lane top bits (15, 31, 47, 63) of `z` as bits 0-3: one multiply moves them to bits
+/// 48-51, where no other partial product lands.
+#[inline(always)]
+fn four_bits(z: u64) -> u32 {
+    ((z >> 15).wrapping_mul(1 << 48 | 1 << 33 | 1 << 18 | 1 << 3) >> 48) as u32 & 0xf
+}
+
 impl Bucket {
     /// The tags as three words of four lanes (the last two lanes of the third are 0).
     #[inline(always)]
@@ -78,13 +97,13 @@ impl Bucket {
         }
     }
 
-    /// Bit `s` set for every slot `s` whose tag is `t` (branch-free, so that the compiler turns
-    /// it into a vector compare: a scan slot by slot mispredicts where it stops).
+    /// Bit `s` set for every slot `s` whose tag is `t`: a word of four tags at a time, without
+    /// branches (a scan slot by slot mispredicts where it stops).
     #[inline(always)]
     fn slots_with(&self, t: u16) -> u32 {
-        let w = self.tag_words();
-        let lanes = |w: u64| (0..4).fold(0u32, |m, l| m | u32::from((w >> (16 * l)) as u16 == t) << l);
-        lanes(w[0]) | lanes(w[1]) << 4 | (lanes(w[2]) & 3) << 8
+        let tt = u64::from(t).wrapping_mul(LANES);
+        let [a, b, c] = self.tag_words().map(|w| four_bits(zero_lanes(w ^ tt)));
+        (a | b << 4 | c << 8) & ((1 << SLOTS) - 1)
     }
 }
 
