@@ -513,6 +513,11 @@ impl<B: PacketBuf> Worker<B> {
         by_slot.chain(c.other.iter().map(|((k, a), n)| (k, a, *n)))
     }
 
+    /// The address ranges of the session slab and index ([`ConnTable::memory`]).
+    pub fn table_memory(&self) -> [(usize, usize); 2] {
+        self.st.conns.memory()
+    }
+
     pub fn sessions(&self) -> &ConnTable {
         &self.st.conns
     }

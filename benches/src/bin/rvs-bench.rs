@@ -585,6 +585,9 @@ fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> Case
     };
     let region = Region::new(GLOBAL);
     let mut w: Worker<Pkt> = Worker::new(cfg, snap);
+    // As rvsd's worker thread does.
+    let huge_ranges = rvs::workers::advise_tables(&w);
+    notes.push(format!("session slab and index: {huge_ranges} of 2 ranges advised to transparent huge pages"));
     d.learn(&mut w);
 
     // Established flows (established, mix): open them, measuring the heap they take.
@@ -1447,6 +1450,8 @@ struct MachineInfo {
     huge: bool,
     eal_args: Vec<String>,
     load: String,
+    /// `/sys/kernel/mm/transparent_hugepage/enabled` (the workers' session tables are advised).
+    thp: String,
 }
 
 fn cmd(prog: &str, args: &[&str]) -> Option<String> {
@@ -1474,11 +1479,12 @@ impl MachineInfo {
             huge,
             eal_args: b.eal_args.clone(),
             load: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string(),
+            thp: std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default().trim().to_string(),
         }
     }
     fn json(&self) -> serde_json::Value {
         json!({"cpu": self.cpu, "cpus": self.cpus, "mem_gib": self.mem_gib, "kernel": self.kernel, "dpdk": self.dpdk,
-            "date": self.date, "tsc_hz": self.tsc_hz, "hugepages": self.huge, "eal_args": self.eal_args, "loadavg_at_end": self.load})
+            "date": self.date, "tsc_hz": self.tsc_hz, "hugepages": self.huge, "eal_args": self.eal_args, "loadavg_at_end": self.load, "transparent_hugepage": self.thp})
     }
 }
 
@@ -1600,6 +1606,7 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
     let _ = writeln!(m, "| memory | {:.1} GiB |", info.mem_gib);
     let _ = writeln!(m, "| kernel | {} |", info.kernel);
     let _ = writeln!(m, "| DPDK | {} |", info.dpdk);
+    let _ = writeln!(m, "| transparent huge pages | `{}` (each worker's session slab and index are `madvise(MADV_HUGEPAGE)`d, as rvsd does) |", info.thp);
     let _ = writeln!(m, "| date | {} |", info.date);
     let _ = writeln!(m, "| EAL | `{}` ({}) |", info.eal_args.join(" "), if info.huge { "2 MiB hugepages" } else { "no hugepages: 4 KiB pages, more TLB misses" });
     let _ = writeln!(m, "| load average at the end | {} |", info.load);

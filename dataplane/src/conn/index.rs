@@ -248,8 +248,7 @@ impl Index {
     }
 
     /// Bytes the index holds.
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.buckets.len() * std::mem::size_of::<Bucket>()
     }
 }

@@ -436,9 +436,12 @@ struct Entry {
 /// copies, with glibc). Also what is reserved up front.
 const CHUNK: usize = 1 << 16;
 
-/// Sessions the index is sized for up front (64 MiB of index); a table allowed more grows its
-/// index by doubling, rebuilt from the slab.
-const INDEX_PREALLOC: usize = 1 << 22;
+/// Sessions the slab and the index are sized for up front (320 MiB of slab address space,
+/// touched as sessions arrive, and 64 MiB of index): below it neither ever grows (a rebuild of
+/// the index stops the worker), and both are single ranges that can be put on huge pages
+/// ([`ConnTable::memory`]). A table allowed more grows its slab by chunks and its index by
+/// doubling, rebuilt from the slab.
+const PREALLOC: usize = 1 << 22;
 
 /// Index value: slab index << 1 | direction bit (1 = reply).
 fn packed(idx: u32, dir: Dir) -> u32 {
@@ -511,13 +514,17 @@ impl ConnTable {
     /// late; sessions beyond `slots × tick_ns` are re-examined once per horizon). Values below
     /// 1 ns / 2 slots are raised to those. Capacity is capped at 2^31 sessions.
     pub fn with_wheel(capacity: usize, timeouts: Timeouts, tick_ns: u64, slots: usize) -> Self {
+        Self::sized(capacity, timeouts, tick_ns, slots, PREALLOC)
+    }
+
+    fn sized(capacity: usize, timeouts: Timeouts, tick_ns: u64, slots: usize, prealloc: usize) -> Self {
         let slots = slots.max(2);
         let capacity = capacity.min(1 << 31);
         ConnTable {
-            // Room for two keys per session of the whole capacity up to INDEX_PREALLOC sessions,
-            // so the index never has to grow (a rebuild stops the worker) below that.
-            index: index::Index::with_room(2 * capacity.min(INDEX_PREALLOC)),
-            slab: Vec::with_capacity(capacity.min(CHUNK)),
+            // Two keys per session of the whole capacity, up to `prealloc` sessions.
+            index: index::Index::with_room(2 * capacity.min(prealloc)),
+            // Address space only: pages are touched as sessions fill the slots.
+            slab: Vec::with_capacity(capacity.min(prealloc)),
             free: Vec::new(),
             live: 0,
             capacity,
@@ -526,6 +533,15 @@ impl ConnTable {
             tick_ns: tick_ns.max(1),
             cursor: 0,
         }
+    }
+
+    /// The address ranges (start, length in bytes) of the slab and of the index: the memory
+    /// every packet reads at random, for the platform to put on huge pages.
+    pub fn memory(&self) -> [(usize, usize); 2] {
+        [
+            (self.slab.as_ptr() as usize, self.slab.capacity() * std::mem::size_of::<Option<Entry>>()),
+            (self.index.bucket_addr(0) as usize, self.index.bytes()),
+        ]
     }
 
     pub fn timeouts(&self) -> &Timeouts {
@@ -691,7 +707,7 @@ impl ConnTable {
         Ok(SessionId(idx))
     }
 
-    /// Double the index, filled again from the slab (only past INDEX_PREALLOC sessions).
+    /// Double the index, filled again from the slab (only past PREALLOC sessions).
     fn grow_index(&mut self) {
         let mut ix = index::Index::with_room(self.index.slots() * 2 * 8 / 10);
         for (i, e) in self.slab.iter().enumerate() {
@@ -1526,13 +1542,25 @@ mod tests {
     fn slab_grows_by_chunks() {
         let key = |i: u32| FlowKey { proto: 17, src: Ipv4Addr::from(0xc000_0200 + i), dst: Ipv4Addr::new(203, 0, 113, 100), sport: 1000, dport: 53 };
         let rs = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 11), 53);
-        let mut t = ConnTable::new(CHUNK + 10, Timeouts::default());
-        assert_eq!(t.slab.capacity(), CHUNK);
-        for i in 0..=CHUNK as u32 {
+        // Sized up front for 16 sessions of CHUNK + 26.
+        let mut t = ConnTable::sized(CHUNK + 26, Timeouts::default(), WHEEL_TICK_NS, WHEEL_SLOTS, 16);
+        assert_eq!(t.slab.capacity(), 16);
+        for i in 0..=16 {
             let s = t.new_session(key(i), rs, FwdMode::Dr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0, 0);
             t.insert(s).unwrap();
         }
-        assert_eq!(t.slab.capacity(), CHUNK + 10, "one more chunk, capped at the capacity");
+        assert_eq!(t.slab.capacity(), 16 + CHUNK, "one chunk more");
+        for i in 17..=(CHUNK as u32 + 16) {
+            let s = t.new_session(key(i), rs, FwdMode::Dr, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), 0, 0);
+            t.insert(s).unwrap();
+        }
+        assert_eq!(t.slab.capacity(), CHUNK + 26, "the next chunk capped at the capacity");
+        t.check_wheel();
+        let big = ConnTable::new(3 << 20, Timeouts::default());
+        assert_eq!(big.slab.capacity(), 3 << 20, "the whole capacity up front, as address space");
+        let [(slab_at, slab_len), (index_at, index_len)] = big.memory();
+        assert_eq!((slab_at, slab_len), (big.slab.as_ptr() as usize, (3 << 20) * std::mem::size_of::<Option<Entry>>()));
+        assert_eq!((index_at, index_len), (big.index.bucket_addr(0) as usize, big.index.bytes()));
         let mut small = ConnTable::new(4, Timeouts::default());
         assert_eq!(small.slab.capacity(), 4, "small tables reserve little");
         for i in 0..4 {

@@ -18,7 +18,7 @@ mod mbuf;
 mod port;
 mod ring;
 
-pub use cpu::prefetch;
+pub use cpu::{advise_hugepages, prefetch};
 pub use eal::{lcore_id, register_thread, socket_id, tsc, tsc_hz, unregister_thread, Eal};
 pub use error::{strerror, DpdkError};
 pub use flow::{flow_validate, FlowL4, FlowRule, LportRule};
