@@ -36,7 +36,7 @@ pub trait PacketBuf {
         false
     }
     /// A hint that the cache line holding `addr` is about to be read: the platform's prefetch
-    /// instruction (rvsd's mbuf has it from dpdk-sys, where the project's unsafe code lives).
+    /// instruction (rvsd's mbuf takes it from dpdk-sys, the crate that talks to the CPU and DPDK).
     /// Never dereferences `addr`; the default does nothing.
     #[inline(always)]
     fn prefetch(addr: *const u8) {

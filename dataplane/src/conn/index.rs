@@ -120,6 +120,12 @@ impl Index {
         }
     }
 
+    /// An index with room for `keys` values that hashes as `self` does: hashes computed before a
+    /// rebuild (a burst's pre-pass) stay valid in it.
+    pub(super) fn with_room_like(&self, keys: usize) -> Index {
+        Index { seeds: self.seeds, ..Index::with_room(keys) }
+    }
+
     /// The hash of a tuple under this index's random seeds (low bits: home bucket; high 16:
     /// tag).
     #[inline]

@@ -709,7 +709,8 @@ impl ConnTable {
 
     /// Double the index, filled again from the slab (only past PREALLOC sessions).
     fn grow_index(&mut self) {
-        let mut ix = index::Index::with_room(self.index.slots() * 2 * 8 / 10);
+        // Same seeds: hashes a burst's pre-pass computed before the rebuild still find their keys.
+        let mut ix = self.index.with_room_like(self.index.slots() * 2 * 8 / 10);
         for (i, e) in self.slab.iter().enumerate() {
             let Some(e) = e else { continue };
             ix.insert(ix.hash(&e.s.key), packed(i as u32, Dir::Orig));
@@ -1524,11 +1525,14 @@ mod tests {
         let mut t = ConnTable::new(5000, Timeouts::default());
         t.index = index::Index::with_room(8);
         let first = t.index.slots();
+        let h7 = t.hash(&key(7));
         for i in 0..3000u32 {
             let s = t.new_session(key(i), rs(), if i % 2 == 0 { FwdMode::Nat } else { FwdMode::Dr }, NOL, SYN, 0);
             t.insert(s).unwrap();
         }
         assert!(t.index.slots() >= 4 * first && t.index.len() == 4500, "{} slots, {} keys", t.index.slots(), t.index.len());
+        assert_eq!(t.hash(&key(7)), h7, "a hash from before the growth still finds its key");
+        assert!(t.lookup_hashed(&key(7), h7).is_some());
         t.check_wheel();
         for i in (0..3000u32).step_by(3) {
             let id = t.lookup(&key(i)).unwrap().0;
