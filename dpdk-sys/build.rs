@@ -67,11 +67,7 @@ fn pkg_config(args: &[&str]) -> Vec<String> {
         "pkg-config {args:?} libdpdk failed (is libdpdk-dev installed?): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .expect("pkg-config output is UTF-8")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8(out.stdout).expect("pkg-config output is UTF-8").split_whitespace().map(str::to_owned).collect()
 }
 
 fn main() {
@@ -87,10 +83,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PKG_CONFIG");
 
     let version = pkg_config(&["--modversion"]).join("");
-    assert!(
-        version.starts_with("22.11"),
-        "dpdk-sys is written against DPDK 22.11, pkg-config reports {version}"
-    );
+    assert!(version.starts_with("22.11"), "dpdk-sys is written against DPDK 22.11, pkg-config reports {version}");
 
     // `-I...`, `-include rte_config.h`, `-march=...` exactly as DPDK wants them.
     let mut cflags = pkg_config(&["--cflags"]);
@@ -124,9 +117,7 @@ fn main() {
         builder = builder.opaque_type(o);
     }
     let bindings = builder.generate().expect("bindgen over DPDK headers");
-    bindings
-        .write_to_file(out_dir.join("bindings.rs"))
-        .expect("writing bindings.rs");
+    bindings.write_to_file(out_dir.join("bindings.rs")).expect("writing bindings.rs");
 
     // ---- C: static-inline wrappers + shim ------------------------------------
     let mut build = cc::Build::new();
@@ -151,13 +142,7 @@ fn main() {
     }
     // Only the libraries rvs calls. PMDs (net_af_packet, net_ring, net_null,
     // net_tap, ...) are plugins EAL dlopen()s from its driver directory.
-    for lib in [
-        "rte_ethdev",
-        "rte_mbuf",
-        "rte_mempool",
-        "rte_ring",
-        "rte_eal",
-    ] {
+    for lib in ["rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
 }

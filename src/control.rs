@@ -133,7 +133,14 @@ impl Control {
         }
         let services: Vec<_> = next.table.list().into_iter().cloned().collect();
         let prev = Arc::clone(&st.published[1]);
-        match Snapshot::build_from(Some(&prev), st.generation + 1, next.ports.clone(), &next.routes, &services, next.tunables) {
+        match Snapshot::build_from(
+            Some(&prev),
+            st.generation + 1,
+            next.ports.clone(),
+            &next.routes,
+            &services,
+            next.tunables,
+        ) {
             Ok(snap) => {
                 st.generation += 1;
                 st.run = next;
@@ -164,7 +171,9 @@ impl Control {
             Request::DelService { key } => self.mutate(|t| t.del_service(&key).map(drop).map_err(|e| e.to_string())),
             Request::AddReal { key, real } => self.mutate(|t| t.add_real(&key, real).map_err(|e| e.to_string())),
             Request::EditReal { key, real } => self.mutate(|t| t.edit_real(&key, real).map_err(|e| e.to_string())),
-            Request::DelReal { key, addr } => self.mutate(|t| t.del_real(&key, addr).map(drop).map_err(|e| e.to_string())),
+            Request::DelReal { key, addr } => {
+                self.mutate(|t| t.del_real(&key, addr).map(drop).map_err(|e| e.to_string()))
+            }
             Request::Clear => self.mutate(|t| {
                 t.clear();
                 Ok(())
@@ -199,7 +208,9 @@ impl Control {
             Request::AddrDel { addr, len, dev } => self.change(|r| addr_del(r, addr, len, &dev)),
             Request::AddrShow { dev } => self.addr_show(dev),
             Request::RouteAdd { prefix, len, via, dev } => self.change(|r| route_add(r, prefix, len, via, &dev)),
-            Request::RouteDel { prefix, len, via, dev } => self.change(|r| route_del(r, prefix, len, via, dev.as_deref())),
+            Request::RouteDel { prefix, len, via, dev } => {
+                self.change(|r| route_del(r, prefix, len, via, dev.as_deref()))
+            }
             Request::RouteShow => Response::Routes { routes: route_entries(&self.state.lock().run) },
             Request::NeighShow { dev } => self.neigh_show(dev),
             Request::NeighFlush { dev } => self.neigh_flush(dev),
@@ -374,7 +385,13 @@ impl Control {
             .ports
             .iter()
             .filter(|p| dev.as_ref().map_or(true, |d| *d == p.name))
-            .map(|p| PortAddrs { name: p.name.clone(), port_id: p.id, mac: fmt_mac(&p.mac), mtu: p.mtu, addrs: p.addrs.clone() })
+            .map(|p| PortAddrs {
+                name: p.name.clone(),
+                port_id: p.id,
+                mac: fmt_mac(&p.mac),
+                mtu: p.mtu,
+                addrs: p.addrs.clone(),
+            })
             .collect();
         Response::Addrs { ports }
     }
@@ -499,7 +516,13 @@ fn stats_rows(svcs: &[(ServiceKey, Vec<SocketAddr>)], cur: &StatsMap, base: &Sta
 fn rate_of(d: &RsStats, dt: Duration) -> RateRow {
     let ms = dt.as_millis().max(1);
     let per_s = |v: u64| ((u128::from(v) * 1000 + ms / 2) / ms) as u64;
-    RateRow { cps: per_s(d.conns), inpps: per_s(d.inpkts), outpps: per_s(d.outpkts), inbps: per_s(d.inbytes), outbps: per_s(d.outbytes) }
+    RateRow {
+        cps: per_s(d.conns),
+        inpps: per_s(d.inpkts),
+        outpps: per_s(d.outpkts),
+        inbps: per_s(d.inbytes),
+        outbps: per_s(d.outbytes),
+    }
 }
 
 fn rate_rows(svcs: &[(ServiceKey, Vec<SocketAddr>)], s0: &StatsMap, s1: &StatsMap, dt: Duration) -> Vec<ServiceRates> {
@@ -640,13 +663,22 @@ fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, 
 }
 
 /// `route del`: a static route matching prefix/len (and `via`/`dev` when given).
-fn route_del(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, dev: Option<&str>) -> Result<(), String> {
+fn route_del(
+    r: &mut Running,
+    prefix: Ipv4Addr,
+    len: u8,
+    via: Option<Ipv4Addr>,
+    dev: Option<&str>,
+) -> Result<(), String> {
     let port = match dev {
         Some(d) => Some(port_named(&r.ports, d)?.id),
         None => None,
     };
     let found = r.routes.iter().position(|rt| {
-        rt.prefix == prefix && rt.len == len && via.map_or(true, |v| rt.via == Some(v)) && port.map_or(true, |p| rt.port == p)
+        rt.prefix == prefix
+            && rt.len == len
+            && via.map_or(true, |v| rt.via == Some(v))
+            && port.map_or(true, |p| rt.port == p)
     });
     match found {
         Some(i) => {
@@ -684,7 +716,14 @@ fn route_entries(r: &Running) -> Vec<RouteEntry> {
         }
     }
     for rt in &r.routes {
-        v.push(RouteEntry { prefix: rt.prefix, len: rt.len, via: rt.via, dev: name(rt.port), kind: "static".into(), src: None });
+        v.push(RouteEntry {
+            prefix: rt.prefix,
+            len: rt.len,
+            via: rt.via,
+            dev: name(rt.port),
+            kind: "static".into(),
+            src: None,
+        });
     }
     v
 }
@@ -763,7 +802,13 @@ mod tests {
     /// A control handler with no workers (nothing to wait for) over one port "lan"
     /// 203.0.113.2/24 and a default route via 203.0.113.1.
     fn control() -> Control {
-        let port = PortInfo { id: 0, name: "lan".into(), mac: [2, 0, 0, 0, 0, 1], addrs: vec![(ip("203.0.113.2"), 24)], mtu: 1500 };
+        let port = PortInfo {
+            id: 0,
+            name: "lan".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![(ip("203.0.113.2"), 24)],
+            mtu: 1500,
+        };
         let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
         Control::new(vec![port], vec!["net_null".into()], vec![default], table(), Tunables::default(), 0).unwrap()
     }
@@ -807,7 +852,10 @@ mod tests {
             (add("192.0.2.255", 24, "lan"), "network or broadcast address"),
             (add("203.0.113.100", 32, "lan"), "is the VIP of service TCP 203.0.113.100:80"),
             (add("192.0.2.1", 33, "lan"), "prefix length over 32"),
-            (del("192.0.2.9", 24, "lan"), "192.0.2.9/24 is not an address of port lan (it has: 203.0.113.2/24, 198.51.100.2/24)"),
+            (
+                del("192.0.2.9", 24, "lan"),
+                "192.0.2.9/24 is not an address of port lan (it has: 203.0.113.2/24, 198.51.100.2/24)",
+            ),
             // The default route's gateway 203.0.113.1 is reachable through 203.0.113.2/24 only.
             (del("203.0.113.2", 24, "lan"), "route 0.0.0.0/0 via 203.0.113.1 needs 203.0.113.2/24"),
         ] {
@@ -837,14 +885,24 @@ mod tests {
         assert_eq!(before.len(), 3);
         assert_eq!(
             before[0],
-            RouteEntry { prefix: ip("203.0.113.0"), len: 24, via: None, dev: "lan".into(), kind: "connected".into(), src: Some(ip("203.0.113.2")) }
+            RouteEntry {
+                prefix: ip("203.0.113.0"),
+                len: 24,
+                via: None,
+                dev: "lan".into(),
+                kind: "connected".into(),
+                src: Some(ip("203.0.113.2"))
+            }
         );
         assert_eq!(before[2].kind, "static");
         for (r, want) in [
             (add("198.51.100.1", 24, None, "lan"), "198.51.100.1/24: host bits are set; the prefix is 198.51.100.0/24"),
             (add("198.51.100.0", 24, Some("203.0.113.1"), "lan"), "route 198.51.100.0/24 via 203.0.113.254 exists"),
             (add("203.0.113.0", 24, None, "lan"), "203.0.113.0/24 is the connected route of port lan"),
-            (add("192.0.2.0", 24, Some("192.0.2.1"), "lan"), "gateway 192.0.2.1 is not on a connected subnet of port lan"),
+            (
+                add("192.0.2.0", 24, Some("192.0.2.1"), "lan"),
+                "gateway 192.0.2.1 is not on a connected subnet of port lan",
+            ),
             (add("192.0.2.0", 24, Some("203.0.113.2"), "lan"), "gateway 203.0.113.2 is one of our own addresses"),
             (add("192.0.2.0", 24, None, "wan"), "no port named 'wan'"),
             (
@@ -852,7 +910,12 @@ mod tests {
                 "203.0.113.0/24 is the connected route of port lan: delete its address instead",
             ),
             (
-                c.handle(Request::RouteDel { prefix: ip("198.51.100.0"), len: 24, via: Some(ip("203.0.113.9")), dev: None }),
+                c.handle(Request::RouteDel {
+                    prefix: ip("198.51.100.0"),
+                    len: 24,
+                    via: Some(ip("203.0.113.9")),
+                    dev: None,
+                }),
                 "no static route 198.51.100.0/24 via 203.0.113.9",
             ),
         ] {
@@ -861,15 +924,23 @@ mod tests {
         }
         assert_eq!(routes(&c), before);
         assert_eq!(c.snapshot_generation(), 2);
-        assert_eq!(c.handle(Request::RouteDel { prefix: ip("198.51.100.0"), len: 24, via: None, dev: Some("lan".into()) }), Response::Ok);
-        assert_eq!(c.shared().snapshot.load().routes.next_hop(ip("198.51.100.9")), Some((0, ip("203.0.113.1"))), "default again");
+        assert_eq!(
+            c.handle(Request::RouteDel { prefix: ip("198.51.100.0"), len: 24, via: None, dev: Some("lan".into()) }),
+            Response::Ok
+        );
+        assert_eq!(
+            c.shared().snapshot.load().routes.next_hop(ip("198.51.100.9")),
+            Some((0, ip("203.0.113.1"))),
+            "default again"
+        );
     }
 
     #[test]
     fn rates_come_from_two_samples() {
         let k = (key(), rs("203.0.113.11:80"));
         let k2 = (key(), rs("203.0.113.12:80"));
-        let s0: StatsMap = [(k, RsStats { conns: 10, inpkts: 100, outpkts: 50, inbytes: 10_000, outbytes: 70_000 })].into();
+        let s0: StatsMap =
+            [(k, RsStats { conns: 10, inpkts: 100, outpkts: 50, inbytes: 10_000, outbytes: 70_000 })].into();
         let s1: StatsMap = [
             (k, RsStats { conns: 13, inpkts: 400, outpkts: 50, inbytes: 40_000, outbytes: 70_000 }),
             (k2, RsStats { conns: 1, inpkts: 2, outpkts: 0, inbytes: 120, outbytes: 0 }),
@@ -877,8 +948,16 @@ mod tests {
         .into();
         let svcs = vec![(key(), vec![k.1, k2.1])];
         let r = rate_rows(&svcs, &s0, &s1, Duration::from_millis(2000));
-        assert_eq!(r[0].reals[0].1, RateRow { cps: 2, inpps: 150, outpps: 0, inbps: 15_000, outbps: 0 }, "3 conns in 2 s rounds to 2");
-        assert_eq!(r[0].reals[1].1, RateRow { cps: 1, inpps: 1, outpps: 0, inbps: 60, outbps: 0 }, "new server: from zero");
+        assert_eq!(
+            r[0].reals[0].1,
+            RateRow { cps: 2, inpps: 150, outpps: 0, inbps: 15_000, outbps: 0 },
+            "3 conns in 2 s rounds to 2"
+        );
+        assert_eq!(
+            r[0].reals[1].1,
+            RateRow { cps: 1, inpps: 1, outpps: 0, inbps: 60, outbps: 0 },
+            "new server: from zero"
+        );
         assert_eq!(r[0].total, RateRow { cps: 2, inpps: 151, outpps: 0, inbps: 15_060, outbps: 0 });
         let same = rate_rows(&svcs, &s1, &s1, Duration::from_millis(1000));
         assert_eq!(same[0].total, RateRow::default());
@@ -894,7 +973,11 @@ mod tests {
         let mut base = StatsMap::new();
         zero_baseline(&mut base, &[(a, st(5)), (b, st(7))].into(), Some(key()));
         let rows = stats_rows(&svcs, &[(a, st(8)), (b, st(9))].into(), &base);
-        assert_eq!(rows[0].total, StatsRow { conns: 3, inpkts: 30, outpkts: 0, inbytes: 300, outbytes: 0 }, "zeroed at 5");
+        assert_eq!(
+            rows[0].total,
+            StatsRow { conns: 3, inpkts: 30, outpkts: 0, inbytes: 300, outbytes: 0 },
+            "zeroed at 5"
+        );
         assert_eq!(rows[1].total.conns, 9, "the other service untouched");
         zero_baseline(&mut base, &[(a, st(8)), (b, st(9))].into(), None);
         let rows = stats_rows(&svcs, &[(a, st(8)), (b, st(10))].into(), &base);
@@ -922,7 +1005,10 @@ mod tests {
             Response::Conns { conns: vec![], total: 0, missing_workers: vec![] }
         );
         assert!(error(c.handle(Request::NeighFlush { dev: Some("wan".into()) })).contains("no port named 'wan'"));
-        assert_eq!(c.handle(Request::NeighShow { dev: None }), Response::Neighs { neighs: vec![], missing_workers: vec![] });
+        assert_eq!(
+            c.handle(Request::NeighShow { dev: None }),
+            Response::Neighs { neighs: vec![], missing_workers: vec![] }
+        );
     }
 
     #[test]

@@ -239,9 +239,7 @@ fn serve(
         timeouts: reload::timeouts(cfg),
         neigh: neigh(cfg),
         expire_budget: 256,
-        seed: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
+        seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
         ..WorkerConfig::default()
     };
     let port_ids: Vec<u16> = ports.iter().map(|p| p.id).collect();
@@ -272,7 +270,8 @@ fn serve(
         let c = Arc::clone(&control);
         let handle = server.run(Arc::new(move |req| c.handle(req)));
         let reloads = Arc::new(ReloadCount::default());
-        let reloader = Arc::new(Reloader::new(opts.config_path.clone(), Arc::clone(&control), cfg.clone(), opts.set_log));
+        let reloader =
+            Arc::new(Reloader::new(opts.config_path.clone(), Arc::clone(&control), cfg.clone(), opts.set_log));
         {
             // Weak: the control plane holds the hook, the reloader holds the control plane.
             let (r, n) = (Arc::downgrade(&reloader), Arc::clone(&reloads));
@@ -397,8 +396,7 @@ fn collector(
     drivers: Vec<String>,
     reloads: Arc<ReloadCount>,
 ) -> metrics::Collect {
-    let start_time_s =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let start_time_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Arc::new(move || {
         let shared = control.shared();
         let rs_stats = shared.service_stats();

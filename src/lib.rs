@@ -14,4 +14,3 @@ pub mod workers;
 pub fn version() -> &'static str {
     concat!(env!("CARGO_PKG_VERSION"), " (", env!("RVS_GIT_REV"), ")")
 }
-

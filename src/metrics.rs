@@ -188,14 +188,32 @@ pub fn render(d: &MetricsData) -> String {
     let mut f = Families::new();
     let rev = d.version.split_once(" (").map(|(_, r)| r.trim_end_matches(')')).unwrap_or("");
     let ver = d.version.split(' ').next().unwrap_or("");
-    f.add("rvs_build_info", Kind::Gauge, "rvsd version and git revision; always 1.", &[("version", ver), ("revision", rev)], 1);
+    f.add(
+        "rvs_build_info",
+        Kind::Gauge,
+        "rvsd version and git revision; always 1.",
+        &[("version", ver), ("revision", rev)],
+        1,
+    );
     f.add("rvs_start_time_seconds", Kind::Gauge, "Unix time rvsd started.", &[], d.start_time_s);
-    f.add("rvs_config_reloads_total", Kind::Counter, "Configuration reloads by result.", &[("result", "ok")], d.reloads_ok);
+    f.add(
+        "rvs_config_reloads_total",
+        Kind::Counter,
+        "Configuration reloads by result.",
+        &[("result", "ok")],
+        d.reloads_ok,
+    );
     f.add("rvs_config_reloads_total", Kind::Counter, "", &[("result", "error")], d.reloads_failed);
 
     for (name, v) in &d.counters {
         if let Some(reason) = name.strip_prefix("drop_") {
-            f.add("rvs_drops_total", Kind::Counter, "Packets dropped by the dataplane, by reason.", &[("reason", reason)], *v);
+            f.add(
+                "rvs_drops_total",
+                Kind::Counter,
+                "Packets dropped by the dataplane, by reason.",
+                &[("reason", reason)],
+                *v,
+            );
         } else if name == "sessions_active" {
             f.add("rvs_sessions", Kind::Gauge, "Sessions in the tables of all workers.", &[], *v);
         } else {
@@ -234,14 +252,44 @@ pub fn render(d: &MetricsData) -> String {
         for r in &s.reals {
             let l = [("service", s.service.as_str()), ("rs", r.rs.as_str()), ("fwd", r.fwd.as_str())];
             f.add("rvs_rs_weight", Kind::Gauge, "Scheduling weight of the real server.", &l, u64::from(r.weight));
-            f.add("rvs_rs_active_sessions", Kind::Gauge, "Sessions to the real server in an active (TCP established) state.", &l, r.active);
-            f.add("rvs_rs_inactive_sessions", Kind::Gauge, "Sessions to the real server in other states.", &l, r.inactive);
+            f.add(
+                "rvs_rs_active_sessions",
+                Kind::Gauge,
+                "Sessions to the real server in an active (TCP established) state.",
+                &l,
+                r.active,
+            );
+            f.add(
+                "rvs_rs_inactive_sessions",
+                Kind::Gauge,
+                "Sessions to the real server in other states.",
+                &l,
+                r.inactive,
+            );
             if let Some(c) = r.counters {
-                f.add("rvs_rs_connections_total", Kind::Counter, "Connections scheduled to the real server.", &l, c.conns);
+                f.add(
+                    "rvs_rs_connections_total",
+                    Kind::Counter,
+                    "Connections scheduled to the real server.",
+                    &l,
+                    c.conns,
+                );
                 f.add("rvs_rs_in_packets_total", Kind::Counter, "Packets client -> real server.", &l, c.inpkts);
-                f.add("rvs_rs_out_packets_total", Kind::Counter, "Packets real server -> client (none in DR/TUN).", &l, c.outpkts);
+                f.add(
+                    "rvs_rs_out_packets_total",
+                    Kind::Counter,
+                    "Packets real server -> client (none in DR/TUN).",
+                    &l,
+                    c.outpkts,
+                );
                 f.add("rvs_rs_in_bytes_total", Kind::Counter, "Bytes client -> real server.", &l, c.inbytes);
-                f.add("rvs_rs_out_bytes_total", Kind::Counter, "Bytes real server -> client (none in DR/TUN).", &l, c.outbytes);
+                f.add(
+                    "rvs_rs_out_bytes_total",
+                    Kind::Counter,
+                    "Bytes real server -> client (none in DR/TUN).",
+                    &l,
+                    c.outbytes,
+                );
             }
         }
     }
@@ -313,9 +361,8 @@ impl MetricsServer {
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let st = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("rvs-metrics".into())
-            .spawn(move || accept_loop(listener, collect, st))?;
+        let thread =
+            std::thread::Builder::new().name("rvs-metrics".into()).spawn(move || accept_loop(listener, collect, st))?;
         Ok(MetricsServer { addr, stop, thread: Some(thread) })
     }
 
@@ -438,7 +485,12 @@ mod tests {
                 name: "eth0".into(),
                 driver: "net_af_packet".into(),
                 link_up: true,
-                stats: vec![("ipackets".into(), 11), ("q0_ipackets".into(), 5), ("q1_opackets".into(), 6), ("weird".into(), 1)],
+                stats: vec![
+                    ("ipackets".into(), 11),
+                    ("q0_ipackets".into(), 5),
+                    ("q1_opackets".into(), 6),
+                    ("weird".into(), 1),
+                ],
             }],
             services: vec![ServiceMetrics {
                 service: "TCP 203.0.113.100:80".into(),

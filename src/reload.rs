@@ -177,7 +177,8 @@ pub fn diff_tunables(old: &Tunables, new: &Tunables, d: &mut Diff) {
         }
     }
     if old.expire_nodest_conn != new.expire_nodest_conn {
-        d.tunables.push(format!("sessions.expire_nodest_conn {} -> {}", old.expire_nodest_conn, new.expire_nodest_conn));
+        d.tunables
+            .push(format!("sessions.expire_nodest_conn {} -> {}", old.expire_nodest_conn, new.expire_nodest_conn));
     }
 }
 
@@ -422,12 +423,11 @@ mod tests {
     #[test]
     fn tunables_and_log_level() {
         let a = cfg(SVC);
-        let b = cfg(&format!("[sessions]\ntcp_established_s = 600\nexpire_nodest_conn = true\n[log]\nlevel = \"debug\"\n{SVC}"));
+        let b = cfg(&format!(
+            "[sessions]\ntcp_established_s = 600\nexpire_nodest_conn = true\n[log]\nlevel = \"debug\"\n{SVC}"
+        ));
         let x = d(&a, &b);
-        assert_eq!(
-            x.tunables,
-            ["sessions.tcp_established_s 900 -> 600", "sessions.expire_nodest_conn false -> true"]
-        );
+        assert_eq!(x.tunables, ["sessions.tcp_established_s 900 -> 600", "sessions.expire_nodest_conn false -> true"]);
         assert_eq!(x.log_level.as_deref(), Some("info -> debug"));
         assert!(x.needs_restart.is_empty());
         assert!(!x.applies_nothing());

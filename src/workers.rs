@@ -29,10 +29,10 @@ use dpdk_sys::{DpdkError, Eal, Mbuf, Mempool, Ring};
 use parking_lot::Mutex;
 use rvs_config::model::ServiceKey;
 use rvs_dataplane::conn::{SessionFilter, SessionView};
+pub use rvs_dataplane::counters::RsStats;
 use rvs_dataplane::neigh::NeighView;
 use rvs_dataplane::worker::{Io, Worker, WorkerConfig};
 use rvs_dataplane::{Counters, DropReason, PacketBuf, Snapshot};
-pub use rvs_dataplane::counters::RsStats;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -614,10 +614,22 @@ mod tests {
     #[test]
     fn mailbox_requests_are_answered_between_bursts_and_unanswered_ones_time_out() {
         let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
-        let port = PortInfo { id: 0, name: "p0".into(), mac: [2, 0, 0, 0, 0, 1], addrs: vec![(ip("203.0.113.2"), 24)], mtu: 1500 };
+        let port = PortInfo {
+            id: 0,
+            name: "p0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            addrs: vec![(ip("203.0.113.2"), 24)],
+            mtu: 1500,
+        };
         let key = ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() };
         let mut svc = Service::new(key, SchedKind::Rr);
-        svc.reals.push(RealServer { addr: "203.0.113.11:80".parse().unwrap(), fwd: FwdMode::Dr, weight: 1, u_threshold: 0, l_threshold: 0 });
+        svc.reals.push(RealServer {
+            addr: "203.0.113.11:80".parse().unwrap(),
+            fwd: FwdMode::Dr,
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+        });
         let snap = Snapshot::build(1, vec![port], &[], &[svc], Default::default()).unwrap();
         let shared = Arc::new(Shared::new(snap, 2));
         let mut w = Worker::<VecBuf>::new(WorkerConfig::default(), shared.snapshot.load_full());
@@ -643,8 +655,15 @@ mod tests {
         let missing = shared.refresh(Duration::from_millis(300));
         assert_eq!(missing, 1, "worker 1 did not answer");
         let st = shared.service_stats();
-        assert_eq!(st.get(&(key, "203.0.113.11:80".parse().unwrap())).map(|s| (s.conns, s.inpkts, s.inbytes)), Some((1, 1, 60)));
-        let dumps = shared.ask(Duration::from_millis(300), |reply| WorkerMsg::DumpSessions { filter: SessionFilter::default(), max: 10, reply });
+        assert_eq!(
+            st.get(&(key, "203.0.113.11:80".parse().unwrap())).map(|s| (s.conns, s.inpkts, s.inbytes)),
+            Some((1, 1, 60))
+        );
+        let dumps = shared.ask(Duration::from_millis(300), |reply| WorkerMsg::DumpSessions {
+            filter: SessionFilter::default(),
+            max: 10,
+            reply,
+        });
         assert_eq!(dumps.len(), 2);
         assert!(dumps[1].is_none());
         let (views, total) = dumps[0].clone().unwrap();

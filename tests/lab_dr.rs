@@ -29,9 +29,7 @@ fn add_http_service(rvsd: &Rvsd, rs: &[u8]) {
 }
 
 fn curls(lab: &Lab, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| lab.client_curl(URL).unwrap_or_else(|e| panic!("curl #{i} through the VIP failed: {e}")))
-        .collect()
+    (0..n).map(|i| lab.client_curl(URL).unwrap_or_else(|e| panic!("curl #{i} through the VIP failed: {e}"))).collect()
 }
 
 #[test]
@@ -60,10 +58,8 @@ fn dr_round_robin_20_curls() {
         "service line missing from -L -n:\n{list}"
     );
     for rip in ["203.0.113.11:80", "203.0.113.12:80"] {
-        let line = list
-            .lines()
-            .find(|l| l.contains(rip))
-            .unwrap_or_else(|| panic!("{rip} missing from -L -n:\n{list}"));
+        let line =
+            list.lines().find(|l| l.contains(rip)).unwrap_or_else(|| panic!("{rip} missing from -L -n:\n{list}"));
         let toks: Vec<&str> = line.split_whitespace().collect();
         assert!(
             toks.len() >= 4 && toks[0] == "->" && toks[2] == "Route" && toks[3] == "1",
@@ -83,9 +79,8 @@ fn dr_udp() {
     rvsd.rvsadm_ok(&["-a", "-u", "203.0.113.100:9000", "-r", "203.0.113.11:9000", "-g"]);
     rvsd.rvsadm_ok(&["-a", "-u", "203.0.113.100:9000", "-r", "203.0.113.12:9000", "-g"]);
 
-    let seq: Vec<String> = (0..6)
-        .map(|i| lab.client_udp(VIP, 9000, "hello").unwrap_or_else(|e| panic!("datagram #{i}: {e}")))
-        .collect();
+    let seq: Vec<String> =
+        (0..6).map(|i| lab.client_udp(VIP, 9000, "hello").unwrap_or_else(|e| panic!("datagram #{i}: {e}"))).collect();
     assert_round_robin(&seq, &["rs1", "rs2"]);
     let list = rvsd.rvsadm_ok(&["-L", "-n"]);
     assert!(list.lines().any(|l| l.starts_with("UDP") && l.contains("203.0.113.100:9000")), "-L -n:\n{list}");
@@ -179,14 +174,10 @@ fn malformed_packets_counted_and_dropped() {
     // The script's last line: the counters it expects to grow and by how much.
     let expected: HashMap<String, u64> =
         serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("malformed.py prints expectations last");
-    let want: HashMap<&str, u64> = [
-        ("drop_malformed_ipv4", 3),
-        ("drop_bad_ipv4_checksum", 1),
-        ("drop_malformed_l4", 2),
-        ("drop_ttl_exceeded", 1),
-    ]
-    .into_iter()
-    .collect();
+    let want: HashMap<&str, u64> =
+        [("drop_malformed_ipv4", 3), ("drop_bad_ipv4_checksum", 1), ("drop_malformed_l4", 2), ("drop_ttl_exceeded", 1)]
+            .into_iter()
+            .collect();
     for (k, v) in &want {
         assert_eq!(expected.get(*k), Some(v), "malformed.py and this test disagree on {k}");
     }

@@ -35,9 +35,7 @@ fn lab_rvsd(prefix: &str, workers: u32) -> Option<(Lab, Rvsd)> {
 }
 
 fn curls(lab: &Lab, url: &str, n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| lab.client_curl(url).unwrap_or_else(|e| panic!("curl #{i} of {url} failed: {e}")))
-        .collect()
+    (0..n).map(|i| lab.client_curl(url).unwrap_or_else(|e| panic!("curl #{i} of {url} failed: {e}"))).collect()
 }
 
 /// How often each answer occurs.
@@ -165,10 +163,8 @@ fn fullnat_one_arm_toa() {
     assert!(!from_lip.is_empty(), "no packet from the LIP 203.0.113.3 on rs1: {pkts:?}");
     let syn = from_lip[0];
     assert_eq!(syn["flags"], "S", "first packet from the LIP: {pkts:?}");
-    let ack = from_lip
-        .iter()
-        .find(|p| p["flags"] == "A")
-        .unwrap_or_else(|| panic!("no pure ACK from the LIP: {pkts:?}"));
+    let ack =
+        from_lip.iter().find(|p| p["flags"] == "A").unwrap_or_else(|| panic!("no pure ACK from the LIP: {pkts:?}"));
     let want = format!("{:04x}{}", cport, "c633640a"); // port, then 198.51.100.10
     assert_eq!(ack["toa"], want.as_str(), "TOA (option 254) of the first ACK (client port {cport}): {ack}");
     assert!(rvsd.stop().success(), "rvsd did not exit cleanly");
@@ -286,8 +282,20 @@ const MODES: [Mode; 4] = [
         rs: [("203.0.113.11:8081", "rs1"), ("203.0.113.12:8081", "rs2")],
         laddr: Some("203.0.113.3"),
     },
-    Mode { name: "DR", port: 8081, flag: "-g", rs: [("203.0.113.11:8081", "rs1"), ("203.0.113.12:8081", "rs2")], laddr: None },
-    Mode { name: "TUN", port: 8081, flag: "-i", rs: [("203.0.113.11:8081", "rs1"), ("203.0.113.12:8081", "rs2")], laddr: None },
+    Mode {
+        name: "DR",
+        port: 8081,
+        flag: "-g",
+        rs: [("203.0.113.11:8081", "rs1"), ("203.0.113.12:8081", "rs2")],
+        laddr: None,
+    },
+    Mode {
+        name: "TUN",
+        port: 8081,
+        flag: "-i",
+        rs: [("203.0.113.11:8081", "rs1"), ("203.0.113.12:8081", "rs2")],
+        laddr: None,
+    },
 ];
 
 impl Mode {
@@ -314,7 +322,8 @@ impl Mode {
 #[test]
 fn wrk_every_mode() {
     let Some((lab, rvsd)) = lab_rvsd("m8", 2) else { return };
-    let tun_remote = Mode { name: "TUN (remote rr1)", port: 80, flag: "-i", rs: [("192.0.2.140:80", "rr1"); 2], laddr: None };
+    let tun_remote =
+        Mode { name: "TUN (remote rr1)", port: 80, flag: "-i", rs: [("192.0.2.140:80", "rr1"); 2], laddr: None };
     let mut report = Vec::new();
     for m in MODES.iter().chain([&tun_remote]) {
         let rs: Vec<(&str, &str)> = if m.rs[0] == m.rs[1] { vec![m.rs[0]] } else { m.rs.to_vec() };
@@ -422,7 +431,8 @@ fn failure_every_mode(prefix: &str, take_out: &[&str]) {
 
         assert!(changed.status.success(), "{}: rvsadm {args:?}: {}", m.name, out_str(&changed));
         assert!(warm && failing && enough, "{}: curl loop too slow ({} curls)", m.name, results.len());
-        let early: Vec<&String> = results[..before.min(results.len())].iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+        let early: Vec<&String> =
+            results[..before.min(results.len())].iter().filter_map(|(_, r)| r.as_ref().err()).collect();
         assert!(early.is_empty(), "{}: curls failed before the RS died: {early:?}", m.name);
         // The scenario is real: with its server gone, the RS refused connections.
         let refused = results[before.min(results.len())..].iter().filter(|(t, r)| *t < change_at && r.is_err()).count();
@@ -437,7 +447,13 @@ fn failure_every_mode(prefix: &str, take_out: &[&str]) {
             late.len(),
             bad.is_empty()
         );
-        assert!(bad.is_empty(), "{}: after {args:?}, {} of {} curls not answered by {alive}: {bad:?}", m.name, bad.len(), late.len());
+        assert!(
+            bad.is_empty(),
+            "{}: after {args:?}, {} of {} curls not answered by {alive}: {bad:?}",
+            m.name,
+            bad.len(),
+            late.len()
+        );
     }
     assert!(rvsd.stop().success(), "rvsd did not exit cleanly");
 }

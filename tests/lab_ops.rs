@@ -118,7 +118,12 @@ fn reload_adds_and_removes_real_servers_under_traffic() {
     let (n, failed, bodies) = curls.finish();
     let wrk = wrk.join().expect("wrk thread");
 
-    assert!(failed.is_empty(), "{} of {n} curls failed during reloads: {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    assert!(
+        failed.is_empty(),
+        "{} of {n} curls failed during reloads: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
     assert!(n >= 10, "only {n} curls ran");
     assert!(bodies.iter().any(|b| b == "rs3"), "rs3 never answered after being added: {bodies:?}");
     let tail: Vec<&String> = bodies.iter().rev().take(6).collect();
@@ -132,8 +137,14 @@ fn reload_adds_and_removes_real_servers_under_traffic() {
         None => eprintln!("NOTE: wrk not installed; only the curl loop was checked"),
     }
     let log = std::fs::read_to_string(&rvsd.log).unwrap_or_default();
-    assert!(log.contains("real server added: TCP 203.0.113.100:80 -> 203.0.113.13:80"), "reload diff not logged:\n{log}");
-    assert!(log.contains("real server removed: TCP 203.0.113.100:80 -> 203.0.113.11:80"), "SIGHUP diff not logged:\n{log}");
+    assert!(
+        log.contains("real server added: TCP 203.0.113.100:80 -> 203.0.113.13:80"),
+        "reload diff not logged:\n{log}"
+    );
+    assert!(
+        log.contains("real server removed: TCP 203.0.113.100:80 -> 203.0.113.11:80"),
+        "SIGHUP diff not logged:\n{log}"
+    );
     assert!(rvsd.is_alive());
     assert!(rvsd.stop().success(), "rvsd did not exit cleanly");
 }
@@ -145,7 +156,8 @@ fn broken_config_is_refused_and_traffic_continues() {
     lab.client_curl(URL).expect("curl before the reload");
 
     // A semantic error: rvsadm --reload exits non-zero naming the field; nothing changes.
-    let bad = config(&lab, &format!("{}[[service.real]]\naddr = \"203.0.113.13:80\"\nweight = 70000\n", service(&[11, 12])));
+    let bad =
+        config(&lab, &format!("{}[[service.real]]\naddr = \"203.0.113.13:80\"\nweight = 70000\n", service(&[11, 12])));
     std::fs::write(&rvsd.config, bad).unwrap();
     let o = rvsd.rvsadm(&["--reload"]);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
@@ -159,7 +171,9 @@ fn broken_config_is_refused_and_traffic_continues() {
     // A syntax error by SIGHUP: logged with the line, running state untouched.
     let broken = config(&lab, "[[service]\nproto = \"tcp\"\n");
     // The line toml reports: the one with the unclosed table header (1-based).
-    let bad_line = broken.lines().position(|l| l.starts_with("[[service]") && !l.starts_with("[[service]]")).expect("broken line") + 1;
+    let bad_line =
+        broken.lines().position(|l| l.starts_with("[[service]") && !l.starts_with("[[service]]")).expect("broken line")
+            + 1;
     std::fs::write(&rvsd.config, broken).unwrap();
     sighup(&rvsd);
     assert!(
@@ -168,7 +182,11 @@ fn broken_config_is_refused_and_traffic_continues() {
         rvsd.log_tail(20)
     );
     let log = std::fs::read_to_string(&rvsd.log).unwrap_or_default();
-    assert!(log.contains(&format!("parse error at line {bad_line}")), "syntax error without its line {bad_line}:\n{}", rvsd.log_tail(10));
+    assert!(
+        log.contains(&format!("parse error at line {bad_line}")),
+        "syntax error without its line {bad_line}:\n{}",
+        rvsd.log_tail(10)
+    );
     assert_eq!(listed_rs(&rvsd), ["203.0.113.11:80", "203.0.113.12:80"]);
     for i in 0..5 {
         lab.client_curl(URL).unwrap_or_else(|e| panic!("curl #{i} after the refused SIGHUP: {e}"));
@@ -216,7 +234,11 @@ fn metrics_endpoint_validates_with_promtool() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(rx >= 6, "rvs_rx_packets_total {rx} after 6 curls");
-    let o404 = lab.exec("lb", &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{METRICS_PORT}/x")], 10);
+    let o404 = lab.exec(
+        "lb",
+        &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{METRICS_PORT}/x")],
+        10,
+    );
     assert_eq!(String::from_utf8_lossy(&o404.stdout), "404");
 
     if which("promtool") {
@@ -242,7 +264,17 @@ fn control_socket_permissions_and_robustness() {
     // A non-root user is refused by the socket's permissions.
     let bin = rvsadm_bin();
     let o = run(
-        &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin.to_str().unwrap(), "--socket", sock.to_str().unwrap(), "-L", "-n"],
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            bin.to_str().unwrap(),
+            "--socket",
+            sock.to_str().unwrap(),
+            "-L",
+            "-n",
+        ],
         10,
     );
     let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
@@ -256,7 +288,8 @@ fn control_socket_permissions_and_robustness() {
         s.write_all(format!("{garbage}\n").as_bytes()).unwrap();
         let mut line = String::new();
         BufReader::new(&s).read_line(&mut line).expect("read a response");
-        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{garbage:?}: bad response {line:?}: {e}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{garbage:?}: bad response {line:?}: {e}"));
         assert_eq!(v["status"], "error", "{garbage:?} -> {line}");
     }
     assert_eq!(listed_rs(&rvsd), ["203.0.113.11:80", "203.0.113.12:80"]);

@@ -135,7 +135,9 @@ fn save_clear_restore_round_trip() {
     }
     let saved = rvsd.rvsadm_ok(&["-S", "-n"]);
     let listed = rvsd.rvsadm_ok(&["-L", "-n"]);
-    for needle in ["-m", "-b", "-i", "-g", "-w 3", "-x 100", "-y 50", "-p 600", "203.0.113.3", "proxy-v2", "mh", "sh", "lc"] {
+    for needle in
+        ["-m", "-b", "-i", "-g", "-w 3", "-x 100", "-y 50", "-p 600", "203.0.113.3", "proxy-v2", "mh", "sh", "lc"]
+    {
         assert!(saved.contains(needle), "saved text lacks {needle:?}:\n{saved}");
     }
 
@@ -148,8 +150,13 @@ fn save_clear_restore_round_trip() {
 
     assert_eq!(rvsd.rvsadm_ok(&["-S", "-n"]), saved, "save text differs after restore");
     // ActiveConn/InActConn may differ (a late SYN of the curl above can open a session).
-    assert_eq!(without_conn_counts(&rvsd.rvsadm_ok(&["-L", "-n"])), without_conn_counts(&listed), "listing differs after restore");
-    let answers: Vec<String> = (0..8).map(|i| lab.client_curl(URL).unwrap_or_else(|e| panic!("curl #{i}: {e}"))).collect();
+    assert_eq!(
+        without_conn_counts(&rvsd.rvsadm_ok(&["-L", "-n"])),
+        without_conn_counts(&listed),
+        "listing differs after restore"
+    );
+    let answers: Vec<String> =
+        (0..8).map(|i| lab.client_curl(URL).unwrap_or_else(|e| panic!("curl #{i}: {e}"))).collect();
     let rn1 = answers.iter().filter(|a| a.trim() == "rn1").count();
     assert!(rn1 >= 5, "wrr 3:1 restored: {answers:?}");
     assert!(rvsd.stop().success(), "rvsd did not exit cleanly");

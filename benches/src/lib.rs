@@ -114,7 +114,14 @@ fn pseudo(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
 
 /// A 60-byte Ethernet/IPv4/TCP (flags as given, padded) or UDP (18 bytes of payload) frame with
 /// valid IPv4 and L4 checksums, TTL 64.
-pub fn build(proto: u8, src: SocketAddrV4, dst: SocketAddrV4, tcp_flags: u8, eth_src: [u8; 6], eth_dst: [u8; 6]) -> Frame {
+pub fn build(
+    proto: u8,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    tcp_flags: u8,
+    eth_src: [u8; 6],
+    eth_dst: [u8; 6],
+) -> Frame {
     let mut f = [0u8; FRAME_LEN];
     f[0..6].copy_from_slice(&eth_dst);
     f[6..12].copy_from_slice(&eth_src);
@@ -225,7 +232,8 @@ pub fn verify(mode: FwdMode, frame: &[u8]) -> Result<OutDir, String> {
     let ip = &frame[14..];
     if mode == FwdMode::Tun {
         let (hl, _) = check_ipv4(ip, 64, "outer")?;
-        let (proto, outer_src, outer_dst) = (ip[9], Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]), Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
+        let (proto, outer_src, outer_dst) =
+            (ip[9], Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]), Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
         if proto != IPIP || outer_src != net::PORT_ADDR || !net::is_rs(outer_dst) || eth_dst != net::rs_mac(outer_dst) {
             return Err(format!("TUN outer header: proto {proto} {outer_src} -> {outer_dst}, dst MAC {eth_dst:02x?}"));
         }
@@ -321,7 +329,8 @@ mod tests {
     #[test]
     fn verify_catches_wrong_frames() {
         // A DR output: dst MAC of RS .11, TTL 63, IP header unchanged.
-        let mut f = build(TCP, sa("192.0.2.7:4000"), sa("203.0.113.100:80"), ACK, net::PORT_MAC, net::rs_mac(net::rs(0)));
+        let mut f =
+            build(TCP, sa("192.0.2.7:4000"), sa("203.0.113.100:80"), ACK, net::PORT_MAC, net::rs_mac(net::rs(0)));
         f[22] = 63;
         f[24..26].copy_from_slice(&[0, 0]);
         let c = csum(&f[14..34], 0);

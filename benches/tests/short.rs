@@ -7,7 +7,20 @@ use std::process::Command;
 #[test]
 fn short_run_of_every_mode_and_workload_is_correct() {
     let out = Command::new(env!("CARGO_BIN_EXE_rvs-bench"))
-        .args(["--short", "--mode", "all", "--workload", "all", "--sessions", "512", "--control", "--services", "300", "--huge", "off"])
+        .args([
+            "--short",
+            "--mode",
+            "all",
+            "--workload",
+            "all",
+            "--sessions",
+            "512",
+            "--control",
+            "--services",
+            "300",
+            "--huge",
+            "off",
+        ])
         .output()
         .expect("rvs-bench runs");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -9,9 +9,7 @@
 //!
 //! A commented example is [`EXAMPLE`].
 
-use crate::model::{
-    ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
-};
+use crate::model::{ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
 use crate::services::{self, ModelError, Problem, ServiceTable};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -142,42 +140,23 @@ l_threshold = 800
 #[derive(Debug)]
 pub enum ConfigError {
     /// The file could not be read.
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// TOML syntax or type error; toml's message already shows the line, column and key.
-    Syntax {
-        file: Option<PathBuf>,
-        message: String,
-    },
+    Syntax { file: Option<PathBuf>, message: String },
     /// A value that parses but makes no sense; `field` is its path, e.g. `port[1].addrs[0]`.
-    Invalid {
-        file: Option<PathBuf>,
-        field: String,
-        message: String,
-    },
+    Invalid { file: Option<PathBuf>, field: String, message: String },
 }
 
 impl ConfigError {
     fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            file: None,
-            field: field.into(),
-            message: message.into(),
-        }
+        ConfigError::Invalid { file: None, field: field.into(), message: message.into() }
     }
     fn in_file(self, path: &Path) -> Self {
         match self {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
-                file: Some(path.into()),
-                message,
-            },
-            ConfigError::Invalid { field, message, .. } => ConfigError::Invalid {
-                file: Some(path.into()),
-                field,
-                message,
-            },
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax { file: Some(path.into()), message },
+            ConfigError::Invalid { field, message, .. } => {
+                ConfigError::Invalid { file: Some(path.into()), field, message }
+            }
             e => e,
         }
     }
@@ -202,11 +181,7 @@ impl fmt::Display for ConfigError {
                 }
                 write!(f, "{}", message.trim_end())
             }
-            ConfigError::Invalid {
-                file,
-                field,
-                message,
-            } => {
+            ConfigError::Invalid { file, field, message } => {
                 if let Some(p) = file {
                     write!(f, "{}: ", p.display())?;
                 }
@@ -249,12 +224,7 @@ pub struct WorkersConfig {
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        WorkersConfig {
-            lcores: vec![0],
-            idle_sleep_us: 0,
-            idle_polls: 64,
-            burst: 32,
-        }
+        WorkersConfig { lcores: vec![0], idle_sleep_us: 0, idle_polls: 64, burst: 32 }
     }
 }
 
@@ -345,9 +315,7 @@ pub struct CtrlConfig {
 
 impl Default for CtrlConfig {
     fn default() -> Self {
-        CtrlConfig {
-            socket: PathBuf::from(DEFAULT_SOCKET),
-        }
+        CtrlConfig { socket: PathBuf::from(DEFAULT_SOCKET) }
     }
 }
 
@@ -361,10 +329,7 @@ pub struct MempoolConfig {
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig {
-            mbufs: 16383,
-            cache: 256,
-        }
+        MempoolConfig { mbufs: 16383, cache: 256 }
     }
 }
 
@@ -382,10 +347,7 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig {
-            enabled: true,
-            listen: DEFAULT_METRICS_LISTEN.into(),
-        }
+        MetricsConfig { enabled: true, listen: DEFAULT_METRICS_LISTEN.into() }
     }
 }
 
@@ -402,18 +364,13 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: DEFAULT_LOG_LEVEL.into(),
-        }
+        LogConfig { level: DEFAULT_LOG_LEVEL.into() }
     }
 }
 
 /// Whether `s` is a level name tracing knows.
 fn is_level(s: &str) -> bool {
-    matches!(
-        s.to_ascii_lowercase().as_str(),
-        "error" | "warn" | "info" | "debug" | "trace" | "off"
-    )
+    matches!(s.to_ascii_lowercase().as_str(), "error" | "warn" | "info" | "debug" | "trace" | "off")
 }
 
 /// Check a log filter: comma-separated `LEVEL` or `TARGET=LEVEL` directives, TARGET a Rust
@@ -427,9 +384,7 @@ fn check_log_level(s: &str) -> Result<(), String> {
             None => is_level(d),
             Some((target, level)) => {
                 !target.is_empty()
-                    && target
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                    && target.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
                     && is_level(level)
             }
         };
@@ -517,9 +472,7 @@ struct ParsedRoute {
 impl RouteConfig {
     /// Destination prefix (validated: host bits are zero).
     pub fn prefix_v4(&self) -> (Ipv4Addr, u8) {
-        self.parsed
-            .map(|p| p.prefix)
-            .unwrap_or((Ipv4Addr::UNSPECIFIED, 0))
+        self.parsed.map(|p| p.prefix).unwrap_or((Ipv4Addr::UNSPECIFIED, 0))
     }
     /// Gateway, `None` for a directly connected prefix.
     pub fn via_v4(&self) -> Option<Ipv4Addr> {
@@ -615,19 +568,15 @@ pub struct Config {
 impl Config {
     /// Read and validate a config file; errors name the file.
     pub fn from_path(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
         Config::parse(&text).map_err(|e| e.in_file(path))
     }
 
     /// Parse and validate config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            file: None,
-            message: e.to_string(),
-        })?;
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax { file: None, message: e.to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -690,10 +639,7 @@ impl Config {
     fn validate_workers(&self) -> Result<(), ConfigError> {
         let w = &self.workers;
         if w.lcores.is_empty() {
-            return Err(ConfigError::invalid(
-                "workers.lcores",
-                "at least one lcore is needed",
-            ));
+            return Err(ConfigError::invalid("workers.lcores", "at least one lcore is needed"));
         }
         for (i, &c) in w.lcores.iter().enumerate() {
             if c >= 1024 {
@@ -710,10 +656,7 @@ impl Config {
             }
         }
         if !(1..=64).contains(&w.burst) {
-            return Err(ConfigError::invalid(
-                "workers.burst",
-                format!("{} is not in 1..=64", w.burst),
-            ));
+            return Err(ConfigError::invalid("workers.burst", format!("{} is not in 1..=64", w.burst)));
         }
         Ok(())
     }
@@ -729,10 +672,7 @@ impl Config {
             ("udp_s", s.udp_s),
         ] {
             if v == 0 {
-                return Err(ConfigError::invalid(
-                    format!("sessions.{name}"),
-                    "must be greater than 0",
-                ));
+                return Err(ConfigError::invalid(format!("sessions.{name}"), "must be greater than 0"));
             }
         }
         Ok(())
@@ -749,10 +689,7 @@ impl Config {
             ("reachable_s", n.reachable_s),
         ] {
             if v == 0 {
-                return Err(ConfigError::invalid(
-                    format!("neigh.{name}"),
-                    "must be greater than 0",
-                ));
+                return Err(ConfigError::invalid(format!("neigh.{name}"), "must be greater than 0"));
             }
         }
         Ok(())
@@ -776,25 +713,16 @@ impl Config {
     fn validate_mempool(&self) -> Result<(), ConfigError> {
         let m = &self.mempool;
         if m.mbufs == 0 {
-            return Err(ConfigError::invalid(
-                "mempool.mbufs",
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::invalid("mempool.mbufs", "must be greater than 0"));
         }
         // RTE_MEMPOOL_CACHE_MAX_SIZE, and rte_mempool_create's cache_size * 1.5 <= n rule.
         if m.cache > 512 {
-            return Err(ConfigError::invalid(
-                "mempool.cache",
-                format!("{} is over DPDK's maximum 512", m.cache),
-            ));
+            return Err(ConfigError::invalid("mempool.cache", format!("{} is over DPDK's maximum 512", m.cache)));
         }
         if u64::from(m.cache) * 3 / 2 > u64::from(m.mbufs) {
             return Err(ConfigError::invalid(
                 "mempool.cache",
-                format!(
-                    "{} is too large for {} mbufs (DPDK needs cache * 1.5 <= mbufs)",
-                    m.cache, m.mbufs
-                ),
+                format!("{} is too large for {} mbufs (DPDK needs cache * 1.5 <= mbufs)", m.cache, m.mbufs),
             ));
         }
         Ok(())
@@ -812,20 +740,14 @@ impl Config {
             )
         })?;
         if addr.port() == 0 {
-            return Err(ConfigError::invalid(
-                "metrics.listen",
-                format!("\"{l}\": port 0 is not allowed"),
-            ));
+            return Err(ConfigError::invalid("metrics.listen", format!("\"{l}\": port 0 is not allowed")));
         }
         Ok(())
     }
 
     fn validate_ports(&mut self) -> Result<(), ConfigError> {
         if self.ports.is_empty() {
-            return Err(ConfigError::invalid(
-                "port",
-                "at least one [[port]] is needed",
-            ));
+            return Err(ConfigError::invalid("port", "at least one [[port]] is needed"));
         }
         // (address, where) of every address seen so far, to refuse duplicates across ports.
         let mut seen_addrs: HashMap<Ipv4Addr, String> = HashMap::new();
@@ -834,64 +756,39 @@ impl Config {
             let at = |f: &str| format!("port[{i}].{f}");
             let n = &p.name;
             if n.is_empty() || n.len() > 15 {
-                return Err(ConfigError::invalid(
-                    at("name"),
-                    format!("\"{n}\" must be 1 to 15 characters long"),
-                ));
+                return Err(ConfigError::invalid(at("name"), format!("\"{n}\" must be 1 to 15 characters long")));
             }
-            if let Some(c) = n
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-            {
+            if let Some(c) = n.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
                 return Err(ConfigError::invalid(
                     at("name"),
                     format!("\"{n}\" contains {c:?}; use only A-Z a-z 0-9 _ . -"),
                 ));
             }
             if let Some(j) = self.ports[..i].iter().position(|q| q.name == *n) {
-                return Err(ConfigError::invalid(
-                    at("name"),
-                    format!("duplicate port name \"{n}\" (also port[{j}])"),
-                ));
+                return Err(ConfigError::invalid(at("name"), format!("duplicate port name \"{n}\" (also port[{j}])")));
             }
             check_device(&p.device).map_err(|m| ConfigError::invalid(at("device"), m))?;
-            if let Some(j) = self.ports[..i]
-                .iter()
-                .position(|q| q.device_name() == p.device_name())
-            {
+            if let Some(j) = self.ports[..i].iter().position(|q| q.device_name() == p.device_name()) {
                 return Err(ConfigError::invalid(
                     at("device"),
-                    format!(
-                        "device \"{}\" is already used by port[{j}]",
-                        p.device_name()
-                    ),
+                    format!("device \"{}\" is already used by port[{j}]", p.device_name()),
                 ));
             }
             if !(68..=9600).contains(&p.mtu) {
-                return Err(ConfigError::invalid(
-                    at("mtu"),
-                    format!("{} is not in 68..=9600", p.mtu),
-                ));
+                return Err(ConfigError::invalid(at("mtu"), format!("{} is not in 68..=9600", p.mtu)));
             }
             for (f, v) in [("rx_desc", p.rx_desc), ("tx_desc", p.tx_desc)] {
                 if !(64..=4096).contains(&v) || !v.is_power_of_two() {
-                    return Err(ConfigError::invalid(
-                        at(f),
-                        format!("{v} is not a power of two in 64..=4096"),
-                    ));
+                    return Err(ConfigError::invalid(at(f), format!("{v} is not a power of two in 64..=4096")));
                 }
             }
             let mut parsed = Vec::with_capacity(p.addrs.len());
             for (k, a) in p.addrs.iter().enumerate() {
                 let field = format!("port[{i}].addrs[{k}]");
                 let (ip, len) = parse_cidr(a).map_err(|m| ConfigError::invalid(&field, m))?;
-                check_interface_addr(ip, len)
-                    .map_err(|m| ConfigError::invalid(&field, format!("\"{a}\": {m}")))?;
+                check_interface_addr(ip, len).map_err(|m| ConfigError::invalid(&field, format!("\"{a}\": {m}")))?;
                 if let Some(other) = seen_addrs.insert(ip, field.clone()) {
-                    return Err(ConfigError::invalid(
-                        &field,
-                        format!("\"{a}\": address {ip} is also in {other}"),
-                    ));
+                    return Err(ConfigError::invalid(&field, format!("\"{a}\": address {ip} is also in {other}")));
                 }
                 parsed.push((ip, len));
             }
@@ -904,23 +801,16 @@ impl Config {
         for i in 0..self.routes.len() {
             let r = &self.routes[i];
             let at = |f: &str| format!("route[{i}].{f}");
-            let (net, len) =
-                parse_cidr(&r.prefix).map_err(|m| ConfigError::invalid(at("prefix"), m))?;
+            let (net, len) = parse_cidr(&r.prefix).map_err(|m| ConfigError::invalid(at("prefix"), m))?;
             let mask = prefix_mask(len);
             if u32::from(net) & !mask != 0 {
                 let want = Ipv4Addr::from(u32::from(net) & mask);
                 return Err(ConfigError::invalid(
                     at("prefix"),
-                    format!(
-                        "\"{}\" has host bits set (did you mean \"{want}/{len}\"?)",
-                        r.prefix
-                    ),
+                    format!("\"{}\" has host bits set (did you mean \"{want}/{len}\"?)", r.prefix),
                 ));
             }
-            if let Some(j) = self.routes[..i]
-                .iter()
-                .position(|q| q.parsed.map(|p| p.prefix) == Some((net, len)))
-            {
+            if let Some(j) = self.routes[..i].iter().position(|q| q.parsed.map(|p| p.prefix) == Some((net, len))) {
                 return Err(ConfigError::invalid(
                     at("prefix"),
                     format!("duplicate route to {net}/{len} (also route[{j}])"),
@@ -936,24 +826,14 @@ impl Config {
             let via = match &r.via {
                 None => None,
                 Some(v) => {
-                    let gw: Ipv4Addr = v.parse().map_err(|_| {
-                        ConfigError::invalid(at("via"), format!("\"{v}\" is not an IPv4 address"))
-                    })?;
-                    if gw.is_unspecified()
-                        || gw.is_broadcast()
-                        || gw.is_multicast()
-                        || gw.is_loopback()
-                    {
-                        return Err(ConfigError::invalid(
-                            at("via"),
-                            format!("{gw} cannot be a gateway"),
-                        ));
+                    let gw: Ipv4Addr = v
+                        .parse()
+                        .map_err(|_| ConfigError::invalid(at("via"), format!("\"{v}\" is not an IPv4 address")))?;
+                    if gw.is_unspecified() || gw.is_broadcast() || gw.is_multicast() || gw.is_loopback() {
+                        return Err(ConfigError::invalid(at("via"), format!("{gw} cannot be a gateway")));
                     }
                     // The gateway must be resolvable by ARP on the port, i.e. on one of its subnets.
-                    let on_link = port
-                        .ipv4_addrs()
-                        .iter()
-                        .any(|&(a, l)| same_subnet(a, gw, l));
+                    let on_link = port.ipv4_addrs().iter().any(|&(a, l)| same_subnet(a, gw, l));
                     if !on_link {
                         let subnets: Vec<String> = port.addrs.clone();
                         return Err(ConfigError::invalid(
@@ -966,18 +846,12 @@ impl Config {
                         ));
                     }
                     if port.ipv4_addrs().iter().any(|&(a, _)| a == gw) {
-                        return Err(ConfigError::invalid(
-                            at("via"),
-                            format!("gateway {gw} is the port's own address"),
-                        ));
+                        return Err(ConfigError::invalid(at("via"), format!("gateway {gw} is the port's own address")));
                     }
                     Some(gw)
                 }
             };
-            self.routes[i].parsed = Some(ParsedRoute {
-                prefix: (net, len),
-                via,
-            });
+            self.routes[i].parsed = Some(ParsedRoute { prefix: (net, len), via });
         }
         Ok(())
     }
@@ -993,26 +867,14 @@ impl Config {
                 }
             };
             let vip: SocketAddr = s.vip.parse().map_err(|_| {
-                ConfigError::invalid(
-                    at("vip"),
-                    format!("\"{}\" is not a valid IPv4 address:port", s.vip),
-                )
+                ConfigError::invalid(at("vip"), format!("\"{}\" is not a valid IPv4 address:port", s.vip))
             })?;
-            let key = ServiceKey {
-                proto: s.proto,
-                vip,
-            };
-            let sched: SchedKind = s
-                .sched
-                .parse()
-                .map_err(|m: String| ConfigError::invalid(at("sched"), m))?;
+            let key = ServiceKey { proto: s.proto, vip };
+            let sched: SchedKind = s.sched.parse().map_err(|m: String| ConfigError::invalid(at("sched"), m))?;
             let persistence = match s.persistent {
                 None => {
                     if s.netmask.is_some() {
-                        return Err(ConfigError::invalid(
-                            at("netmask"),
-                            "netmask needs persistent",
-                        ));
+                        return Err(ConfigError::invalid(at("netmask"), "netmask needs persistent"));
                     }
                     None
                 }
@@ -1020,54 +882,34 @@ impl Config {
                     let netmask = match &s.netmask {
                         None => Ipv4Addr::BROADCAST,
                         Some(m) => m.parse().map_err(|_| {
-                            ConfigError::invalid(
-                                at("netmask"),
-                                format!("\"{m}\" is not an IPv4 netmask"),
-                            )
+                            ConfigError::invalid(at("netmask"), format!("\"{m}\" is not an IPv4 netmask"))
                         })?,
                     };
-                    Some(Persistence {
-                        timeout_s: t,
-                        netmask,
-                    })
+                    Some(Persistence { timeout_s: t, netmask })
                 }
             };
-            services::validate_service_params(&key, sched, persistence.as_ref()).map_err(|e| {
-                match e {
-                    ModelError::InvalidService { problem, .. } => {
-                        let f = match problem {
-                            Problem::SchedNotSupported(_) => "sched",
-                            Problem::PersistTimeout(_) => "persistent",
-                            Problem::PersistNetmask(_) => "netmask",
-                            _ => "vip",
-                        };
-                        ConfigError::invalid(at(f), problem.to_string())
-                    }
-                    e => ConfigError::invalid(at(""), e.to_string()),
+            services::validate_service_params(&key, sched, persistence.as_ref()).map_err(|e| match e {
+                ModelError::InvalidService { problem, .. } => {
+                    let f = match problem {
+                        Problem::SchedNotSupported(_) => "sched",
+                        Problem::PersistTimeout(_) => "persistent",
+                        Problem::PersistNetmask(_) => "netmask",
+                        _ => "vip",
+                    };
+                    ConfigError::invalid(at(f), problem.to_string())
                 }
+                e => ConfigError::invalid(at(""), e.to_string()),
             })?;
             if let Some(j) = out.iter().position(|o| o.key == key) {
-                return Err(ConfigError::invalid(
-                    at(""),
-                    format!("duplicate service {key} (also service[{j}])"),
-                ));
+                return Err(ConfigError::invalid(at(""), format!("duplicate service {key} (also service[{j}])")));
             }
             let mut reals: Vec<RealServer> = Vec::with_capacity(s.reals.len());
             for (k, r) in s.reals.iter().enumerate() {
                 let rat = |f: &str| format!("service[{i}].real[{k}].{f}");
-                let addr =
-                    parse_real_addr(&r.addr).map_err(|m| ConfigError::invalid(rat("addr"), m))?;
-                let fwd: FwdMode = r
-                    .fwd
-                    .parse()
-                    .map_err(|m: String| ConfigError::invalid(rat("fwd"), m))?;
-                let rs = RealServer {
-                    addr,
-                    fwd,
-                    weight: r.weight,
-                    u_threshold: r.u_threshold,
-                    l_threshold: r.l_threshold,
-                };
+                let addr = parse_real_addr(&r.addr).map_err(|m| ConfigError::invalid(rat("addr"), m))?;
+                let fwd: FwdMode = r.fwd.parse().map_err(|m: String| ConfigError::invalid(rat("fwd"), m))?;
+                let rs =
+                    RealServer { addr, fwd, weight: r.weight, u_threshold: r.u_threshold, l_threshold: r.l_threshold };
                 let rs = services::validate_real(&key, &rs).map_err(|e| match e {
                     ModelError::InvalidReal { problem, .. } => {
                         let f = match problem {
@@ -1083,30 +925,22 @@ impl Config {
                 if let Some(j) = reals.iter().position(|o| o.addr == rs.addr) {
                     return Err(ConfigError::invalid(
                         rat("addr"),
-                        format!(
-                            "duplicate real server {} (also service[{i}].real[{j}])",
-                            rs.addr
-                        ),
+                        format!("duplicate real server {} (also service[{i}].real[{j}])", rs.addr),
                     ));
                 }
                 reals.push(rs);
             }
             let client_addr: ClientAddrMode = match &s.client_addr {
                 None => ClientAddrMode::default(),
-                Some(m) => m
-                    .parse()
-                    .map_err(|m: String| ConfigError::invalid(at("client_addr"), m))?,
+                Some(m) => m.parse().map_err(|m: String| ConfigError::invalid(at("client_addr"), m))?,
             };
             let mut laddrs: Vec<IpAddr> = Vec::with_capacity(s.laddrs.len());
             for (k, l) in s.laddrs.iter().enumerate() {
                 let lat = format!("service[{i}].laddrs[{k}]");
-                let ip: IpAddr = l.parse().map_err(|_| {
-                    ConfigError::invalid(&lat, format!("\"{l}\" is not an IPv4 address"))
-                })?;
+                let ip: IpAddr =
+                    l.parse().map_err(|_| ConfigError::invalid(&lat, format!("\"{l}\" is not an IPv4 address")))?;
                 services::validate_laddr(&key, ip).map_err(|e| match e {
-                    ModelError::InvalidLaddr { problem, .. } => {
-                        ConfigError::invalid(&lat, format!("{ip}: {problem}"))
-                    }
+                    ModelError::InvalidLaddr { problem, .. } => ConfigError::invalid(&lat, format!("{ip}: {problem}")),
                     e => ConfigError::invalid(&lat, e.to_string()),
                 })?;
                 if let Some(j) = laddrs.iter().position(|&o| o == ip) {
@@ -1117,14 +951,7 @@ impl Config {
                 }
                 laddrs.push(ip);
             }
-            out.push(Service {
-                key,
-                sched,
-                persistence,
-                laddrs,
-                client_addr,
-                reals,
-            });
+            out.push(Service { key, sched, persistence, laddrs, client_addr, reals });
         }
         // Local addresses and VIPs must be disjoint across services.
         for (i, s) in out.iter().enumerate() {
@@ -1159,16 +986,10 @@ fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
 /// Parse `A.B.C.D/LEN`; errors quote the input.
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let Some((ip, len)) = s.split_once('/') else {
-        return Err(format!(
-            "\"{s}\": expected ADDRESS/PREFIXLEN, e.g. \"203.0.113.2/24\""
-        ));
+        return Err(format!("\"{s}\": expected ADDRESS/PREFIXLEN, e.g. \"203.0.113.2/24\""));
     };
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| format!("\"{s}\": {ip} is not an IPv4 address"))?;
-    let len: u8 = len
-        .parse()
-        .map_err(|_| format!("\"{s}\": prefix length \"{len}\" is not a number"))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("\"{s}\": {ip} is not an IPv4 address"))?;
+    let len: u8 = len.parse().map_err(|_| format!("\"{s}\": prefix length \"{len}\" is not a number"))?;
     if len > 32 {
         return Err(format!("\"{s}\": prefix length {len} is over 32"));
     }
@@ -1191,9 +1012,7 @@ fn check_interface_addr(ip: Ipv4Addr, len: u8) -> Result<(), String> {
             return Err(format!("{ip} is the network address of its /{len} subnet"));
         }
         if host == !m {
-            return Err(format!(
-                "{ip} is the broadcast address of its /{len} subnet"
-            ));
+            return Err(format!("{ip} is the broadcast address of its /{len} subnet"));
         }
     }
     Ok(())
@@ -1231,10 +1050,7 @@ fn check_device(d: &str) -> Result<(), String> {
     if is_pci_addr(name) {
         return Ok(());
     }
-    if name.starts_with("net_")
-        && name.len() > 4
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if name.starts_with("net_") && name.len() > 4 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Ok(());
     }
     Err(format!(
@@ -1246,13 +1062,10 @@ fn check_device(d: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    const PORT: &str =
-        "[[port]]\nname = \"eth0\"\ndevice = \"net_tap0\"\naddrs = [\"203.0.113.2/24\"]\n";
+    const PORT: &str = "[[port]]\nname = \"eth0\"\ndevice = \"net_tap0\"\naddrs = [\"203.0.113.2/24\"]\n";
 
     fn err(text: &str) -> String {
-        Config::parse(text)
-            .expect_err("config should have been refused")
-            .to_string()
+        Config::parse(text).expect_err("config should have been refused").to_string()
     }
 
     /// `extra` appended to a minimal valid config must be refused with `want` in the message.
@@ -1264,10 +1077,7 @@ mod tests {
     #[test]
     fn example_parses() {
         let c = Config::parse(EXAMPLE).unwrap();
-        assert_eq!(
-            c.eal.args,
-            ["--no-huge", "-m", "512", "--file-prefix", "rvs-lab"]
-        );
+        assert_eq!(c.eal.args, ["--no-huge", "-m", "512", "--file-prefix", "rvs-lab"]);
         assert_eq!(c.workers.lcores, [1]);
         assert_eq!(c.workers.idle_sleep_us, 100);
         assert_eq!(c.idle_sleep_ns(), 100_000);
@@ -1285,18 +1095,11 @@ mod tests {
         assert_eq!(svcs.len(), 2);
         assert_eq!(svcs[0].sched, SchedKind::Rr);
         assert_eq!(svcs[0].reals.len(), 2);
-        assert_eq!(
-            svcs[0].reals[1].addr,
-            "203.0.113.12:80".parse().unwrap(),
-            "port defaulted to the service's"
-        );
+        assert_eq!(svcs[0].reals[1].addr, "203.0.113.12:80".parse().unwrap(), "port defaulted to the service's");
         assert_eq!(svcs[0].reals[1].weight, 2);
         let f = svcs[1];
         assert_eq!(f.sched, SchedKind::Wlc);
-        assert_eq!(
-            f.persistence,
-            Some(Persistence { timeout_s: 600, netmask: Ipv4Addr::new(255, 255, 255, 0) })
-        );
+        assert_eq!(f.persistence, Some(Persistence { timeout_s: 600, netmask: Ipv4Addr::new(255, 255, 255, 0) }));
         assert_eq!(f.laddrs, ["203.0.113.3".parse::<IpAddr>().unwrap()]);
         assert_eq!(f.client_addr, ClientAddrMode::Toa);
         assert_eq!(
@@ -1323,32 +1126,16 @@ mod tests {
         assert_eq!(c.workers.burst, 32);
         assert_eq!(c.sessions, SessionsConfig::default());
         assert_eq!(c.ctrl.socket, Path::new(DEFAULT_SOCKET));
+        assert_eq!(c.mempool, MempoolConfig { mbufs: 16383, cache: 256 });
         assert_eq!(
-            c.mempool,
-            MempoolConfig {
-                mbufs: 16383,
-                cache: 256
-            }
-        );
-        assert_eq!(
-            (
-                c.ports[0].mtu,
-                c.ports[0].rx_desc,
-                c.ports[0].tx_desc,
-                c.ports[0].promiscuous
-            ),
+            (c.ports[0].mtu, c.ports[0].rx_desc, c.ports[0].tx_desc, c.ports[0].promiscuous),
             (1500, 1024, 1024, false)
         );
         assert!(c.service_table().is_empty());
         assert!(c.eal.args.is_empty());
         let t = c.timeouts_ns();
         assert_eq!(
-            (
-                t.tcp_syn_recv_ns,
-                t.tcp_fin_wait_ns,
-                t.tcp_close_ns,
-                t.udp_ns
-            ),
+            (t.tcp_syn_recv_ns, t.tcp_fin_wait_ns, t.tcp_close_ns, t.udp_ns),
             (60 * NS_PER_S, 120 * NS_PER_S, 10 * NS_PER_S, 300 * NS_PER_S)
         );
     }
@@ -1379,18 +1166,12 @@ mod tests {
     #[test]
     fn unknown_fields_refused() {
         refused("[workers]\nlcore = [1]\n", "unknown field `lcore`");
-        refused(
-            "[sessions]\ntcp_establised_s = 1\n",
-            "unknown field `tcp_establised_s`",
-        );
+        refused("[sessions]\ntcp_establised_s = 1\n", "unknown field `tcp_establised_s`");
         let msg = err("[[port]]\nname = \"eth0\"\ndevice = \"net_tap0\"\nadrs = []\n");
         assert!(msg.contains("unknown field `adrs`"), "{msg}");
         refused("[[service]]\nproto = \"tcp\"\nvip = \"203.0.113.100:80\"\n[[service.real]]\naddr = \"203.0.113.11\"\nwieght = 1\n", "unknown field `wieght`");
         refused("[bogus]\n", "unknown field `bogus`");
-        refused(
-            "[[service]]\nproto = \"sctp\"\nvip = \"203.0.113.100:80\"\n",
-            "sctp",
-        );
+        refused("[[service]]\nproto = \"sctp\"\nvip = \"203.0.113.100:80\"\n", "sctp");
     }
 
     #[test]
@@ -1401,35 +1182,20 @@ mod tests {
         std::fs::write(&good, EXAMPLE).unwrap();
         assert!(Config::from_path(&good).is_ok());
         let bad = dir.join("bad.toml");
-        std::fs::write(
-            &bad,
-            format!("{PORT}[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"eth9\"\n"),
-        )
-        .unwrap();
+        std::fs::write(&bad, format!("{PORT}[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"eth9\"\n")).unwrap();
         let msg = Config::from_path(&bad).unwrap_err().to_string();
-        assert!(
-            msg.starts_with(&format!(
-                "{}: route[0].port: no port named \"eth9\"",
-                bad.display()
-            )),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{}: route[0].port: no port named \"eth9\"", bad.display())), "{msg}");
         let missing = dir.join("missing.toml");
         let msg = Config::from_path(&missing).unwrap_err().to_string();
-        assert!(
-            msg.starts_with(&format!("cannot read {}", missing.display())),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("cannot read {}", missing.display())), "{msg}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn semantic_errors_name_the_field() {
-        let two_ports = "[[port]]\nname = \"eth1\"\ndevice = \"net_tap1\"\naddrs = [\"198.51.100.2/24\", \"203.0.113.2/33\"]\n";
-        refused(
-            two_ports,
-            "port[1].addrs[1]: \"203.0.113.2/33\": prefix length 33 is over 32",
-        );
+        let two_ports =
+            "[[port]]\nname = \"eth1\"\ndevice = \"net_tap1\"\naddrs = [\"198.51.100.2/24\", \"203.0.113.2/33\"]\n";
+        refused(two_ports, "port[1].addrs[1]: \"203.0.113.2/33\": prefix length 33 is over 32");
         refused(
             "[[port]]\nname = \"eth1\"\ndevice = \"net_tap1\"\naddrs = [\"198.51.100.2\"]\n",
             "port[1].addrs[0]: \"198.51.100.2\": expected ADDRESS/PREFIXLEN",
@@ -1450,10 +1216,7 @@ mod tests {
             "[[port]]\nname = \"eth1\"\ndevice = \"net_tap1\"\naddrs = [\"203.0.113.2/24\"]\n",
             "port[1].addrs[0]: \"203.0.113.2/24\": address 203.0.113.2 is also in port[0].addrs[0]",
         );
-        refused(
-            "[[port]]\nname = \"eth0\"\ndevice = \"net_tap1\"\n",
-            "port[1].name: duplicate port name \"eth0\"",
-        );
+        refused("[[port]]\nname = \"eth0\"\ndevice = \"net_tap1\"\n", "port[1].name: duplicate port name \"eth0\"");
         refused(
             "[[port]]\nname = \"eth1\"\ndevice = \"net_tap0,iface=x\"\n",
             "port[1].device: device \"net_tap0\" is already used by port[0]",
@@ -1462,14 +1225,8 @@ mod tests {
             "[[port]]\nname = \"a-very-long-port-name\"\ndevice = \"net_tap1\"\n",
             "port[1].name: \"a-very-long-port-name\" must be 1 to 15",
         );
-        refused(
-            "[[port]]\nname = \"eth 1\"\ndevice = \"net_tap1\"\n",
-            "port[1].name: \"eth 1\" contains ' '",
-        );
-        refused(
-            "[[port]]\nname = \"eth1\"\ndevice = \"eth1\"\n",
-            "port[1].device: \"eth1\" is neither a PCI address",
-        );
+        refused("[[port]]\nname = \"eth 1\"\ndevice = \"net_tap1\"\n", "port[1].name: \"eth 1\" contains ' '");
+        refused("[[port]]\nname = \"eth1\"\ndevice = \"eth1\"\n", "port[1].device: \"eth1\" is neither a PCI address");
         refused(
             "[[port]]\nname = \"eth1\"\ndevice = \"net_tap1\"\nmtu = 10000\n",
             "port[1].mtu: 10000 is not in 68..=9600",
@@ -1478,65 +1235,35 @@ mod tests {
             "[[port]]\nname = \"eth1\"\ndevice = \"net_tap1\"\nrx_desc = 1000\n",
             "port[1].rx_desc: 1000 is not a power of two",
         );
-        refused(
-            "[[port]]\nname = \"eth1\"\ndevice = \"net_tap1\"\ntx_desc = 8192\n",
-            "port[1].tx_desc: 8192",
-        );
+        refused("[[port]]\nname = \"eth1\"\ndevice = \"net_tap1\"\ntx_desc = 8192\n", "port[1].tx_desc: 8192");
         let msg = err("[workers]\nlcores = [1]\n");
-        assert!(
-            msg.contains("port: at least one [[port]] is needed"),
-            "{msg}"
-        );
+        assert!(msg.contains("port: at least one [[port]] is needed"), "{msg}");
 
-        refused(
-            "[workers]\nlcores = []\n",
-            "workers.lcores: at least one lcore",
-        );
+        refused("[workers]\nlcores = []\n", "workers.lcores: at least one lcore");
         refused(
             "[workers]\nlcores = [1, 2, 1]\n",
             "workers.lcores[2]: lcore 1 is listed twice (also workers.lcores[0])",
         );
-        refused(
-            "[workers]\nlcores = [1024]\n",
-            "workers.lcores[0]: lcore 1024 is not below 1024",
-        );
-        refused(
-            "[workers]\nburst = 0\n",
-            "workers.burst: 0 is not in 1..=64",
-        );
+        refused("[workers]\nlcores = [1024]\n", "workers.lcores[0]: lcore 1024 is not below 1024");
+        refused("[workers]\nburst = 0\n", "workers.burst: 0 is not in 1..=64");
         refused("[workers]\nburst = 65\n", "workers.burst: 65");
-        refused(
-            "[sessions]\nudp_s = 0\n",
-            "sessions.udp_s: must be greater than 0",
-        );
-        refused(
-            "[sessions]\nmax_per_worker = 0\n",
-            "sessions.max_per_worker",
-        );
-        refused(
-            "[neigh]\nretry_ms = 0\n",
-            "neigh.retry_ms: must be greater than 0",
-        );
+        refused("[sessions]\nudp_s = 0\n", "sessions.udp_s: must be greater than 0");
+        refused("[sessions]\nmax_per_worker = 0\n", "sessions.max_per_worker");
+        refused("[neigh]\nretry_ms = 0\n", "neigh.retry_ms: must be greater than 0");
         refused("[ctrl]\nsocket = \"\"\n", "ctrl.socket: must not be empty");
-        refused(
-            &format!("[ctrl]\nsocket = \"/{}\"\n", "x".repeat(120)),
-            "ctrl.socket: path is 121 bytes",
-        );
-        refused(
-            "[mempool]\ncache = 1024\n",
-            "mempool.cache: 1024 is over DPDK's maximum 512",
-        );
-        refused(
-            "[mempool]\nmbufs = 100\ncache = 256\n",
-            "mempool.cache: 256 is too large for 100 mbufs",
-        );
+        refused(&format!("[ctrl]\nsocket = \"/{}\"\n", "x".repeat(120)), "ctrl.socket: path is 121 bytes");
+        refused("[mempool]\ncache = 1024\n", "mempool.cache: 1024 is over DPDK's maximum 512");
+        refused("[mempool]\nmbufs = 100\ncache = 256\n", "mempool.cache: 256 is too large for 100 mbufs");
         refused("[mempool]\nmbufs = 0\n", "mempool.mbufs");
 
         refused(
             "[[route]]\nprefix = \"0.0.0.0/0\"\nport = \"eth9\"\n",
             "route[0].port: no port named \"eth9\" (ports: eth0)",
         );
-        refused("[[route]]\nprefix = \"198.51.100.7/24\"\nport = \"eth0\"\n", "route[0].prefix: \"198.51.100.7/24\" has host bits set (did you mean \"198.51.100.0/24\"?)");
+        refused(
+            "[[route]]\nprefix = \"198.51.100.7/24\"\nport = \"eth0\"\n",
+            "route[0].prefix: \"198.51.100.7/24\" has host bits set (did you mean \"198.51.100.0/24\"?)",
+        );
         refused(
             "[[route]]\nprefix = \"198.51.100.0/40\"\nport = \"eth0\"\n",
             "route[0].prefix: \"198.51.100.0/40\": prefix length 40 is over 32",
@@ -1571,18 +1298,12 @@ mod tests {
             "[[service]]\nproto = \"tcp\"\nvip = \"203.0.113.100:0\"\n",
             "service[0].vip: service port 0 is not supported",
         );
-        refused(
-            &format!("{svc}sched = \"fastest\"\n"),
-            "service[0].sched: unknown scheduler 'fastest'",
-        );
+        refused(&format!("{svc}sched = \"fastest\"\n"), "service[0].sched: unknown scheduler 'fastest'");
         refused(
             &format!("{svc}persistent = 0\n"),
             "service[0].persistent: persistence timeout 0 s is not in 1..=31536000",
         );
-        refused(
-            &format!("{svc}persistent = 31536001\n"),
-            "service[0].persistent: persistence timeout 31536001 s",
-        );
+        refused(&format!("{svc}persistent = 31536001\n"), "service[0].persistent: persistence timeout 31536001 s");
         refused(
             &format!("{svc}persistent = 60\nnetmask = \"255.0.255.0\"\n"),
             "service[0].netmask: persistence netmask 255.0.255.0 is not a contiguous netmask",
@@ -1616,17 +1337,9 @@ mod tests {
             "service[0].laddrs[0]: 203.0.113.101: the address is the VIP of service UDP 203.0.113.101:53 (service[1])",
         );
         refused("[sessions]\nexpire_nodest_conn = \"yes\"\n", "invalid type");
-        refused(
-            &format!("{svc}netmask = \"255.255.255.0\"\n"),
-            "service[0].netmask: netmask needs persistent",
-        );
-        refused(
-            &format!("{svc}{svc}"),
-            "service[1]: duplicate service TCP 203.0.113.100:80 (also service[0])",
-        );
-        let real = |body: &str| {
-            format!("{svc}[[service.real]]\naddr = \"203.0.113.11:80\"\n[[service.real]]\n{body}")
-        };
+        refused(&format!("{svc}netmask = \"255.255.255.0\"\n"), "service[0].netmask: netmask needs persistent");
+        refused(&format!("{svc}{svc}"), "service[1]: duplicate service TCP 203.0.113.100:80 (also service[0])");
+        let real = |body: &str| format!("{svc}[[service.real]]\naddr = \"203.0.113.11:80\"\n[[service.real]]\n{body}");
         refused(
             &real("addr = \"203.0.113.12:8080\"\nfwd = \"tun\"\n"),
             "service[0].real[1].addr: real server port 8080 differs from the service port 80, which TUN (-i) cannot do",
@@ -1647,15 +1360,12 @@ mod tests {
             &real("addr = \"203.0.113.12:80\"\nu_threshold = 5\nl_threshold = 6\n"),
             "service[0].real[1].l_threshold: lower threshold",
         );
-        refused(&real("addr = \"203.0.113.11\"\n"), "service[0].real[1].addr: duplicate real server 203.0.113.11:80 (also service[0].real[0])");
         refused(
-            &real("addr = \"rs1\"\n"),
-            "service[0].real[1].addr: \"rs1\" is not a valid IPv4 address[:port]",
+            &real("addr = \"203.0.113.11\"\n"),
+            "service[0].real[1].addr: duplicate real server 203.0.113.11:80 (also service[0].real[0])",
         );
-        refused(
-            &real("addr = \"224.0.0.5:80\"\n"),
-            "service[0].real[1].addr: 224.0.0.5 is a multicast address",
-        );
+        refused(&real("addr = \"rs1\"\n"), "service[0].real[1].addr: \"rs1\" is not a valid IPv4 address[:port]");
+        refused(&real("addr = \"224.0.0.5:80\"\n"), "service[0].real[1].addr: 224.0.0.5 is a multicast address");
     }
 
     #[test]
@@ -1699,7 +1409,10 @@ mod tests {
         assert_eq!(c.metrics_listen(), None, "empty listen disables");
         let c = Config::parse(&format!("{PORT}[metrics]\nenabled = false\nlisten = \"junk\"\n")).unwrap();
         assert_eq!(c.metrics_listen(), None, "disabled: listen is not looked at");
-        let c = Config::parse(&format!("{PORT}[metrics]\nlisten = \"[::1]:9100\"\n[log]\nlevel = \"warn,rvs::reload=debug\"\n")).unwrap();
+        let c = Config::parse(&format!(
+            "{PORT}[metrics]\nlisten = \"[::1]:9100\"\n[log]\nlevel = \"warn,rvs::reload=debug\"\n"
+        ))
+        .unwrap();
         assert_eq!(c.metrics_listen(), Some("[::1]:9100".parse().unwrap()));
         assert_eq!(c.log.level, "warn,rvs::reload=debug");
         refused("[metrics]\nlisten = \"localhost:9100\"\n", "metrics.listen: \"localhost:9100\" is not IP:PORT");

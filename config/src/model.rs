@@ -295,7 +295,14 @@ pub struct Service {
 impl Service {
     /// A service with no real servers, no persistence, no local addresses, TOA for FULLNAT.
     pub fn new(key: ServiceKey, sched: SchedKind) -> Service {
-        Service { key, sched, persistence: None, laddrs: Vec::new(), client_addr: ClientAddrMode::Toa, reals: Vec::new() }
+        Service {
+            key,
+            sched,
+            persistence: None,
+            laddrs: Vec::new(),
+            client_addr: ClientAddrMode::Toa,
+            reals: Vec::new(),
+        }
     }
     /// Whether any real server is forwarded by FULLNAT (then laddrs and client_addr matter).
     pub fn has_fullnat(&self) -> bool {

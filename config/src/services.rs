@@ -4,9 +4,7 @@
 //! leaves a half-applied service behind. The same validation backs the TOML config, so a
 //! service refused by `rvsadm -A` is refused with the same words in `rvsd.toml`.
 
-use crate::model::{
-    is_contiguous_netmask, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
-};
+use crate::model::{is_contiguous_netmask, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -78,11 +76,9 @@ impl fmt::Display for Problem {
                     .collect();
                 write!(f, "forwarding mode {name} ({opt}) is not supported yet (available: {})", avail.join(", "))
             }
-            Problem::PersistTimeout(t) => write!(
-                f,
-                "persistence timeout {t} s is not in 1..={} (-p)",
-                Persistence::MAX_TIMEOUT_S
-            ),
+            Problem::PersistTimeout(t) => {
+                write!(f, "persistence timeout {t} s is not in 1..={} (-p)", Persistence::MAX_TIMEOUT_S)
+            }
             Problem::PersistNetmask(m) => {
                 write!(f, "persistence netmask {m} is not a contiguous netmask (-M)")
             }
@@ -95,9 +91,9 @@ impl fmt::Display for Problem {
                 write!(f, "the VIP is a local address (laddr) of service {k}")
             }
             Problem::BadAddr(ip, what) => write!(f, "{ip} is {what} address"),
-            Problem::ServicePortZero => f.write_str(
-                "service port 0 is not supported (ipvsadm's port-0 and fwmark services are not supported)",
-            ),
+            Problem::ServicePortZero => {
+                f.write_str("service port 0 is not supported (ipvsadm's port-0 and fwmark services are not supported)")
+            }
             Problem::WeightTooBig(w) => write!(f, "weight {w} is over the maximum {MAX_WEIGHT}"),
             Problem::Thresholds { u, l } => {
                 write!(f, "lower threshold (-y) {l} is above the upper threshold (-x) {u}")
@@ -129,21 +125,13 @@ pub enum ModelError {
     #[error("service {key}: {problem}")]
     InvalidService { key: ServiceKey, problem: Problem },
     #[error("service {key}: real server {addr}: {problem}")]
-    InvalidReal {
-        key: ServiceKey,
-        addr: SocketAddr,
-        problem: Problem,
-    },
+    InvalidReal { key: ServiceKey, addr: SocketAddr, problem: Problem },
     #[error("service {key}: local address {addr} already exists")]
     LaddrExists { key: ServiceKey, addr: IpAddr },
     #[error("service {key}: local address {addr} does not exist")]
     NoSuchLaddr { key: ServiceKey, addr: IpAddr },
     #[error("service {key}: local address {addr}: {problem}")]
-    InvalidLaddr {
-        key: ServiceKey,
-        addr: IpAddr,
-        problem: Problem,
-    },
+    InvalidLaddr { key: ServiceKey, addr: IpAddr, problem: Problem },
 }
 
 /// Refuse addresses that can never be a VIP or RIP.
@@ -218,11 +206,7 @@ pub fn validate_real(key: &ServiceKey, real: &RealServer) -> Result<RealServer, 
     if rs.addr.port() == 0 {
         rs.addr.set_port(key.vip.port());
     }
-    let err = |problem| ModelError::InvalidReal {
-        key: *key,
-        addr: rs.addr,
-        problem,
-    };
+    let err = |problem| ModelError::InvalidReal { key: *key, addr: rs.addr, problem };
     if rs.addr.is_ipv4() != key.vip.is_ipv4() {
         return Err(err(Problem::FamilyMismatch));
     }
@@ -231,20 +215,13 @@ pub fn validate_real(key: &ServiceKey, real: &RealServer) -> Result<RealServer, 
         return Err(err(Problem::FwdNotSupported(rs.fwd)));
     }
     if !rs.fwd.maps_ports() && rs.addr.port() != key.vip.port() {
-        return Err(err(Problem::PortMismatch {
-            fwd: rs.fwd,
-            rs_port: rs.addr.port(),
-            svc_port: key.vip.port(),
-        }));
+        return Err(err(Problem::PortMismatch { fwd: rs.fwd, rs_port: rs.addr.port(), svc_port: key.vip.port() }));
     }
     if rs.weight > MAX_WEIGHT {
         return Err(err(Problem::WeightTooBig(rs.weight)));
     }
     if rs.u_threshold > 0 && rs.l_threshold > rs.u_threshold {
-        return Err(err(Problem::Thresholds {
-            u: rs.u_threshold,
-            l: rs.l_threshold,
-        }));
+        return Err(err(Problem::Thresholds { u: rs.u_threshold, l: rs.l_threshold }));
     }
     Ok(rs)
 }
@@ -256,10 +233,7 @@ pub fn validate_service(svc: &Service) -> Result<Service, ModelError> {
     for r in &svc.reals {
         let r = validate_real(&svc.key, r)?;
         if reals.iter().any(|x| x.addr == r.addr) {
-            return Err(ModelError::RealExists {
-                key: svc.key,
-                addr: r.addr,
-            });
+            return Err(ModelError::RealExists { key: svc.key, addr: r.addr });
         }
         reals.push(r);
     }
@@ -344,10 +318,7 @@ impl ServiceTable {
         // FULLNAT reply, a packet to a VIP is a client's.
         let vip = svc.key.vip.ip();
         if let Some(other) = index_first(&self.laddr_owners, vip) {
-            return Err(ModelError::InvalidService {
-                key: svc.key,
-                problem: Problem::VipIsLaddr(other),
-            });
+            return Err(ModelError::InvalidService { key: svc.key, problem: Problem::VipIsLaddr(other) });
         }
         for &l in &svc.laddrs {
             self.check_laddr_not_vip(&svc.key, l)?;
@@ -364,10 +335,7 @@ impl ServiceTable {
     /// and local addresses are kept (those of the argument are ignored, as `-E` carries none).
     pub fn edit_service(&mut self, svc: Service) -> Result<(), ModelError> {
         validate_service_params(&svc.key, svc.sched, svc.persistence.as_ref())?;
-        let cur = self
-            .services
-            .get_mut(&svc.key)
-            .ok_or(ModelError::NoSuchService(svc.key))?;
+        let cur = self.services.get_mut(&svc.key).ok_or(ModelError::NoSuchService(svc.key))?;
         cur.sched = svc.sched;
         cur.persistence = svc.persistence;
         cur.client_addr = svc.client_addr;
@@ -377,11 +345,7 @@ impl ServiceTable {
     /// Refuse a local address of `key` that is the VIP of any service.
     fn check_laddr_not_vip(&self, key: &ServiceKey, addr: IpAddr) -> Result<(), ModelError> {
         if let Some(other) = index_first(&self.vip_owners, addr) {
-            return Err(ModelError::InvalidLaddr {
-                key: *key,
-                addr,
-                problem: Problem::LaddrIsVip(other),
-            });
+            return Err(ModelError::InvalidLaddr { key: *key, addr, problem: Problem::LaddrIsVip(other) });
         }
         Ok(())
     }
@@ -407,11 +371,7 @@ impl ServiceTable {
     /// DPVS's `ipvsadm --del-laddr -z LIP -t VIP:PORT`.
     pub fn del_laddr(&mut self, key: &ServiceKey, addr: IpAddr) -> Result<(), ModelError> {
         let svc = self.services.get_mut(key).ok_or(ModelError::NoSuchService(*key))?;
-        let i = svc
-            .laddrs
-            .iter()
-            .position(|&l| l == addr)
-            .ok_or(ModelError::NoSuchLaddr { key: *key, addr })?;
+        let i = svc.laddrs.iter().position(|&l| l == addr).ok_or(ModelError::NoSuchLaddr { key: *key, addr })?;
         svc.laddrs.remove(i);
         index_del(&mut self.laddr_owners, addr, key);
         Ok(())
@@ -419,10 +379,7 @@ impl ServiceTable {
 
     /// `ipvsadm -D`.
     pub fn del_service(&mut self, key: &ServiceKey) -> Result<Service, ModelError> {
-        let svc = self
-            .services
-            .remove(key)
-            .ok_or(ModelError::NoSuchService(*key))?;
+        let svc = self.services.remove(key).ok_or(ModelError::NoSuchService(*key))?;
         index_del(&mut self.vip_owners, svc.key.vip.ip(), key);
         for &l in &svc.laddrs {
             index_del(&mut self.laddr_owners, l, key);
@@ -432,16 +389,10 @@ impl ServiceTable {
 
     /// `ipvsadm -a`: add a real server (port 0 means the service port).
     pub fn add_real(&mut self, key: &ServiceKey, real: RealServer) -> Result<(), ModelError> {
-        let svc = self
-            .services
-            .get_mut(key)
-            .ok_or(ModelError::NoSuchService(*key))?;
+        let svc = self.services.get_mut(key).ok_or(ModelError::NoSuchService(*key))?;
         let real = validate_real(key, &real)?;
         if svc.reals.iter().any(|r| r.addr == real.addr) {
-            return Err(ModelError::RealExists {
-                key: *key,
-                addr: real.addr,
-            });
+            return Err(ModelError::RealExists { key: *key, addr: real.addr });
         }
         svc.reals.push(real);
         Ok(())
@@ -449,36 +400,18 @@ impl ServiceTable {
 
     /// `ipvsadm -e`: change a real server's forwarding mode, weight and thresholds.
     pub fn edit_real(&mut self, key: &ServiceKey, real: RealServer) -> Result<(), ModelError> {
-        let svc = self
-            .services
-            .get_mut(key)
-            .ok_or(ModelError::NoSuchService(*key))?;
+        let svc = self.services.get_mut(key).ok_or(ModelError::NoSuchService(*key))?;
         let addr = normalise_addr(key, real.addr);
-        let slot = svc
-            .reals
-            .iter_mut()
-            .find(|r| r.addr == addr)
-            .ok_or(ModelError::NoSuchReal { key: *key, addr })?;
+        let slot = svc.reals.iter_mut().find(|r| r.addr == addr).ok_or(ModelError::NoSuchReal { key: *key, addr })?;
         *slot = validate_real(key, &real)?;
         Ok(())
     }
 
     /// `ipvsadm -d`: remove a real server (port 0 means the service port).
-    pub fn del_real(
-        &mut self,
-        key: &ServiceKey,
-        addr: SocketAddr,
-    ) -> Result<RealServer, ModelError> {
-        let svc = self
-            .services
-            .get_mut(key)
-            .ok_or(ModelError::NoSuchService(*key))?;
+    pub fn del_real(&mut self, key: &ServiceKey, addr: SocketAddr) -> Result<RealServer, ModelError> {
+        let svc = self.services.get_mut(key).ok_or(ModelError::NoSuchService(*key))?;
         let addr = normalise_addr(key, addr);
-        let i = svc
-            .reals
-            .iter()
-            .position(|r| r.addr == addr)
-            .ok_or(ModelError::NoSuchReal { key: *key, addr })?;
+        let i = svc.reals.iter().position(|r| r.addr == addr).ok_or(ModelError::NoSuchReal { key: *key, addr })?;
         Ok(svc.reals.remove(i))
     }
 
@@ -523,19 +456,10 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn key(s: &str) -> ServiceKey {
-        ServiceKey {
-            proto: Proto::Tcp,
-            vip: s.parse().unwrap(),
-        }
+        ServiceKey { proto: Proto::Tcp, vip: s.parse().unwrap() }
     }
     fn rs(s: &str) -> RealServer {
-        RealServer {
-            addr: s.parse().unwrap(),
-            fwd: FwdMode::Dr,
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-        }
+        RealServer { addr: s.parse().unwrap(), fwd: FwdMode::Dr, weight: 1, u_threshold: 0, l_threshold: 0 }
     }
     fn svc(k: &str, reals: &[&str]) -> Service {
         Service {
@@ -549,11 +473,7 @@ mod tests {
     }
 
     /// Apply `f`; it must fail with a message containing `want`, and leave the table as it was.
-    fn refused(
-        t: &mut ServiceTable,
-        want: &str,
-        f: impl FnOnce(&mut ServiceTable) -> Result<(), ModelError>,
-    ) {
+    fn refused(t: &mut ServiceTable, want: &str, f: impl FnOnce(&mut ServiceTable) -> Result<(), ModelError>) {
         let before = t.clone();
         let e = f(t).expect_err("edit should have been refused");
         let msg = e.to_string();
@@ -562,26 +482,17 @@ mod tests {
     }
 
     fn table() -> ServiceTable {
-        ServiceTable::from_services(vec![svc(
-            "203.0.113.100:80",
-            &["203.0.113.11:80", "203.0.113.12:80"],
-        )])
-        .unwrap()
+        ServiceTable::from_services(vec![svc("203.0.113.100:80", &["203.0.113.11:80", "203.0.113.12:80"])]).unwrap()
     }
 
     #[test]
     fn add_edit_delete_cycle() {
         let mut t = ServiceTable::new();
         t.add_service(svc("203.0.113.100:80", &[])).unwrap();
-        t.add_real(&key("203.0.113.100:80"), rs("203.0.113.11:0"))
-            .unwrap();
+        t.add_real(&key("203.0.113.100:80"), rs("203.0.113.11:0")).unwrap();
         // Port 0 is normalised to the service port.
-        assert_eq!(
-            t.get(&key("203.0.113.100:80")).unwrap().reals[0].addr,
-            "203.0.113.11:80".parse().unwrap()
-        );
-        t.add_real(&key("203.0.113.100:80"), rs("203.0.113.12:80"))
-            .unwrap();
+        assert_eq!(t.get(&key("203.0.113.100:80")).unwrap().reals[0].addr, "203.0.113.11:80".parse().unwrap());
+        t.add_real(&key("203.0.113.100:80"), rs("203.0.113.12:80")).unwrap();
         let mut e = rs("203.0.113.12:80");
         e.weight = 7;
         t.edit_real(&key("203.0.113.100:80"), e).unwrap();
@@ -592,9 +503,7 @@ mod tests {
         let got = t.get(&key("203.0.113.100:80")).unwrap();
         assert_eq!(got.sched, SchedKind::Wrr);
         assert_eq!(got.reals.len(), 2, "edit_service keeps the reals");
-        let gone = t
-            .del_real(&key("203.0.113.100:80"), "203.0.113.11:0".parse().unwrap())
-            .unwrap();
+        let gone = t.del_real(&key("203.0.113.100:80"), "203.0.113.11:0".parse().unwrap()).unwrap();
         assert_eq!(gone.addr.port(), 80);
         t.del_service(&key("203.0.113.100:80")).unwrap();
         assert!(t.is_empty());
@@ -610,15 +519,7 @@ mod tests {
         t.add_service(svc("203.0.113.100:80", &[])).unwrap();
         t.add_service(svc("198.51.100.1:80", &[])).unwrap();
         let l: Vec<String> = t.list().iter().map(|s| s.key.to_string()).collect();
-        assert_eq!(
-            l,
-            [
-                "TCP 198.51.100.1:80",
-                "TCP 203.0.113.100:80",
-                "TCP 203.0.113.100:443",
-                "UDP 203.0.113.100:53"
-            ]
-        );
+        assert_eq!(l, ["TCP 198.51.100.1:80", "TCP 203.0.113.100:80", "TCP 203.0.113.100:443", "UDP 203.0.113.100:53"]);
         t.clear();
         assert!(t.list().is_empty());
     }
@@ -627,27 +528,14 @@ mod tests {
     fn refused_edits_leave_table_unchanged() {
         let k = key("203.0.113.100:80");
         let mut t = table();
-        refused(&mut t, "service TCP 203.0.113.100:80 already exists", |t| {
-            t.add_service(svc("203.0.113.100:80", &[]))
-        });
-        refused(&mut t, "does not exist", |t| {
-            t.edit_service(svc("203.0.113.101:80", &[]))
-        });
-        refused(&mut t, "does not exist", |t| {
-            t.del_service(&key("203.0.113.101:80")).map(|_| ())
-        });
-        refused(&mut t, "real server 203.0.113.11:80 already exists", |t| {
-            t.add_real(&k, rs("203.0.113.11:80"))
-        });
-        refused(&mut t, "real server 203.0.113.11:80 already exists", |t| {
-            t.add_real(&k, rs("203.0.113.11:0"))
-        });
+        refused(&mut t, "service TCP 203.0.113.100:80 already exists", |t| t.add_service(svc("203.0.113.100:80", &[])));
+        refused(&mut t, "does not exist", |t| t.edit_service(svc("203.0.113.101:80", &[])));
+        refused(&mut t, "does not exist", |t| t.del_service(&key("203.0.113.101:80")).map(|_| ()));
+        refused(&mut t, "real server 203.0.113.11:80 already exists", |t| t.add_real(&k, rs("203.0.113.11:80")));
+        refused(&mut t, "real server 203.0.113.11:80 already exists", |t| t.add_real(&k, rs("203.0.113.11:0")));
+        refused(&mut t, "real server 203.0.113.13:80 does not exist", |t| t.edit_real(&k, rs("203.0.113.13:80")));
         refused(&mut t, "real server 203.0.113.13:80 does not exist", |t| {
-            t.edit_real(&k, rs("203.0.113.13:80"))
-        });
-        refused(&mut t, "real server 203.0.113.13:80 does not exist", |t| {
-            t.del_real(&k, "203.0.113.13:80".parse().unwrap())
-                .map(|_| ())
+            t.del_real(&k, "203.0.113.13:80".parse().unwrap()).map(|_| ())
         });
         refused(&mut t, "service TCP 203.0.113.101:80 does not exist", |t| {
             t.add_real(&key("203.0.113.101:80"), rs("203.0.113.11:80"))
@@ -664,14 +552,13 @@ mod tests {
             t.edit_service(s)
         });
         // A service whose second real is bad is not added at all.
-        refused(&mut t, "service TCP 203.0.113.102:80: real server 203.0.113.12:8080: real server port 8080 differs", |t| {
-            t.add_service(svc("203.0.113.102:80", &["203.0.113.11:80", "203.0.113.12:8080"]))
-        });
+        refused(
+            &mut t,
+            "service TCP 203.0.113.102:80: real server 203.0.113.12:8080: real server port 8080 differs",
+            |t| t.add_service(svc("203.0.113.102:80", &["203.0.113.11:80", "203.0.113.12:8080"])),
+        );
         refused(&mut t, "real server 203.0.113.11:80 already exists", |t| {
-            t.add_service(svc(
-                "203.0.113.102:80",
-                &["203.0.113.11:80", "203.0.113.11:0"],
-            ))
+            t.add_service(svc("203.0.113.102:80", &["203.0.113.11:80", "203.0.113.11:0"]))
         });
     }
 
@@ -693,26 +580,11 @@ mod tests {
                 with_real(&|r| (r.addr, r.fwd) = ("203.0.113.20:81".parse().unwrap(), FwdMode::Tun)),
                 "real server port 81 differs from the service port 80, which TUN (-i) cannot do",
             ),
-            (
-                with_real(&|r| r.addr = "[2001:db8::1]:80".parse().unwrap()),
-                "address families differ",
-            ),
-            (
-                with_real(&|r| r.addr = "0.0.0.0:80".parse().unwrap()),
-                "0.0.0.0 is the unspecified address",
-            ),
-            (
-                with_real(&|r| r.addr = "255.255.255.255:80".parse().unwrap()),
-                "broadcast",
-            ),
-            (
-                with_real(&|r| r.addr = "224.0.0.1:80".parse().unwrap()),
-                "multicast",
-            ),
-            (
-                with_real(&|r| r.weight = 70000),
-                "weight 70000 is over the maximum 65535",
-            ),
+            (with_real(&|r| r.addr = "[2001:db8::1]:80".parse().unwrap()), "address families differ"),
+            (with_real(&|r| r.addr = "0.0.0.0:80".parse().unwrap()), "0.0.0.0 is the unspecified address"),
+            (with_real(&|r| r.addr = "255.255.255.255:80".parse().unwrap()), "broadcast"),
+            (with_real(&|r| r.addr = "224.0.0.1:80".parse().unwrap()), "multicast"),
+            (with_real(&|r| r.weight = 70000), "weight 70000 is over the maximum 65535"),
             (
                 with_real(&|r| (r.u_threshold, r.l_threshold) = (10, 20)),
                 "lower threshold (-y) 20 is above the upper threshold (-x) 10",
@@ -723,21 +595,11 @@ mod tests {
         }
         // Allowed edge cases: weight 0 (drain) and max, l threshold with u = 0, thresholds equal.
         t.add_real(&k, with_real(&|r| r.weight = 0)).unwrap();
+        t.add_real(&k, with_real(&|r| (r.addr, r.weight) = ("203.0.113.21:80".parse().unwrap(), 65535))).unwrap();
+        t.add_real(&k, with_real(&|r| (r.addr, r.l_threshold) = ("203.0.113.22:80".parse().unwrap(), 5))).unwrap();
         t.add_real(
             &k,
-            with_real(&|r| (r.addr, r.weight) = ("203.0.113.21:80".parse().unwrap(), 65535)),
-        )
-        .unwrap();
-        t.add_real(
-            &k,
-            with_real(&|r| (r.addr, r.l_threshold) = ("203.0.113.22:80".parse().unwrap(), 5)),
-        )
-        .unwrap();
-        t.add_real(
-            &k,
-            with_real(&|r| {
-                (r.addr, r.u_threshold, r.l_threshold) = ("203.0.113.23:80".parse().unwrap(), 5, 5)
-            }),
+            with_real(&|r| (r.addr, r.u_threshold, r.l_threshold) = ("203.0.113.23:80".parse().unwrap(), 5, 5)),
         )
         .unwrap();
 
@@ -748,19 +610,31 @@ mod tests {
             (svc("239.1.1.1:80", &[]), "multicast"),
             (svc("127.0.0.1:80", &[]), "loopback"),
             (
-                Service { persistence: Some(Persistence { timeout_s: 0, netmask: Ipv4Addr::BROADCAST }), ..svc("203.0.113.5:80", &[]) },
+                Service {
+                    persistence: Some(Persistence { timeout_s: 0, netmask: Ipv4Addr::BROADCAST }),
+                    ..svc("203.0.113.5:80", &[])
+                },
                 "service TCP 203.0.113.5:80: persistence timeout 0 s is not in 1..=31536000 (-p)",
             ),
             (
-                Service { persistence: Some(Persistence { timeout_s: 31_536_001, netmask: Ipv4Addr::BROADCAST }), ..svc("203.0.113.5:80", &[]) },
+                Service {
+                    persistence: Some(Persistence { timeout_s: 31_536_001, netmask: Ipv4Addr::BROADCAST }),
+                    ..svc("203.0.113.5:80", &[])
+                },
                 "persistence timeout 31536001 s is not in 1..=31536000",
             ),
             (
-                Service { persistence: Some(Persistence { timeout_s: 300, netmask: Ipv4Addr::new(255, 0, 255, 0) }), ..svc("203.0.113.5:80", &[]) },
+                Service {
+                    persistence: Some(Persistence { timeout_s: 300, netmask: Ipv4Addr::new(255, 0, 255, 0) }),
+                    ..svc("203.0.113.5:80", &[])
+                },
                 "persistence netmask 255.0.255.0 is not a contiguous netmask (-M)",
             ),
             (
-                Service { laddrs: vec!["203.0.113.3".parse().unwrap(), "203.0.113.3".parse().unwrap()], ..svc("203.0.113.5:80", &[]) },
+                Service {
+                    laddrs: vec!["203.0.113.3".parse().unwrap(), "203.0.113.3".parse().unwrap()],
+                    ..svc("203.0.113.5:80", &[])
+                },
                 "service TCP 203.0.113.5:80: local address 203.0.113.3 already exists",
             ),
             (
@@ -783,17 +657,12 @@ mod tests {
 
     #[test]
     fn from_services_validates_everything() {
-        let e = ServiceTable::from_services(vec![
-            svc("203.0.113.100:80", &[]),
-            svc("203.0.113.100:80", &[]),
-        ])
-        .unwrap_err();
+        let e =
+            ServiceTable::from_services(vec![svc("203.0.113.100:80", &[]), svc("203.0.113.100:80", &[])]).unwrap_err();
         assert_eq!(e, ModelError::ServiceExists(key("203.0.113.100:80")));
-        let e = ServiceTable::from_services(vec![svc("203.0.113.100:80", &["203.0.113.1:81"])])
-            .unwrap_err();
+        let e = ServiceTable::from_services(vec![svc("203.0.113.100:80", &["203.0.113.1:81"])]).unwrap_err();
         assert!(matches!(e, ModelError::InvalidReal { .. }), "{e}");
-        let t =
-            ServiceTable::from_services(vec![svc("203.0.113.100:80", &["203.0.113.1:0"])]).unwrap();
+        let t = ServiceTable::from_services(vec![svc("203.0.113.100:80", &["203.0.113.1:0"])]).unwrap();
         assert_eq!(t.to_services()[0].reals[0].addr.port(), 80);
         assert_eq!(t.iter_proto(Proto::Tcp).count(), 1);
         assert_eq!(t.iter_proto(Proto::Udp).count(), 0);
@@ -832,7 +701,14 @@ mod tests {
         let addrs: Vec<String> = t.get(&k).unwrap().reals.iter().map(|r| r.addr.to_string()).collect();
         assert_eq!(
             addrs,
-            ["203.0.113.11:80", "203.0.113.12:80", "203.0.113.21:8080", "203.0.113.21:80", "203.0.113.22:8080", "203.0.113.22:80"]
+            [
+                "203.0.113.11:80",
+                "203.0.113.12:80",
+                "203.0.113.21:8080",
+                "203.0.113.21:80",
+                "203.0.113.22:8080",
+                "203.0.113.22:80"
+            ]
         );
         // DR and TUN may not, also when editing an existing real into that mode.
         for m in [FwdMode::Dr, FwdMode::Tun] {
@@ -841,7 +717,10 @@ mod tests {
                 t.add_real(&k, RealServer { addr: "203.0.113.23:8080".parse().unwrap(), fwd: m, ..rs("203.0.113.1:80") })
             });
             refused(&mut t, "port 8080 differs", |t| {
-                t.edit_real(&k, RealServer { addr: "203.0.113.21:8080".parse().unwrap(), fwd: m, ..rs("203.0.113.1:80") })
+                t.edit_real(
+                    &k,
+                    RealServer { addr: "203.0.113.21:8080".parse().unwrap(), fwd: m, ..rs("203.0.113.1:80") },
+                )
             });
         }
         // TUN with the service port (or 0) is fine.
@@ -875,7 +754,8 @@ mod tests {
         let mut t = table();
         t.add_service(svc("203.0.113.101:80", &[])).unwrap();
         // A FULLNAT real may come before any laddr (operators do it in that order).
-        let r = RealServer { addr: "198.51.100.11:8080".parse().unwrap(), fwd: FwdMode::FullNat, ..rs("203.0.113.1:80") };
+        let r =
+            RealServer { addr: "198.51.100.11:8080".parse().unwrap(), fwd: FwdMode::FullNat, ..rs("203.0.113.1:80") };
         t.add_real(&k, r).unwrap();
         assert!(t.get(&k).unwrap().has_fullnat());
         t.add_laddr(&k, ip("203.0.113.3")).unwrap();
@@ -884,17 +764,33 @@ mod tests {
         t.add_laddr(&key("203.0.113.101:80"), ip("203.0.113.3")).unwrap();
         assert_eq!(t.get(&k).unwrap().laddrs, [ip("203.0.113.3"), ip("203.0.113.4")]);
 
-        refused(&mut t, "service TCP 203.0.113.100:80: local address 203.0.113.3 already exists", |t| t.add_laddr(&k, ip("203.0.113.3")));
-        refused(&mut t, "local address 203.0.113.101: the address is the VIP of service TCP 203.0.113.101:80", |t| t.add_laddr(&k, ip("203.0.113.101")));
-        refused(&mut t, "local address 203.0.113.100: the address is the VIP of service TCP 203.0.113.100:80", |t| t.add_laddr(&k, ip("203.0.113.100")));
+        refused(&mut t, "service TCP 203.0.113.100:80: local address 203.0.113.3 already exists", |t| {
+            t.add_laddr(&k, ip("203.0.113.3"))
+        });
+        refused(&mut t, "local address 203.0.113.101: the address is the VIP of service TCP 203.0.113.101:80", |t| {
+            t.add_laddr(&k, ip("203.0.113.101"))
+        });
+        refused(&mut t, "local address 203.0.113.100: the address is the VIP of service TCP 203.0.113.100:80", |t| {
+            t.add_laddr(&k, ip("203.0.113.100"))
+        });
         refused(&mut t, "IPv6 local addresses are not supported yet", |t| t.add_laddr(&k, ip("2001:db8::3")));
         refused(&mut t, "0.0.0.0 is the unspecified address", |t| t.add_laddr(&k, ip("0.0.0.0")));
         refused(&mut t, "224.0.0.9 is a multicast address", |t| t.add_laddr(&k, ip("224.0.0.9")));
-        refused(&mut t, "service TCP 203.0.113.102:80 does not exist", |t| t.add_laddr(&key("203.0.113.102:80"), ip("203.0.113.5")));
-        refused(&mut t, "service TCP 203.0.113.100:80: local address 203.0.113.9 does not exist", |t| t.del_laddr(&k, ip("203.0.113.9")));
-        refused(&mut t, "service TCP 203.0.113.102:80 does not exist", |t| t.del_laddr(&key("203.0.113.102:80"), ip("203.0.113.3")));
+        refused(&mut t, "service TCP 203.0.113.102:80 does not exist", |t| {
+            t.add_laddr(&key("203.0.113.102:80"), ip("203.0.113.5"))
+        });
+        refused(&mut t, "service TCP 203.0.113.100:80: local address 203.0.113.9 does not exist", |t| {
+            t.del_laddr(&k, ip("203.0.113.9"))
+        });
+        refused(&mut t, "service TCP 203.0.113.102:80 does not exist", |t| {
+            t.del_laddr(&key("203.0.113.102:80"), ip("203.0.113.3"))
+        });
         // A new service whose VIP is a laddr of another (any port) is refused.
-        refused(&mut t, "service TCP 203.0.113.4:443: the VIP is a local address (laddr) of service TCP 203.0.113.100:80", |t| t.add_service(svc("203.0.113.4:443", &[])));
+        refused(
+            &mut t,
+            "service TCP 203.0.113.4:443: the VIP is a local address (laddr) of service TCP 203.0.113.100:80",
+            |t| t.add_service(svc("203.0.113.4:443", &[])),
+        );
 
         // -E keeps the laddrs and reals, and sets the client-address mode.
         let mut e = svc("203.0.113.100:80", &[]);
@@ -905,7 +801,11 @@ mod tests {
 
         t.del_laddr(&k, ip("203.0.113.3")).unwrap();
         assert_eq!(t.get(&k).unwrap().laddrs, [ip("203.0.113.4")]);
-        assert_eq!(t.get(&key("203.0.113.101:80")).unwrap().laddrs, [ip("203.0.113.3")], "the other service's copy stays");
+        assert_eq!(
+            t.get(&key("203.0.113.101:80")).unwrap().laddrs,
+            [ip("203.0.113.3")],
+            "the other service's copy stays"
+        );
     }
 
     /// The VIP/laddr indexes follow deletions: once the owner of an address is gone (service

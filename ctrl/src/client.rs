@@ -56,62 +56,36 @@ impl Client {
         let p = path.to_path_buf();
         // connect(2) on a Unix socket blocks while the listen backlog is full; bound the wait.
         let (tx, rx) = mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("rvsadm-connect".into())
-            .spawn(move || {
-                let _ = tx.send(UnixStream::connect(&p));
-            });
+        let spawned = std::thread::Builder::new().name("rvsadm-connect".into()).spawn(move || {
+            let _ = tx.send(UnixStream::connect(&p));
+        });
         let res = match spawned {
-            Ok(_) => rx
-                .recv_timeout(CONNECT_TIMEOUT)
-                .map_err(|_| ClientError::ConnectTimeout { path: path.into() })?,
+            Ok(_) => rx.recv_timeout(CONNECT_TIMEOUT).map_err(|_| ClientError::ConnectTimeout { path: path.into() })?,
             Err(_) => UnixStream::connect(path),
         };
-        let stream = res.map_err(|source| ClientError::Connect {
-            path: path.into(),
-            source,
-        })?;
-        let io = |source| ClientError::Io {
-            path: path.into(),
-            source,
-        };
+        let stream = res.map_err(|source| ClientError::Connect { path: path.into(), source })?;
+        let io = |source| ClientError::Io { path: path.into(), source };
         stream.set_read_timeout(Some(READ_TIMEOUT)).map_err(io)?;
         stream.set_write_timeout(Some(READ_TIMEOUT)).map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;
-        Ok(Client {
-            path: path.into(),
-            reader: BufReader::new(stream),
-            writer,
-        })
+        Ok(Client { path: path.into(), reader: BufReader::new(stream), writer })
     }
 
     /// Send one request and wait for its response.
     pub fn request(&mut self, req: &Request) -> Result<Response, ClientError> {
-        let mut line =
-            serde_json::to_vec(req).map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let mut line = serde_json::to_vec(req).map_err(|e| ClientError::BadResponse(e.to_string()))?;
         line.push(b'\n');
         let path = &self.path;
         let io_err = |source: io::Error| {
-            if matches!(
-                source.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) {
+            if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
                 ClientError::Timeout { path: path.clone() }
             } else {
-                ClientError::Io {
-                    path: path.clone(),
-                    source,
-                }
+                ClientError::Io { path: path.clone(), source }
             }
         };
         self.writer.write_all(&line).map_err(io_err)?;
         let mut buf = Vec::new();
-        let n = self
-            .reader
-            .by_ref()
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-            .map_err(io_err)?;
+        let n = self.reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf).map_err(io_err)?;
         if n == 0 {
             return Err(ClientError::Closed { path: path.clone() });
         }
@@ -137,15 +111,11 @@ mod tests {
 
     #[test]
     fn connect_error_message() {
-        let p =
-            std::env::temp_dir().join(format!("rvs-ctrl-nonexistent-{}.sock", std::process::id()));
+        let p = std::env::temp_dir().join(format!("rvs-ctrl-nonexistent-{}.sock", std::process::id()));
         let e = request(&p, &Request::Version).unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!(
-                "cannot connect to rvsd at {}: No such file or directory (is rvsd running?)",
-                p.display()
-            )
+            format!("cannot connect to rvsd at {}: No such file or directory (is rvsd running?)", p.display())
         );
     }
 }

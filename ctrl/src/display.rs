@@ -22,11 +22,7 @@ pub const DROP_PREFIX: &str = "drop_";
 /// address follows the real servers as a line `  -> laddr LIP`.
 pub fn format_list(services: &[ServiceStatus]) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "rvs {} (ipvsadm-compatible listing)",
-        env!("CARGO_PKG_VERSION")
-    );
+    let _ = writeln!(o, "rvs {} (ipvsadm-compatible listing)", env!("CARGO_PKG_VERSION"));
     o.push_str("Prot LocalAddress:Port Scheduler Flags\n");
     o.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
     for st in services {
@@ -160,7 +156,8 @@ pub fn format_conns(conns: &[ConnEntry], total: u64, missing_workers: &[u32]) ->
     let local = conns.iter().any(|c| c.lip.is_some());
     o.push_str("IPVS connection entries\n");
     if local {
-        let _ = writeln!(o, "pro expire {:<11} {:<18} {:<18} {:<18} destination", "state", "source", "virtual", "local");
+        let _ =
+            writeln!(o, "pro expire {:<11} {:<18} {:<18} {:<18} destination", "state", "source", "virtual", "local");
     } else {
         let _ = writeln!(o, "pro expire {:<11} {:<18} {:<18} destination", "state", "source", "virtual");
     }
@@ -186,7 +183,8 @@ pub fn format_conns(conns: &[ConnEntry], total: u64, missing_workers: &[u32]) ->
         let _ = writeln!(o, "# {shown} of {total} entries shown, {} left out (raise --max to see more)", total - shown);
     }
     if !missing_workers.is_empty() {
-        let _ = writeln!(o, "# worker(s) {} did not answer in time: their sessions are missing", join_ids(missing_workers));
+        let _ =
+            writeln!(o, "# worker(s) {} did not answer in time: their sessions are missing", join_ids(missing_workers));
     }
     o
 }
@@ -310,16 +308,11 @@ pub fn format_link(ports: &[PortReport], counters: &[(String, u64)]) -> String {
         write_pairs(&mut o, p.stats.iter());
     }
     type Pairs<'a> = Vec<&'a (String, u64)>;
-    let (drops, plain): (Pairs, Pairs) = counters
-        .iter()
-        .partition(|(n, _)| n.starts_with(DROP_PREFIX));
+    let (drops, plain): (Pairs, Pairs) = counters.iter().partition(|(n, _)| n.starts_with(DROP_PREFIX));
     o.push_str("dataplane:\n");
     write_pairs(&mut o, plain.into_iter());
-    let nonzero: Vec<(String, u64)> = drops
-        .into_iter()
-        .filter(|(_, v)| *v > 0)
-        .map(|(n, v)| (n[DROP_PREFIX.len()..].to_string(), *v))
-        .collect();
+    let nonzero: Vec<(String, u64)> =
+        drops.into_iter().filter(|(_, v)| *v > 0).map(|(n, v)| (n[DROP_PREFIX.len()..].to_string(), *v)).collect();
     if nonzero.is_empty() {
         o.push_str("drops: none\n");
     } else {
@@ -354,10 +347,7 @@ mod tests {
         vec![
             ServiceStatus {
                 service: Service {
-                    key: ServiceKey {
-                        proto: Proto::Tcp,
-                        vip: "203.0.113.100:80".parse().unwrap(),
-                    },
+                    key: ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() },
                     sched: SchedKind::Rr,
                     persistence: None,
                     laddrs: Vec::new(),
@@ -368,15 +358,9 @@ mod tests {
             },
             ServiceStatus {
                 service: Service {
-                    key: ServiceKey {
-                        proto: Proto::Udp,
-                        vip: "203.0.113.100:53".parse().unwrap(),
-                    },
+                    key: ServiceKey { proto: Proto::Udp, vip: "203.0.113.100:53".parse().unwrap() },
                     sched: SchedKind::Wrr,
-                    persistence: Some(Persistence {
-                        timeout_s: 50,
-                        netmask: Ipv4Addr::new(255, 255, 255, 0),
-                    }),
+                    persistence: Some(Persistence { timeout_s: 50, netmask: Ipv4Addr::new(255, 255, 255, 0) }),
                     laddrs: Vec::new(),
                     client_addr: Default::default(),
                     reals: vec![],
@@ -445,7 +429,8 @@ mod tests {
         // A non-default mode shows even before any FULLNAT real server.
         let mut st = status();
         st[1].service.client_addr = ClientAddrMode::ProxyV2;
-        assert!(format_list(&st).contains("UDP  203.0.113.100:53 wrr persistent 50 mask 255.255.255.0 client-addr proxy-v2\n"));
+        assert!(format_list(&st)
+            .contains("UDP  203.0.113.100:53 wrr persistent 50 mask 255.255.255.0 client-addr proxy-v2\n"));
     }
 
     #[test]
@@ -517,10 +502,17 @@ mod tests {
             ]
         );
         let exact = format_stats(
-            &[ServiceStats { key: svc_key(Proto::Udp, "203.0.113.100:53"), total: r(0, 0, 0, 0, 123_456_789_012), reals: vec![] }],
+            &[ServiceStats {
+                key: svc_key(Proto::Udp, "203.0.113.100:53"),
+                total: r(0, 0, 0, 0, 123_456_789_012),
+                reals: vec![],
+            }],
             true,
         );
-        assert!(exact.ends_with("UDP  203.0.113.100:53                    0        0        0        0 123456789012\n"), "{exact}");
+        assert!(
+            exact.ends_with("UDP  203.0.113.100:53                    0        0        0        0 123456789012\n"),
+            "{exact}"
+        );
         let mut s = String::new();
         for v in [99_999_999, 100_000_000, 999_999_999_999] {
             largenum(&mut s, v, false);
@@ -534,7 +526,10 @@ mod tests {
             &[ServiceRates {
                 key: svc_key(Proto::Tcp, "203.0.113.100:80"),
                 total: RateRow { cps: 12, inpps: 340, outpps: 0, inbps: 51_000, outbps: 0 },
-                reals: vec![("203.0.113.11:80".parse().unwrap(), RateRow { cps: 12, inpps: 340, outpps: 0, inbps: 51_000, outbps: 0 })],
+                reals: vec![(
+                    "203.0.113.11:80".parse().unwrap(),
+                    RateRow { cps: 12, inpps: 340, outpps: 0, inbps: 51_000, outbps: 0 },
+                )],
             }],
             1500,
             false,
@@ -600,9 +595,30 @@ mod tests {
         }]);
         assert_eq!(out, "0: lan  mac 02:00:00:00:00:01  mtu 1500\n    inet 203.0.113.2/24\n    inet 198.51.100.2/24\n");
         let out = format_routes(&[
-            RouteEntry { prefix: "203.0.113.0".parse().unwrap(), len: 24, via: None, dev: "lan".into(), kind: "connected".into(), src: Some("203.0.113.2".parse().unwrap()) },
-            RouteEntry { prefix: "0.0.0.0".parse().unwrap(), len: 0, via: Some("203.0.113.1".parse().unwrap()), dev: "lan".into(), kind: "static".into(), src: None },
-            RouteEntry { prefix: "192.0.2.0".parse().unwrap(), len: 25, via: None, dev: "lan".into(), kind: "static".into(), src: None },
+            RouteEntry {
+                prefix: "203.0.113.0".parse().unwrap(),
+                len: 24,
+                via: None,
+                dev: "lan".into(),
+                kind: "connected".into(),
+                src: Some("203.0.113.2".parse().unwrap()),
+            },
+            RouteEntry {
+                prefix: "0.0.0.0".parse().unwrap(),
+                len: 0,
+                via: Some("203.0.113.1".parse().unwrap()),
+                dev: "lan".into(),
+                kind: "static".into(),
+                src: None,
+            },
+            RouteEntry {
+                prefix: "192.0.2.0".parse().unwrap(),
+                len: 25,
+                via: None,
+                dev: "lan".into(),
+                kind: "static".into(),
+                src: None,
+            },
         ]);
         assert_eq!(
             out,
@@ -612,8 +628,22 @@ mod tests {
         );
         let out = format_neighs(
             &[
-                NeighEntry { ip: "203.0.113.11".parse().unwrap(), mac: Some("02:00:00:00:00:0b".into()), dev: "lan".into(), state: "reachable".into(), workers: vec![0, 1], pending: 0 },
-                NeighEntry { ip: "203.0.113.12".parse().unwrap(), mac: None, dev: "lan".into(), state: "incomplete".into(), workers: vec![1], pending: 2 },
+                NeighEntry {
+                    ip: "203.0.113.11".parse().unwrap(),
+                    mac: Some("02:00:00:00:00:0b".into()),
+                    dev: "lan".into(),
+                    state: "reachable".into(),
+                    workers: vec![0, 1],
+                    pending: 0,
+                },
+                NeighEntry {
+                    ip: "203.0.113.12".parse().unwrap(),
+                    mac: None,
+                    dev: "lan".into(),
+                    state: "incomplete".into(),
+                    workers: vec![1],
+                    pending: 2,
+                },
             ],
             &[],
         );
@@ -634,11 +664,8 @@ mod tests {
             link_up: true,
             stats: vec![("rx_packets".into(), 10), ("tx_packets".into(), 5)],
         }];
-        let counters = vec![
-            ("rx_pkts".to_string(), 10),
-            ("drop_no_service".into(), 3),
-            ("drop_ttl_exceeded".into(), 0),
-        ];
+        let counters =
+            vec![("rx_pkts".to_string(), 10), ("drop_no_service".into(), 3), ("drop_ttl_exceeded".into(), 0)];
         let out = format_link(&ports, &counters);
         assert_eq!(
             out,

@@ -16,8 +16,7 @@
 
 use crate::proto::{Request, DEFAULT_MAX_CONNS, MAX_TIMEOUT_S};
 use rvs_config::model::{
-    is_contiguous_netmask, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind,
-    Service, ServiceKey,
+    is_contiguous_netmask, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
 };
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -104,18 +103,9 @@ impl Command {
             Command::AddService(s) => Request::AddService { service: s.clone() },
             Command::EditService(s) => Request::EditService { service: s.clone() },
             Command::DelService(k) => Request::DelService { key: *k },
-            Command::AddReal { key, real } => Request::AddReal {
-                key: *key,
-                real: *real,
-            },
-            Command::EditReal { key, real } => Request::EditReal {
-                key: *key,
-                real: *real,
-            },
-            Command::DelReal { key, addr } => Request::DelReal {
-                key: *key,
-                addr: *addr,
-            },
+            Command::AddReal { key, real } => Request::AddReal { key: *key, real: *real },
+            Command::EditReal { key, real } => Request::EditReal { key: *key, real: *real },
+            Command::DelReal { key, addr } => Request::DelReal { key: *key, addr: *addr },
             Command::Clear => Request::Clear,
             Command::List { key, .. } => Request::List { key: *key },
             Command::Save => Request::List { key: None },
@@ -123,11 +113,7 @@ impl Command {
             Command::AddLaddr { key, addr } => Request::AddLaddr { key: *key, addr: *addr },
             Command::DelLaddr { key, addr } => Request::DelLaddr { key: *key, addr: *addr },
             Command::GetLaddr { key, .. } => Request::GetLaddr { key: *key },
-            Command::SetTimeouts { tcp, tcpfin, udp } => Request::SetTimeouts {
-                tcp: *tcp,
-                tcpfin: *tcpfin,
-                udp: *udp,
-            },
+            Command::SetTimeouts { tcp, tcpfin, udp } => Request::SetTimeouts { tcp: *tcp, tcpfin: *tcpfin, udp: *udp },
             Command::GetTimeouts { .. } => Request::GetTimeouts,
             Command::SetExpireNodestConn(on) => Request::SetExpireNodestConn { enabled: *on },
             Command::GetExpireNodestConn => Request::GetExpireNodestConn,
@@ -255,12 +241,7 @@ struct OptSpec {
 }
 
 const fn spec(short: Option<char>, long: &'static str, opt: Opt, arg: Arg) -> OptSpec {
-    OptSpec {
-        short,
-        long,
-        opt,
-        arg,
-    }
+    OptSpec { short, long, opt, arg }
 }
 
 const OPTS: &[OptSpec] = &[
@@ -314,52 +295,21 @@ const OPTS: &[OptSpec] = &[
 
 /// ipvsadm options rvs knows but does not implement yet.
 const UNSUPPORTED: &[(Option<char>, &str, &str)] = &[
-    (
-        Some('f'),
-        "fwmark-service",
-        "firewall-mark services (-f) are not supported yet",
-    ),
-    (
-        None,
-        "start-daemon",
-        "connection sync daemons are not supported",
-    ),
-    (
-        None,
-        "stop-daemon",
-        "connection sync daemons are not supported",
-    ),
+    (Some('f'), "fwmark-service", "firewall-mark services (-f) are not supported yet"),
+    (None, "start-daemon", "connection sync daemons are not supported"),
+    (None, "stop-daemon", "connection sync daemons are not supported"),
     (None, "thresholds", "--thresholds is not supported yet"),
-    (
-        None,
-        "persistent-conn",
-        "--persistent-conn is not supported yet",
-    ),
+    (None, "persistent-conn", "--persistent-conn is not supported yet"),
     (None, "sort", "--sort is not supported yet"),
     (None, "daemon", "connection sync daemons are not supported"),
     (Some('6'), "ipv6", "IPv6 services are not supported yet"),
-    (
-        Some('o'),
-        "ops",
-        "one-packet scheduling (-o) is not supported yet",
-    ),
-    (
-        Some('j'),
-        "tun-type",
-        "tunnel types (-j) are not supported yet",
-    ),
-    (
-        Some('k'),
-        "sched-flags",
-        "scheduler flags (-b/--sched-flags) are not supported yet",
-    ),
+    (Some('o'), "ops", "one-packet scheduling (-o) is not supported yet"),
+    (Some('j'), "tun-type", "tunnel types (-j) are not supported yet"),
+    (Some('k'), "sched-flags", "scheduler flags (-b/--sched-flags) are not supported yet"),
 ];
 
 fn opt_name(o: Opt) -> String {
-    let s = OPTS
-        .iter()
-        .find(|s| s.opt == o)
-        .expect("every Opt is in OPTS");
+    let s = OPTS.iter().find(|s| s.opt == o).expect("every Opt is in OPTS");
     match s.short {
         Some(c) => format!("-{c} (--{})", s.long),
         None => format!("--{}", s.long),
@@ -371,10 +321,7 @@ fn cmd_name(c: Cmd) -> String {
 }
 
 fn short_cmd(c: Cmd) -> String {
-    let s = OPTS
-        .iter()
-        .find(|s| s.opt == Opt::Cmd(c))
-        .expect("every Cmd is in OPTS");
+    let s = OPTS.iter().find(|s| s.opt == Opt::Cmd(c)).expect("every Cmd is in OPTS");
     match s.short {
         Some(c) => format!("-{c}"),
         None => format!("--{}", s.long),
@@ -386,9 +333,7 @@ fn allowed_with(o: Opt) -> &'static [Cmd] {
     use Cmd::*;
     match o {
         Opt::Tcp | Opt::Udp => &[A, E, D, AddR, EditR, DelR, L, AddL, DelL, GetL, Z],
-        Opt::Sched | Opt::Persistent | Opt::Netmask | Opt::ClientAddr | Opt::ProxyProtocol => {
-            &[A, E]
-        }
+        Opt::Sched | Opt::Persistent | Opt::Netmask | Opt::ClientAddr | Opt::ProxyProtocol => &[A, E],
         // With -L: the real-server filter of -c.
         Opt::Real => &[AddR, EditR, DelR, L],
         Opt::Fwd(_) | Opt::Weight | Opt::UThresh | Opt::LThresh => &[AddR, EditR],
@@ -464,10 +409,7 @@ pub fn parse_real_addr(s: &str) -> Result<SocketAddr, ParseError> {
 fn parse_num(o: Opt, v: &str, max: u32) -> Result<u32, ParseError> {
     match v.parse::<u32>() {
         Ok(n) if n <= max => Ok(n),
-        _ => err(format!(
-            "{}: '{v}' is not a number in 0..={max}",
-            opt_name(o)
-        )),
+        _ => err(format!("{}: '{v}' is not a number in 0..={max}", opt_name(o))),
     }
 }
 
@@ -488,9 +430,7 @@ impl Seen {
                 Cmd::Set => {
                     let vals: Vec<&str> = val.unwrap_or("").split(' ').collect();
                     let mut out = [0u32; 3];
-                    for (slot, (v, name)) in
-                        out.iter_mut().zip(vals.iter().zip(["TCP", "TCPFIN", "UDP"]))
-                    {
+                    for (slot, (v, name)) in out.iter_mut().zip(vals.iter().zip(["TCP", "TCPFIN", "UDP"])) {
                         *slot = match v.parse::<u32>() {
                             Ok(n) if n <= MAX_TIMEOUT_S => n,
                             _ => {
@@ -506,11 +446,7 @@ impl Seen {
                     self.expire = Some(match val.unwrap_or("") {
                         "on" | "1" | "yes" | "true" => true,
                         "off" | "0" | "no" | "false" => false,
-                        v => {
-                            return err(format!(
-                                "--set-expire-nodest-conn: '{v}' is not on or off"
-                            ))
-                        }
+                        v => return err(format!("--set-expire-nodest-conn: '{v}' is not on or off")),
                     })
                 }
                 _ => {}
@@ -569,31 +505,23 @@ impl Seen {
                 })
             }
             Opt::Netmask => {
-                let m: Ipv4Addr = v.parse().map_err(|_| {
-                    ParseError(format!("{}: '{v}' is not an IPv4 netmask", opt_name(o)))
-                })?;
+                let m: Ipv4Addr =
+                    v.parse().map_err(|_| ParseError(format!("{}: '{v}' is not an IPv4 netmask", opt_name(o))))?;
                 if !is_contiguous_netmask(m) {
-                    return err(format!(
-                        "{}: '{v}' is not a contiguous netmask",
-                        opt_name(o)
-                    ));
+                    return err(format!("{}: '{v}' is not a contiguous netmask", opt_name(o)));
                 }
                 self.netmask = Some(m);
             }
             Opt::Numeric => self.numeric = true,
             Opt::Json => self.json = true,
             Opt::Laddr => {
-                self.laddr = Some(v.parse().map_err(|_| {
-                    ParseError(format!("{}: '{v}' is not an IPv4 address", opt_name(o)))
-                })?)
+                self.laddr =
+                    Some(v.parse().map_err(|_| ParseError(format!("{}: '{v}' is not an IPv4 address", opt_name(o))))?)
             }
             // DPVS binds a laddr to a port; rvs answers ARP for laddrs on every port.
             Opt::Ifname => {}
             Opt::ClientAddr => {
-                self.client_addr = Some(
-                    v.parse()
-                        .map_err(|m: String| ParseError(format!("{}: {m}", opt_name(o))))?,
-                )
+                self.client_addr = Some(v.parse().map_err(|m: String| ParseError(format!("{}: {m}", opt_name(o))))?)
             }
             Opt::ProxyProtocol => {
                 self.client_addr = Some(match v.to_ascii_lowercase().as_str() {
@@ -601,15 +529,9 @@ impl Seen {
                     // DPVS without PROXY protocol still inserts TOA in FULLNAT.
                     "disable" | "none" | "off" => ClientAddrMode::Toa,
                     "v1" | "1" | "v1-insecure" | "v2-insecure" => {
-                        return err(format!(
-                            "--proxy-protocol {v} is not supported; use v2 (--client-addr proxy-v2)"
-                        ))
+                        return err(format!("--proxy-protocol {v} is not supported; use v2 (--client-addr proxy-v2)"))
                     }
-                    _ => {
-                        return err(format!(
-                            "--proxy-protocol: '{v}' is not v2 or disable"
-                        ))
-                    }
+                    _ => return err(format!("--proxy-protocol: '{v}' is not v2 or disable")),
                 })
             }
             Opt::Timeout => self.timeout = true,
@@ -662,11 +584,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                 (Arg::Three, _) => {
                     let vals = match (inline, args.get(i..i + 3)) {
                         (None, Some(v)) => v,
-                        _ => {
-                            return err(format!(
-                                "option --{name} needs three values: --{name} TCP TCPFIN UDP"
-                            ))
-                        }
+                        _ => return err(format!("option --{name} needs three values: --{name} TCP TCPFIN UDP")),
                     };
                     i += 3;
                     three = vals.join(" ");
@@ -746,16 +664,8 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
         let ok = allowed_with(o);
         if !ok.contains(&cmd) {
             let names: Vec<String> = ok.iter().map(|c| short_cmd(*c)).collect();
-            let hint = if seen.cmd.is_none() {
-                " (no command was given)"
-            } else {
-                ""
-            };
-            return err(format!(
-                "option {} is only valid with {}{hint}",
-                opt_name(o),
-                join_or(&names)
-            ));
+            let hint = if seen.cmd.is_none() { " (no command was given)" } else { "" };
+            return err(format!("option {} is only valid with {}{hint}", opt_name(o), join_or(&names)));
         }
     }
     if seen.timeout && seen.svc.is_some() {
@@ -781,48 +691,27 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
         }
     }
     if seen.netmask.is_some() && seen.persistent.is_none() {
-        return err(format!(
-            "{} needs -p (--persistent)",
-            opt_name(Opt::Netmask)
-        ));
+        return err(format!("{} needs -p (--persistent)", opt_name(Opt::Netmask)));
     }
     let need_svc = || {
         seen.svc
             .map(|(proto, vip)| ServiceKey { proto, vip })
-            .ok_or_else(|| {
-                ParseError(format!(
-                    "{} needs a service: -t VIP:PORT or -u VIP:PORT",
-                    cmd_name(cmd)
-                ))
-            })
+            .ok_or_else(|| ParseError(format!("{} needs a service: -t VIP:PORT or -u VIP:PORT", cmd_name(cmd))))
     };
-    let need_real = || {
-        seen.real.ok_or_else(|| {
-            ParseError(format!(
-                "{} needs a real server: -r RIP[:PORT]",
-                cmd_name(cmd)
-            ))
-        })
-    };
+    let need_real =
+        || seen.real.ok_or_else(|| ParseError(format!("{} needs a real server: -r RIP[:PORT]", cmd_name(cmd))));
     let service = |key| Service {
         key,
         sched: seen.sched.unwrap_or(DEFAULT_SCHED),
-        persistence: seen.persistent.map(|timeout_s| Persistence {
-            timeout_s,
-            netmask: seen.netmask.unwrap_or(Ipv4Addr::BROADCAST),
-        }),
+        persistence: seen
+            .persistent
+            .map(|timeout_s| Persistence { timeout_s, netmask: seen.netmask.unwrap_or(Ipv4Addr::BROADCAST) }),
         laddrs: Vec::new(),
         client_addr: seen.client_addr.unwrap_or_default(),
         reals: Vec::new(),
     };
-    let need_laddr = || {
-        seen.laddr.ok_or_else(|| {
-            ParseError(format!(
-                "{} needs a local address: -z LIP",
-                cmd_name(cmd)
-            ))
-        })
-    };
+    let need_laddr =
+        || seen.laddr.ok_or_else(|| ParseError(format!("{} needs a local address: -z LIP", cmd_name(cmd))));
     let real = |addr| RealServer {
         addr,
         fwd: seen.fwd.unwrap_or(FwdMode::Dr),
@@ -835,18 +724,9 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
         Cmd::E => Command::EditService(service(need_svc()?)),
         Cmd::D => Command::DelService(need_svc()?),
         Cmd::C => Command::Clear,
-        Cmd::AddR => Command::AddReal {
-            key: need_svc()?,
-            real: real(need_real()?),
-        },
-        Cmd::EditR => Command::EditReal {
-            key: need_svc()?,
-            real: real(need_real()?),
-        },
-        Cmd::DelR => Command::DelReal {
-            key: need_svc()?,
-            addr: need_real()?,
-        },
+        Cmd::AddR => Command::AddReal { key: need_svc()?, real: real(need_real()?) },
+        Cmd::EditR => Command::EditReal { key: need_svc()?, real: real(need_real()?) },
+        Cmd::DelR => Command::DelReal { key: need_svc()?, addr: need_real()? },
         Cmd::L if seen.timeout => Command::GetTimeouts { json: seen.json },
         Cmd::L if seen.stats => Command::ListStats {
             key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }),
@@ -864,26 +744,14 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
             max: seen.max.unwrap_or(DEFAULT_MAX_CONNS),
             json: seen.json,
         },
-        Cmd::L => Command::List {
-            key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }),
-            json: seen.json,
-        },
+        Cmd::L => Command::List { key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }), json: seen.json },
         Cmd::S => Command::Save,
         Cmd::R => Command::Restore,
         Cmd::V => Command::Version,
         Cmd::H => Command::Help,
-        Cmd::AddL => Command::AddLaddr {
-            key: need_svc()?,
-            addr: need_laddr()?,
-        },
-        Cmd::DelL => Command::DelLaddr {
-            key: need_svc()?,
-            addr: need_laddr()?,
-        },
-        Cmd::GetL => Command::GetLaddr {
-            key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }),
-            json: seen.json,
-        },
+        Cmd::AddL => Command::AddLaddr { key: need_svc()?, addr: need_laddr()? },
+        Cmd::DelL => Command::DelLaddr { key: need_svc()?, addr: need_laddr()? },
+        Cmd::GetL => Command::GetLaddr { key: seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }), json: seen.json },
         Cmd::Set => {
             let [tcp, tcpfin, udp] = seen.set.unwrap_or_default();
             Command::SetTimeouts { tcp, tcpfin, udp }
@@ -995,7 +863,10 @@ pub fn parse_route_subcommand<S: AsRef<str>>(args: &[S]) -> Result<Command, Pars
     let w = ip_words("route", &args, USE)?;
     let via = match w.via {
         None => None,
-        Some(v) => Some(v.parse::<Ipv4Addr>().map_err(|_| ParseError(format!("route {}: via '{v}' is not an IPv4 address", w.verb)))?),
+        Some(v) => Some(
+            v.parse::<Ipv4Addr>()
+                .map_err(|_| ParseError(format!("route {}: via '{v}' is not an IPv4 address", w.verb)))?,
+        ),
     };
     match w.verb {
         "add" | "del" | "delete" => {
@@ -1082,16 +953,13 @@ pub fn parse_laddr_subcommand<S: AsRef<str>>(args: &[S]) -> Result<Command, Pars
         } else if a.starts_with('-') {
             return err(format!("unknown option '{a}' for laddr {verb}; {USE}"));
         } else if verb != "show" && lip.is_none() {
-            lip = Some(a.parse().map_err(|_| {
-                ParseError(format!("'{a}' is not an IPv4 address"))
-            })?);
+            lip = Some(a.parse().map_err(|_| ParseError(format!("'{a}' is not an IPv4 address")))?);
         } else {
             return err(format!("unexpected argument '{a}'; {USE}"));
         }
     }
-    let need_svc = || {
-        svc.ok_or_else(|| ParseError(format!("laddr {verb} needs a service: -t VIP:PORT or -u VIP:PORT")))
-    };
+    let need_svc =
+        || svc.ok_or_else(|| ParseError(format!("laddr {verb} needs a service: -t VIP:PORT or -u VIP:PORT")));
     let need_lip = || lip.ok_or_else(|| ParseError(format!("laddr {verb} needs a local address (LIP)")));
     match verb {
         "add" => Ok(Command::AddLaddr { key: need_svc()?, addr: need_lip()? }),
@@ -1128,10 +996,7 @@ pub fn save_lines(svc: &Service) -> Vec<String> {
             FwdMode::Nat => "-m",
             FwdMode::FullNat => "-b",
         };
-        let mut l = format!(
-            "-a {opt} {} -r {} {fwd} -w {}",
-            svc.key.vip, r.addr, r.weight
-        );
+        let mut l = format!("-a {opt} {} -r {} {fwd} -w {}", svc.key.vip, r.addr, r.weight);
         if r.u_threshold > 0 {
             l.push_str(&format!(" -x {}", r.u_threshold));
         }
@@ -1265,22 +1130,13 @@ mod tests {
         }
     }
     fn key(proto: Proto, s: &str) -> ServiceKey {
-        ServiceKey {
-            proto,
-            vip: s.parse().unwrap(),
-        }
+        ServiceKey { proto, vip: s.parse().unwrap() }
     }
     fn tk() -> ServiceKey {
         key(Proto::Tcp, "203.0.113.100:80")
     }
     fn real(addr: &str, fwd: FwdMode, weight: u32) -> RealServer {
-        RealServer {
-            addr: addr.parse().unwrap(),
-            fwd,
-            weight,
-            u_threshold: 0,
-            l_threshold: 0,
-        }
+        RealServer { addr: addr.parse().unwrap(), fwd, weight, u_threshold: 0, l_threshold: 0 }
     }
 
     #[test]
@@ -1295,92 +1151,37 @@ mod tests {
         });
         assert_eq!(ok("-A -t 203.0.113.100:80 -s rr"), want);
         assert_eq!(ok("-s rr -t 203.0.113.100:80 -A"), want, "any order");
-        assert_eq!(
-            ok("--add-service --tcp-service 203.0.113.100:80 --scheduler rr"),
-            want
-        );
-        assert_eq!(
-            ok("--add-service --tcp-service=203.0.113.100:80 --scheduler=rr"),
-            want
-        );
-        assert_eq!(
-            ok("-At 203.0.113.100:80 -srr"),
-            want,
-            "clustered and attached values"
-        );
+        assert_eq!(ok("--add-service --tcp-service 203.0.113.100:80 --scheduler rr"), want);
+        assert_eq!(ok("--add-service --tcp-service=203.0.113.100:80 --scheduler=rr"), want);
+        assert_eq!(ok("-At 203.0.113.100:80 -srr"), want, "clustered and attached values");
         assert_eq!(ok("-At203.0.113.100:80 -s rr"), want);
-        let Command::AddService(s) = ok("-A -u 203.0.113.100:53") else {
-            panic!()
-        };
-        assert_eq!(
-            (s.key, s.sched),
-            (key(Proto::Udp, "203.0.113.100:53"), DEFAULT_SCHED)
-        );
-        assert_eq!(
-            ok("-A -u 203.0.113.100:53").to_request(),
-            Some(Request::AddService { service: s })
-        );
+        let Command::AddService(s) = ok("-A -u 203.0.113.100:53") else { panic!() };
+        assert_eq!((s.key, s.sched), (key(Proto::Udp, "203.0.113.100:53"), DEFAULT_SCHED));
+        assert_eq!(ok("-A -u 203.0.113.100:53").to_request(), Some(Request::AddService { service: s }));
     }
 
     #[test]
     fn persistence_options() {
-        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p") else {
-            panic!()
-        };
-        assert_eq!(
-            s.persistence,
-            Some(Persistence {
-                timeout_s: 300,
-                netmask: Ipv4Addr::BROADCAST
-            })
-        );
-        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p 600 -M 255.255.255.0") else {
-            panic!()
-        };
-        assert_eq!(
-            s.persistence,
-            Some(Persistence {
-                timeout_s: 600,
-                netmask: Ipv4Addr::new(255, 255, 255, 0)
-            })
-        );
-        let Command::EditService(s) = ok("-E -t 203.0.113.100:80 -p -s rr") else {
-            panic!()
-        };
-        assert_eq!(
-            (s.persistence.unwrap().timeout_s, s.sched),
-            (300, SchedKind::Rr),
-            "-p followed by an option"
-        );
-        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p900") else {
-            panic!()
-        };
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p") else { panic!() };
+        assert_eq!(s.persistence, Some(Persistence { timeout_s: 300, netmask: Ipv4Addr::BROADCAST }));
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p 600 -M 255.255.255.0") else { panic!() };
+        assert_eq!(s.persistence, Some(Persistence { timeout_s: 600, netmask: Ipv4Addr::new(255, 255, 255, 0) }));
+        let Command::EditService(s) = ok("-E -t 203.0.113.100:80 -p -s rr") else { panic!() };
+        assert_eq!((s.persistence.unwrap().timeout_s, s.sched), (300, SchedKind::Rr), "-p followed by an option");
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p900") else { panic!() };
         assert_eq!(s.persistence.unwrap().timeout_s, 900);
-        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 --persistent=60") else {
-            panic!()
-        };
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 --persistent=60") else { panic!() };
         assert_eq!(s.persistence.unwrap().timeout_s, 60);
         bad("-A -t 203.0.113.100:80 -M 255.255.255.0", "needs -p");
-        bad(
-            "-A -t 203.0.113.100:80 -p 10 -M 255.0.255.0",
-            "not a contiguous netmask",
-        );
-        bad(
-            "-A -t 203.0.113.100:80 -p 10 -M x",
-            "'x' is not an IPv4 netmask",
-        );
+        bad("-A -t 203.0.113.100:80 -p 10 -M 255.0.255.0", "not a contiguous netmask");
+        bad("-A -t 203.0.113.100:80 -p 10 -M x", "'x' is not an IPv4 netmask");
         bad("-A -t 203.0.113.100:80 -p0", "'0' is not a timeout");
         bad(
             "-A -t 203.0.113.100:80 -p 31536001",
             "-p (--persistent): '31536001' is not a timeout in seconds (1..=31536000)",
         );
-        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p 31536000 -M 0.0.0.0") else {
-            panic!()
-        };
-        assert_eq!(
-            s.persistence,
-            Some(Persistence { timeout_s: 31_536_000, netmask: Ipv4Addr::UNSPECIFIED })
-        );
+        let Command::AddService(s) = ok("-A -t 203.0.113.100:80 -p 31536000 -M 0.0.0.0") else { panic!() };
+        assert_eq!(s.persistence, Some(Persistence { timeout_s: 31_536_000, netmask: Ipv4Addr::UNSPECIFIED }));
         bad("-a -t 203.0.113.100:80 -r 203.0.113.11 -p 5", "option -p (--persistent) is only valid with -A or -E");
     }
 
@@ -1402,10 +1203,7 @@ mod tests {
         );
         bad("-A -t 203.0.113.100:80 --proxy-protocol v1", "--proxy-protocol v1 is not supported; use v2");
         bad("-A -t 203.0.113.100:80 --proxy-protocol v3", "--proxy-protocol: 'v3' is not v2 or disable");
-        bad(
-            "-A -t 203.0.113.100:80 --client-addr toa --proxy-protocol v2",
-            "give the client-address mode once",
-        );
+        bad("-A -t 203.0.113.100:80 --client-addr toa --proxy-protocol v2", "give the client-address mode once");
         bad(
             "-a -t 203.0.113.100:80 -r 203.0.113.11 --client-addr toa",
             "option --client-addr is only valid with -A or -E",
@@ -1420,10 +1218,7 @@ mod tests {
         assert_eq!(ok("--add-laddr -z 203.0.113.3 -t 203.0.113.100:80 -F dpdk0"), add, "DPVS's order and -F");
         assert_eq!(ok("-P -t 203.0.113.100:80 --laddr=203.0.113.3 --ifname dpdk0"), add);
         assert_eq!(ok("-Pt 203.0.113.100:80 -z203.0.113.3"), add, "clustered");
-        assert_eq!(
-            add.to_request(),
-            Some(Request::AddLaddr { key: tk(), addr: lip })
-        );
+        assert_eq!(add.to_request(), Some(Request::AddLaddr { key: tk(), addr: lip }));
         let del = ok("-Q -t 203.0.113.100:80 -z 203.0.113.3");
         assert_eq!(del, Command::DelLaddr { key: tk(), addr: lip });
         assert_eq!(ok("--del-laddr -t 203.0.113.100:80 -z 203.0.113.3"), del);
@@ -1478,20 +1273,14 @@ mod tests {
     #[test]
     fn timeouts_and_tunables() {
         assert_eq!(ok("--set 900 120 300"), Command::SetTimeouts { tcp: 900, tcpfin: 120, udp: 300 });
-        assert_eq!(
-            ok("--set 0 60 0").to_request(),
-            Some(Request::SetTimeouts { tcp: 0, tcpfin: 60, udp: 0 })
-        );
+        assert_eq!(ok("--set 0 60 0").to_request(), Some(Request::SetTimeouts { tcp: 0, tcpfin: 60, udp: 0 }));
         assert_eq!(ok("-L --timeout"), Command::GetTimeouts { json: false });
         assert_eq!(ok("-L -n --timeout --json"), Command::GetTimeouts { json: true });
         assert_eq!(ok("--timeout"), Command::GetTimeouts { json: false }, "no command = -L");
         assert_eq!(ok("-L --timeout").to_request(), Some(Request::GetTimeouts));
         assert_eq!(ok("--set-expire-nodest-conn on"), Command::SetExpireNodestConn(true));
         assert_eq!(ok("--set-expire-nodest-conn=off"), Command::SetExpireNodestConn(false));
-        assert_eq!(
-            ok("--set-expire-nodest-conn 1").to_request(),
-            Some(Request::SetExpireNodestConn { enabled: true })
-        );
+        assert_eq!(ok("--set-expire-nodest-conn 1").to_request(), Some(Request::SetExpireNodestConn { enabled: true }));
         assert_eq!(ok("--get-expire-nodest-conn"), Command::GetExpireNodestConn);
         assert_eq!(ok("--get-expire-nodest-conn").to_request(), Some(Request::GetExpireNodestConn));
 
@@ -1583,43 +1372,27 @@ mod tests {
     #[test]
     fn other_service_commands() {
         assert_eq!(ok("-D -t 203.0.113.100:80"), Command::DelService(tk()));
-        assert_eq!(
-            ok("--delete-service -t 203.0.113.100:80").to_request(),
-            Some(Request::DelService { key: tk() })
-        );
+        assert_eq!(ok("--delete-service -t 203.0.113.100:80").to_request(), Some(Request::DelService { key: tk() }));
         assert_eq!(ok("-C"), Command::Clear);
         assert_eq!(ok("--clear").to_request(), Some(Request::Clear));
-        let Command::EditService(s) = ok("-E -t 203.0.113.100:80 -s wrr") else {
-            panic!()
-        };
+        let Command::EditService(s) = ok("-E -t 203.0.113.100:80 -s wrr") else { panic!() };
         assert_eq!(s.sched, SchedKind::Wrr);
         for name in ["rr", "wrr", "lc", "wlc", "sh", "dh", "fo", "mh"] {
-            let Command::AddService(s) = ok(&format!("-A -t 203.0.113.100:80 -s {name}")) else {
-                panic!()
-            };
+            let Command::AddService(s) = ok(&format!("-A -t 203.0.113.100:80 -s {name}")) else { panic!() };
             assert_eq!(s.sched.name(), name);
         }
-        bad(
-            "-A -t 203.0.113.100:80 -s fastest",
-            "unknown scheduler 'fastest'",
-        );
+        bad("-A -t 203.0.113.100:80 -s fastest", "unknown scheduler 'fastest'");
     }
 
     #[test]
     fn real_server_commands() {
         assert_eq!(
             ok("-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 3"),
-            Command::AddReal {
-                key: tk(),
-                real: real("203.0.113.11:80", FwdMode::Dr, 3)
-            }
+            Command::AddReal { key: tk(), real: real("203.0.113.11:80", FwdMode::Dr, 3) }
         );
         assert_eq!(
             ok("-a -t 203.0.113.100:80 -r 203.0.113.11"),
-            Command::AddReal {
-                key: tk(),
-                real: real("203.0.113.11:0", FwdMode::Dr, 1)
-            },
+            Command::AddReal { key: tk(), real: real("203.0.113.11:0", FwdMode::Dr, 1) },
             "defaults: -g, weight 1, port = service port (0)"
         );
         assert_eq!(
@@ -1635,45 +1408,30 @@ mod tests {
             ("--fullnat", FwdMode::FullNat),
             ("--gatewaying", FwdMode::Dr),
         ] {
-            let Command::EditReal { real, .. } =
-                ok(&format!("-e -t 203.0.113.100:80 -r 203.0.113.11 {flag}"))
-            else {
+            let Command::EditReal { real, .. } = ok(&format!("-e -t 203.0.113.100:80 -r 203.0.113.11 {flag}")) else {
                 panic!()
             };
             assert_eq!(real.fwd, m, "{flag}");
         }
-        let Command::EditReal { real: r, .. } =
-            ok("-e -t 203.0.113.100:80 -r 203.0.113.11:80 -x 100 -y 50 -w 65535")
+        let Command::EditReal { real: r, .. } = ok("-e -t 203.0.113.100:80 -r 203.0.113.11:80 -x 100 -y 50 -w 65535")
         else {
             panic!()
         };
         assert_eq!((r.u_threshold, r.l_threshold, r.weight), (100, 50, 65535));
-        let Command::AddReal { real: r, .. } = ok("-at 203.0.113.100:80 -r203.0.113.11:80 -gw5")
-        else {
-            panic!()
-        };
+        let Command::AddReal { real: r, .. } = ok("-at 203.0.113.100:80 -r203.0.113.11:80 -gw5") else { panic!() };
         assert_eq!((r.fwd, r.weight), (FwdMode::Dr, 5), "clustered -gw5");
         assert_eq!(
             ok("-d -t 203.0.113.100:80 -r 203.0.113.11:80"),
-            Command::DelReal {
-                key: tk(),
-                addr: "203.0.113.11:80".parse().unwrap()
-            }
+            Command::DelReal { key: tk(), addr: "203.0.113.11:80".parse().unwrap() }
         );
         assert_eq!(
             ok("-d -r 203.0.113.11 -t 203.0.113.100:80").to_request(),
-            Some(Request::DelReal {
-                key: tk(),
-                addr: "203.0.113.11:0".parse().unwrap()
-            })
+            Some(Request::DelReal { key: tk(), addr: "203.0.113.11:0".parse().unwrap() })
         );
         let c = ok("-e -t 203.0.113.100:80 -r 203.0.113.11:80 -w 2");
         assert_eq!(
             c.to_request(),
-            Some(Request::EditReal {
-                key: tk(),
-                real: real("203.0.113.11:80", FwdMode::Dr, 2)
-            })
+            Some(Request::EditReal { key: tk(), real: real("203.0.113.11:80", FwdMode::Dr, 2) })
         );
         let c = ok("-a -u 203.0.113.100:53 -r 203.0.113.11:53");
         assert_eq!(
@@ -1687,63 +1445,14 @@ mod tests {
 
     #[test]
     fn list_and_misc() {
-        assert_eq!(
-            ok("-L -n"),
-            Command::List {
-                key: None,
-                json: false
-            }
-        );
-        assert_eq!(
-            ok("-Ln"),
-            Command::List {
-                key: None,
-                json: false
-            }
-        );
-        assert_eq!(
-            ok("-nL"),
-            Command::List {
-                key: None,
-                json: false
-            }
-        );
-        assert_eq!(
-            ok("-ln"),
-            Command::List {
-                key: None,
-                json: false
-            }
-        );
-        assert_eq!(
-            ok("--list --numeric --json"),
-            Command::List {
-                key: None,
-                json: true
-            }
-        );
-        assert_eq!(
-            ok("-L -n -t 203.0.113.100:80"),
-            Command::List {
-                key: Some(tk()),
-                json: false
-            }
-        );
-        assert_eq!(
-            ok(""),
-            Command::List {
-                key: None,
-                json: false
-            },
-            "no arguments lists, as ipvsadm"
-        );
-        assert_eq!(
-            ok("-n"),
-            Command::List {
-                key: None,
-                json: false
-            }
-        );
+        assert_eq!(ok("-L -n"), Command::List { key: None, json: false });
+        assert_eq!(ok("-Ln"), Command::List { key: None, json: false });
+        assert_eq!(ok("-nL"), Command::List { key: None, json: false });
+        assert_eq!(ok("-ln"), Command::List { key: None, json: false });
+        assert_eq!(ok("--list --numeric --json"), Command::List { key: None, json: true });
+        assert_eq!(ok("-L -n -t 203.0.113.100:80"), Command::List { key: Some(tk()), json: false });
+        assert_eq!(ok(""), Command::List { key: None, json: false }, "no arguments lists, as ipvsadm");
+        assert_eq!(ok("-n"), Command::List { key: None, json: false });
         assert_eq!(ok("-L -n").to_request(), Some(Request::List { key: None }));
         assert_eq!(ok("-S -n"), Command::Save);
         assert_eq!(ok("-S").to_request(), Some(Request::List { key: None }));
@@ -1756,125 +1465,59 @@ mod tests {
 
     #[test]
     fn errors() {
-        bad(
-            "-A",
-            "-A (--add-service) needs a service: -t VIP:PORT or -u VIP:PORT",
-        );
+        bad("-A", "-A (--add-service) needs a service: -t VIP:PORT or -u VIP:PORT");
         bad("-a -r 203.0.113.11", "-a (--add-server) needs a service");
-        bad(
-            "-a -t 203.0.113.100:80",
-            "-a (--add-server) needs a real server: -r RIP[:PORT]",
-        );
-        bad(
-            "-d -t 203.0.113.100:80",
-            "-d (--delete-server) needs a real server",
-        );
-        bad(
-            "-A -t 203.0.113.100:80 -u 203.0.113.100:80",
-            "give one service",
-        );
-        bad(
-            "-A -t 203.0.113.100:80 -t 203.0.113.101:80",
-            "give one service",
-        );
-        bad(
-            "-A -t 203.0.113.300:80",
-            "'203.0.113.300:80' is not a valid IPv4 address:port",
-        );
+        bad("-a -t 203.0.113.100:80", "-a (--add-server) needs a real server: -r RIP[:PORT]");
+        bad("-d -t 203.0.113.100:80", "-d (--delete-server) needs a real server");
+        bad("-A -t 203.0.113.100:80 -u 203.0.113.100:80", "give one service");
+        bad("-A -t 203.0.113.100:80 -t 203.0.113.101:80", "give one service");
+        bad("-A -t 203.0.113.300:80", "'203.0.113.300:80' is not a valid IPv4 address:port");
         bad("-A -t 203.0.113.100", "'203.0.113.100' has no port");
-        bad(
-            "-A -t 203.0.113.100:http",
-            "'203.0.113.100:http' is not a valid IPv4 address:port",
-        );
-        bad(
-            "-A -t 203.0.113.100:70000",
-            "is not a valid IPv4 address:port",
-        );
-        bad(
-            "-a -t 203.0.113.100:80 -r rs1.example",
-            "'rs1.example' is not a valid IPv4 address[:port]",
-        );
+        bad("-A -t 203.0.113.100:http", "'203.0.113.100:http' is not a valid IPv4 address:port");
+        bad("-A -t 203.0.113.100:70000", "is not a valid IPv4 address:port");
+        bad("-a -t 203.0.113.100:80 -r rs1.example", "'rs1.example' is not a valid IPv4 address[:port]");
         bad(
             "-t 203.0.113.100:80 -r 203.0.113.11",
             "option -r (--real-server) is only valid with -a, -e, -d or -L -c (no command was given)",
         );
-        bad(
-            "-A -t 203.0.113.100:80 -r 203.0.113.11",
-            "option -r (--real-server) is only valid with -a, -e, -d or -L",
-        );
-        bad(
-            "-A -t 203.0.113.100:80 -w 3",
-            "option -w (--weight) is only valid with -a or -e",
-        );
-        bad(
-            "-a -t 203.0.113.100:80 -r 203.0.113.11 -s rr",
-            "option -s (--scheduler) is only valid with -A or -E",
-        );
-        bad(
-            "-C -t 203.0.113.100:80",
-            "option -t (--tcp-service) is only valid with",
-        );
-        bad(
-            "-A -n -t 203.0.113.100:80",
-            "option -n (--numeric) is only valid with -L, -S or -G",
-        );
-        bad(
-            "-D --json -t 203.0.113.100:80",
-            "option --json is only valid with -L",
-        );
+        bad("-A -t 203.0.113.100:80 -r 203.0.113.11", "option -r (--real-server) is only valid with -a, -e, -d or -L");
+        bad("-A -t 203.0.113.100:80 -w 3", "option -w (--weight) is only valid with -a or -e");
+        bad("-a -t 203.0.113.100:80 -r 203.0.113.11 -s rr", "option -s (--scheduler) is only valid with -A or -E");
+        bad("-C -t 203.0.113.100:80", "option -t (--tcp-service) is only valid with");
+        bad("-A -n -t 203.0.113.100:80", "option -n (--numeric) is only valid with -L, -S or -G");
+        bad("-D --json -t 203.0.113.100:80", "option --json is only valid with -L");
         bad("-A -L", "only one command may be given, not both -A and -L");
-        bad(
-            "-Ad -t 203.0.113.100:80",
-            "only one command may be given, not both -A and -d",
-        );
-        bad(
-            "-a -t 203.0.113.100:80 -r 203.0.113.11 -g -m",
-            "give one forwarding method",
-        );
-        bad(
-            "-a -t 203.0.113.100:80 -r 203.0.113.11 -w 65536",
-            "-w (--weight): '65536' is not a number in 0..=65535",
-        );
-        bad(
-            "-a -t 203.0.113.100:80 -r 203.0.113.11 -w -1",
-            "'-1' is not a number",
-        );
-        bad(
-            "-a -t 203.0.113.100:80 -r 203.0.113.11 -w 1 -w 2",
-            "option -w (--weight) given twice",
-        );
-        bad(
-            "-a -t 203.0.113.100:80 -r 203.0.113.11 -x lots",
-            "-x (--u-threshold): 'lots' is not a number",
-        );
-        bad(
-            "-a -t 203.0.113.100:80 -r 203.0.113.11 -y -",
-            "-y (--l-threshold): '-' is not a number",
-        );
+        bad("-Ad -t 203.0.113.100:80", "only one command may be given, not both -A and -d");
+        bad("-a -t 203.0.113.100:80 -r 203.0.113.11 -g -m", "give one forwarding method");
+        bad("-a -t 203.0.113.100:80 -r 203.0.113.11 -w 65536", "-w (--weight): '65536' is not a number in 0..=65535");
+        bad("-a -t 203.0.113.100:80 -r 203.0.113.11 -w -1", "'-1' is not a number");
+        bad("-a -t 203.0.113.100:80 -r 203.0.113.11 -w 1 -w 2", "option -w (--weight) given twice");
+        bad("-a -t 203.0.113.100:80 -r 203.0.113.11 -x lots", "-x (--u-threshold): 'lots' is not a number");
+        bad("-a -t 203.0.113.100:80 -r 203.0.113.11 -y -", "-y (--l-threshold): '-' is not a number");
         bad("-A -t", "option -t needs a value");
         bad("-A --tcp-service", "option --tcp-service needs a value");
         bad("-L --numeric=yes", "option --numeric takes no value");
         bad("-A -q", "unknown option '-q'");
         bad("-A --frobnicate", "unknown option '--frobnicate'");
         bad("-L --thresholds", "--thresholds is not supported yet");
-        bad(
-            "-A -f 1",
-            "firewall-mark services (-f) are not supported yet",
-        );
+        bad("-A -f 1", "firewall-mark services (-f) are not supported yet");
         bad("-A -c -t 203.0.113.100:80", "option -c (--connection) is only valid with -L");
-        bad(
-            "-A -t 203.0.113.100:80 extra",
-            "unexpected argument 'extra'",
-        );
+        bad("-A -t 203.0.113.100:80 extra", "unexpected argument 'extra'");
         bad("--", "unexpected '--'");
     }
 
     #[test]
     fn stats_rate_zero_and_connections() {
         assert_eq!(ok("-L -n --stats"), Command::ListStats { key: None, json: false, exact: false });
-        assert_eq!(ok("-Ln --stats --exact --json -t 203.0.113.100:80"), Command::ListStats { key: Some(tk()), json: true, exact: true });
+        assert_eq!(
+            ok("-Ln --stats --exact --json -t 203.0.113.100:80"),
+            Command::ListStats { key: Some(tk()), json: true, exact: true }
+        );
         assert_eq!(ok("-L -n --rate"), Command::ListRate { key: None, json: false, exact: false });
-        assert_eq!(ok("-l --rate -u 203.0.113.100:53"), Command::ListRate { key: Some(key(Proto::Udp, "203.0.113.100:53")), json: false, exact: false });
+        assert_eq!(
+            ok("-l --rate -u 203.0.113.100:53"),
+            Command::ListRate { key: Some(key(Proto::Udp, "203.0.113.100:53")), json: false, exact: false }
+        );
         assert_eq!(ok("-L --stats").to_request(), Some(Request::Stats { key: None }));
         assert_eq!(ok("-L --rate -t 203.0.113.100:80").to_request(), Some(Request::Rate { key: Some(tk()) }));
         assert_eq!(ok("-Lnc"), Command::ListConns { key: None, real: None, max: 1000, json: false });
@@ -1918,10 +1561,16 @@ mod tests {
             Ok(Command::AddrDel { addr: a("203.0.113.5"), len: 32, dev: "lan".into() })
         );
         assert_eq!(parse_addr_subcommand(&w("show")), Ok(Command::AddrShow { dev: None, json: false }));
-        assert_eq!(parse_addr_subcommand(&w("show dev lan --json")), Ok(Command::AddrShow { dev: Some("lan".into()), json: true }));
+        assert_eq!(
+            parse_addr_subcommand(&w("show dev lan --json")),
+            Ok(Command::AddrShow { dev: Some("lan".into()), json: true })
+        );
         let e = |r: Result<Command, ParseError>| r.unwrap_err().0;
-        assert!(e(parse_addr_subcommand(&w("add 203.0.113.5/33 dev lan"))).contains("prefix length '33' is not in 0..=32"));
-        assert!(e(parse_addr_subcommand(&w("add 203.0.113.300/24 dev lan"))).contains("'203.0.113.300' is not an IPv4 address"));
+        assert!(
+            e(parse_addr_subcommand(&w("add 203.0.113.5/33 dev lan"))).contains("prefix length '33' is not in 0..=32")
+        );
+        assert!(e(parse_addr_subcommand(&w("add 203.0.113.300/24 dev lan")))
+            .contains("'203.0.113.300' is not an IPv4 address"));
         assert!(e(parse_addr_subcommand(&w("add 203.0.113.5/24"))).contains("addr add needs the port: dev PORT"));
         assert!(e(parse_addr_subcommand(&w("add dev lan"))).contains("addr add needs one IP/LEN"));
         assert!(e(parse_addr_subcommand(&w("add 203.0.113.5/24 dev lan dev wan"))).contains("'dev' given twice"));
@@ -1930,7 +1579,12 @@ mod tests {
 
         assert_eq!(
             parse_route_subcommand(&w("add 198.51.100.0/24 via 203.0.113.1 dev lan")),
-            Ok(Command::RouteAdd { prefix: a("198.51.100.0"), len: 24, via: Some(a("203.0.113.1")), dev: "lan".into() })
+            Ok(Command::RouteAdd {
+                prefix: a("198.51.100.0"),
+                len: 24,
+                via: Some(a("203.0.113.1")),
+                dev: "lan".into()
+            })
         );
         assert_eq!(
             parse_route_subcommand(&w("add default via 203.0.113.1 dev lan")),
@@ -1945,12 +1599,18 @@ mod tests {
             Command::RouteAdd { prefix: a("0.0.0.0"), len: 0, via: None, dev: "lan".into() }.to_request(),
             Some(Request::RouteAdd { prefix: a("0.0.0.0"), len: 0, via: None, dev: "lan".into() })
         );
-        assert!(e(parse_route_subcommand(&w("add 198.51.100.0/24 via 203.0.113"))).contains("via '203.0.113' is not an IPv4 address"));
-        assert!(e(parse_route_subcommand(&w("add 198.51.100.0/24 via 203.0.113.1"))).contains("route add needs the port"));
+        assert!(e(parse_route_subcommand(&w("add 198.51.100.0/24 via 203.0.113")))
+            .contains("via '203.0.113' is not an IPv4 address"));
+        assert!(
+            e(parse_route_subcommand(&w("add 198.51.100.0/24 via 203.0.113.1"))).contains("route add needs the port")
+        );
         assert!(e(parse_route_subcommand(&w("show dev lan"))).contains("route show takes no dev/via"));
 
         assert_eq!(parse_neigh_subcommand(&w("show")), Ok(Command::NeighShow { dev: None, json: false }));
-        assert_eq!(parse_neigh_subcommand(&w("show dev lan --json")), Ok(Command::NeighShow { dev: Some("lan".into()), json: true }));
+        assert_eq!(
+            parse_neigh_subcommand(&w("show dev lan --json")),
+            Ok(Command::NeighShow { dev: Some("lan".into()), json: true })
+        );
         assert_eq!(parse_neigh_subcommand(&w("flush dev lan")), Ok(Command::NeighFlush { dev: Some("lan".into()) }));
         assert_eq!(Command::NeighFlush { dev: None }.to_request(), Some(Request::NeighFlush { dev: None }));
         assert!(e(parse_neigh_subcommand(&w("flush --json"))).contains("--json is for show"));
@@ -1968,44 +1628,16 @@ mod tests {
             client_addr: Default::default(),
             reals: vec![
                 real("203.0.113.11:80", FwdMode::Dr, 2),
-                RealServer {
-                    u_threshold: 9,
-                    l_threshold: 3,
-                    ..real("203.0.113.12:80", FwdMode::Dr, 1)
-                },
+                RealServer { u_threshold: 9, l_threshold: 3, ..real("203.0.113.12:80", FwdMode::Dr, 1) },
             ],
         };
         let lines = save_lines(&svc);
         assert_eq!(lines[0], "-A -t 203.0.113.100:80 -s rr");
-        assert_eq!(
-            lines[1],
-            "-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 2"
-        );
-        assert_eq!(
-            lines[2],
-            "-a -t 203.0.113.100:80 -r 203.0.113.12:80 -g -w 1 -x 9 -y 3"
-        );
+        assert_eq!(lines[1], "-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 2");
+        assert_eq!(lines[2], "-a -t 203.0.113.100:80 -r 203.0.113.12:80 -g -w 1 -x 9 -y 3");
         // Each saved line parses back to the command that recreates it.
-        assert_eq!(
-            ok(&lines[0]),
-            Command::AddService(Service {
-                reals: vec![],
-                ..svc.clone()
-            })
-        );
-        assert_eq!(
-            ok(&lines[1]),
-            Command::AddReal {
-                key: tk(),
-                real: svc.reals[0]
-            }
-        );
-        assert_eq!(
-            ok(&lines[2]),
-            Command::AddReal {
-                key: tk(),
-                real: svc.reals[1]
-            }
-        );
+        assert_eq!(ok(&lines[0]), Command::AddService(Service { reals: vec![], ..svc.clone() }));
+        assert_eq!(ok(&lines[1]), Command::AddReal { key: tk(), real: svc.reals[0] });
+        assert_eq!(ok(&lines[2]), Command::AddReal { key: tk(), real: svc.reals[1] });
     }
 }

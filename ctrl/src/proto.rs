@@ -237,9 +237,7 @@ pub enum Response {
 
 impl Response {
     pub fn error(message: impl Into<String>) -> Response {
-        Response::Error {
-            message: message.into(),
-        }
+        Response::Error { message: message.into() }
     }
 }
 
@@ -381,10 +379,7 @@ mod tests {
     use rvs_config::model::{FwdMode, Proto, SchedKind};
 
     fn key() -> ServiceKey {
-        ServiceKey {
-            proto: Proto::Tcp,
-            vip: "203.0.113.100:80".parse().unwrap(),
-        }
+        ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() }
     }
     fn real() -> RealServer {
         RealServer {
@@ -407,23 +402,12 @@ mod tests {
             reals: vec![real()],
         };
         let all = vec![
-            Request::AddService {
-                service: svc.clone(),
-            },
+            Request::AddService { service: svc.clone() },
             Request::EditService { service: svc },
             Request::DelService { key: key() },
-            Request::AddReal {
-                key: key(),
-                real: real(),
-            },
-            Request::EditReal {
-                key: key(),
-                real: real(),
-            },
-            Request::DelReal {
-                key: key(),
-                addr: "203.0.113.11:80".parse().unwrap(),
-            },
+            Request::AddReal { key: key(), real: real() },
+            Request::EditReal { key: key(), real: real() },
+            Request::DelReal { key: key(), addr: "203.0.113.11:80".parse().unwrap() },
             Request::Clear,
             Request::List { key: None },
             Request::List { key: Some(key()) },
@@ -448,7 +432,12 @@ mod tests {
             Request::AddrDel { addr: "203.0.113.5".parse().unwrap(), len: 24, dev: "lan".into() },
             Request::AddrShow { dev: None },
             Request::AddrShow { dev: Some("lan".into()) },
-            Request::RouteAdd { prefix: "198.51.100.0".parse().unwrap(), len: 24, via: Some("203.0.113.1".parse().unwrap()), dev: "lan".into() },
+            Request::RouteAdd {
+                prefix: "198.51.100.0".parse().unwrap(),
+                len: 24,
+                via: Some("203.0.113.1".parse().unwrap()),
+                dev: "lan".into(),
+            },
             Request::RouteAdd { prefix: "198.51.100.0".parse().unwrap(), len: 24, via: None, dev: "lan".into() },
             Request::RouteDel { prefix: "198.51.100.0".parse().unwrap(), len: 24, via: None, dev: None },
             Request::RouteShow,
@@ -465,26 +454,18 @@ mod tests {
 
     #[test]
     fn wire_format() {
-        assert_eq!(
-            serde_json::to_string(&Request::Clear).unwrap(),
-            r#"{"op":"clear"}"#
-        );
+        assert_eq!(serde_json::to_string(&Request::Clear).unwrap(), r#"{"op":"clear"}"#);
         assert_eq!(
             serde_json::to_string(&Request::DelService { key: key() }).unwrap(),
             r#"{"op":"del_service","key":{"proto":"tcp","vip":"203.0.113.100:80"}}"#
         );
-        assert_eq!(
-            serde_json::from_str::<Request>(r#"{"op":"list"}"#).unwrap(),
-            Request::List { key: None }
-        );
+        assert_eq!(serde_json::from_str::<Request>(r#"{"op":"list"}"#).unwrap(), Request::List { key: None });
         // Hand-written request with defaults (fwd dr, weight 1).
         let r: Request = serde_json::from_str(
             r#"{"op":"add_real","key":{"proto":"udp","vip":"203.0.113.100:53"},"real":{"addr":"203.0.113.11:53"}}"#,
         )
         .unwrap();
-        let Request::AddReal { real, .. } = r else {
-            panic!("{r:?}")
-        };
+        let Request::AddReal { real, .. } = r else { panic!("{r:?}") };
         assert_eq!((real.fwd, real.weight), (FwdMode::Dr, 1));
         assert!(serde_json::from_str::<Request>(r#"{"op":"reboot"}"#).is_err());
         assert_eq!(
@@ -492,18 +473,14 @@ mod tests {
             r#"{"op":"set_timeouts","tcp":900,"tcpfin":120,"udp":0}"#
         );
         assert_eq!(
-            serde_json::to_string(&Request::AddLaddr { key: key(), addr: "203.0.113.3".parse().unwrap() })
-                .unwrap(),
+            serde_json::to_string(&Request::AddLaddr { key: key(), addr: "203.0.113.3".parse().unwrap() }).unwrap(),
             r#"{"op":"add_laddr","key":{"proto":"tcp","vip":"203.0.113.100:80"},"addr":"203.0.113.3"}"#
         );
         assert_eq!(
             serde_json::to_string(&Request::SetExpireNodestConn { enabled: true }).unwrap(),
             r#"{"op":"set_expire_nodest_conn","enabled":true}"#
         );
-        assert_eq!(
-            serde_json::from_str::<Request>(r#"{"op":"get_laddr"}"#).unwrap(),
-            Request::GetLaddr { key: None }
-        );
+        assert_eq!(serde_json::from_str::<Request>(r#"{"op":"get_laddr"}"#).unwrap(), Request::GetLaddr { key: None });
         assert_eq!(
             serde_json::to_string(&Response::Timeouts { tcp: 900, tcpfin: 120, udp: 300 }).unwrap(),
             r#"{"status":"timeouts","tcp":900,"tcpfin":120,"udp":300}"#
@@ -523,22 +500,22 @@ mod tests {
             "-L -c defaults to 1000 entries"
         );
         assert_eq!(
-            serde_json::to_string(&Request::RouteAdd { prefix: "0.0.0.0".parse().unwrap(), len: 0, via: Some("203.0.113.1".parse().unwrap()), dev: "lan".into() }).unwrap(),
+            serde_json::to_string(&Request::RouteAdd {
+                prefix: "0.0.0.0".parse().unwrap(),
+                len: 0,
+                via: Some("203.0.113.1".parse().unwrap()),
+                dev: "lan".into()
+            })
+            .unwrap(),
             r#"{"op":"route_add","prefix":"0.0.0.0","len":0,"via":"203.0.113.1","dev":"lan"}"#
         );
-        assert_eq!(
-            serde_json::to_string(&Request::Zero { key: None }).unwrap(),
-            r#"{"op":"zero","key":null}"#
-        );
+        assert_eq!(serde_json::to_string(&Request::Zero { key: None }).unwrap(), r#"{"op":"zero","key":null}"#);
         assert_eq!(serde_json::from_str::<Request>(r#"{"op":"zero"}"#).unwrap(), Request::Zero { key: None });
         assert_eq!(
             serde_json::to_string(&Response::NeighFlushed { removed: 2, missing_workers: vec![] }).unwrap(),
             r#"{"status":"neigh_flushed","removed":2,"missing_workers":[]}"#
         );
-        assert_eq!(
-            serde_json::to_string(&Response::Ok).unwrap(),
-            r#"{"status":"ok"}"#
-        );
+        assert_eq!(serde_json::to_string(&Response::Ok).unwrap(), r#"{"status":"ok"}"#);
     }
 
     #[test]
@@ -570,9 +547,7 @@ mod tests {
                 }],
                 counters: vec![("rx".into(), 10), ("drop_bad_ip".into(), 0)],
             },
-            Response::Version {
-                version: "0.1.0".into(),
-            },
+            Response::Version { version: "0.1.0".into() },
             Response::Laddrs {
                 services: vec![ServiceLaddrs {
                     key: key(),
@@ -585,7 +560,10 @@ mod tests {
                 services: vec![ServiceStats {
                     key: key(),
                     total: StatsRow { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 },
-                    reals: vec![("203.0.113.11:80".parse().unwrap(), StatsRow { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 })],
+                    reals: vec![(
+                        "203.0.113.11:80".parse().unwrap(),
+                        StatsRow { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 },
+                    )],
                 }],
             },
             Response::Rates {
@@ -645,11 +623,7 @@ mod tests {
         ];
         for r in all {
             let line = serde_json::to_string(&r).unwrap();
-            assert_eq!(
-                serde_json::from_str::<Response>(&line).unwrap(),
-                r,
-                "{line}"
-            );
+            assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), r, "{line}");
         }
     }
 }

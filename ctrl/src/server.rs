@@ -48,8 +48,7 @@ impl Server {
     pub fn bind(path: &Path) -> io::Result<Server> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| annotate(e, &format!("cannot create {}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| annotate(e, &format!("cannot create {}", dir.display())))?;
             }
         }
         match std::fs::symlink_metadata(path) {
@@ -57,31 +56,19 @@ impl Server {
                 Ok(_) => {
                     return Err(io::Error::new(
                         io::ErrorKind::AddrInUse,
-                        format!(
-                            "{} is in use: another rvsd is already listening on it",
-                            path.display()
-                        ),
+                        format!("{} is in use: another rvsd is already listening on it", path.display()),
                     ))
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    std::fs::remove_file(path).map_err(|e| {
-                        annotate(e, &format!("cannot remove stale socket {}", path.display()))
-                    })?;
+                    std::fs::remove_file(path)
+                        .map_err(|e| annotate(e, &format!("cannot remove stale socket {}", path.display())))?;
                 }
-                Err(e) => {
-                    return Err(annotate(
-                        e,
-                        &format!("cannot probe existing socket {}", path.display()),
-                    ))
-                }
+                Err(e) => return Err(annotate(e, &format!("cannot probe existing socket {}", path.display()))),
             },
             Ok(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::AlreadyExists,
-                    format!(
-                        "{} exists and is not a socket; refusing to replace it",
-                        path.display()
-                    ),
+                    format!("{} exists and is not a socket; refusing to replace it", path.display()),
                 ))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -92,24 +79,16 @@ impl Server {
         tmp.push(format!(".{}.tmp", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
-        let listener = UnixListener::bind(&tmp)
-            .map_err(|e| annotate(e, &format!("cannot bind {}", tmp.display())))?;
+        let listener = UnixListener::bind(&tmp).map_err(|e| annotate(e, &format!("cannot bind {}", tmp.display())))?;
         let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
             .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = placed {
             let _ = std::fs::remove_file(&tmp);
-            return Err(annotate(
-                e,
-                &format!("cannot install socket {}", path.display()),
-            ));
+            return Err(annotate(e, &format!("cannot install socket {}", path.display())));
         }
         let md = std::fs::symlink_metadata(path)?;
         listener.set_nonblocking(true)?;
-        Ok(Server {
-            listener,
-            path: path.to_path_buf(),
-            id: (md.dev(), md.ino()),
-        })
+        Ok(Server { listener, path: path.to_path_buf(), id: (md.dev(), md.ino()) })
     }
 
     pub fn path(&self) -> &Path {
@@ -130,12 +109,7 @@ impl Server {
             .name("rvs-ctrl-accept".into())
             .spawn(move || accept_loop(listener, sh, handler))
             .ok();
-        ServerHandle {
-            path: self.path,
-            id: self.id,
-            shared,
-            accept,
-        }
+        ServerHandle { path: self.path, id: self.id, shared, accept }
     }
 }
 
@@ -244,20 +218,15 @@ fn serve_new(mut stream: UnixStream, shared: &Arc<Shared>, handler: &Handler) {
         return;
     }
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let guard = ConnGuard {
-        shared: shared.clone(),
-        id,
-    };
+    let guard = ConnGuard { shared: shared.clone(), id };
     if let (Ok(clone), Ok(mut conns)) = (stream.try_clone(), shared.conns.lock()) {
         conns.insert(id, clone);
     }
     let handler = handler.clone();
-    let spawned = thread::Builder::new()
-        .name("rvs-ctrl-conn".into())
-        .spawn(move || {
-            let _guard = guard;
-            serve_conn(stream, &handler);
-        });
+    let spawned = thread::Builder::new().name("rvs-ctrl-conn".into()).spawn(move || {
+        let _guard = guard;
+        serve_conn(stream, &handler);
+    });
     if let Err(e) = spawned {
         // The closure (and with it the guard and the stream) was dropped: counted down, closed.
         tracing::warn!("cannot spawn a control connection thread: {e}");
@@ -274,10 +243,7 @@ fn send(stream: &mut UnixStream, resp: &Response) -> io::Result<()> {
 /// `Err(InvalidData)` if the line is too long.
 fn read_line(reader: &mut BufReader<UnixStream>, buf: &mut Vec<u8>) -> io::Result<Option<()>> {
     buf.clear();
-    let n = reader
-        .by_ref()
-        .take(MAX_LINE as u64 + 1)
-        .read_until(b'\n', buf)?;
+    let n = reader.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', buf)?;
     if n == 0 {
         return Ok(None);
     }
@@ -305,18 +271,13 @@ fn serve_conn(stream: UnixStream, handler: &Handler) {
                 match serde_json::from_slice::<Request>(&buf) {
                     Ok(req) => match catch_unwind(AssertUnwindSafe(|| handler(req))) {
                         Ok(r) => r,
-                        Err(_) => {
-                            Response::error("internal error in rvsd while handling the request")
-                        }
+                        Err(_) => Response::error("internal error in rvsd while handling the request"),
                     },
                     Err(e) => Response::error(format!("malformed request: {e}")),
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                let _ = send(
-                    &mut out,
-                    &Response::error(format!("request line longer than {MAX_LINE} bytes")),
-                );
+                let _ = send(&mut out, &Response::error(format!("request line longer than {MAX_LINE} bytes")));
                 return;
             }
             // Timeout, reset or shutdown.
@@ -334,9 +295,7 @@ mod tests {
     use std::io::BufRead;
 
     fn tmp_sock(name: &str) -> PathBuf {
-        std::env::temp_dir()
-            .join(format!("rvs-ctrl-unit-{}-{name}", std::process::id()))
-            .join("rvsd.sock")
+        std::env::temp_dir().join(format!("rvs-ctrl-unit-{}-{name}", std::process::id())).join("rvsd.sock")
     }
 
     #[test]
@@ -360,10 +319,7 @@ mod tests {
         let h = Server::bind(&p).unwrap().run(Arc::new(|_| Response::Ok));
         let e = Server::bind(&p).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
-        assert!(
-            e.to_string().contains("another rvsd is already listening"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("another rvsd is already listening"), "{e}");
         h.shutdown();
         assert!(!p.exists());
         std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
@@ -378,14 +334,9 @@ mod tests {
         // The server may close before reading everything; a write error is fine.
         let _ = s.write_all(&big);
         let mut line = String::new();
-        BufReader::new(s.try_clone().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        BufReader::new(s.try_clone().unwrap()).read_line(&mut line).unwrap();
         let r: Response = serde_json::from_str(&line).unwrap();
-        assert!(
-            matches!(&r, Response::Error { message } if message.contains("longer than")),
-            "{r:?}"
-        );
+        assert!(matches!(&r, Response::Error { message } if message.contains("longer than")), "{r:?}");
         h.shutdown();
         std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
     }
@@ -398,8 +349,7 @@ mod tests {
             _ => Response::Ok,
         }));
         let mut s = UnixStream::connect(&p).unwrap();
-        s.write_all(b"{\"op\":\"clear\"}\n{\"op\":\"version\"}\n")
-            .unwrap();
+        s.write_all(b"{\"op\":\"clear\"}\n{\"op\":\"version\"}\n").unwrap();
         let mut r = BufReader::new(s);
         let mut line = String::new();
         r.read_line(&mut line).unwrap();

@@ -1,12 +1,10 @@
 //! The built rvsadm binary against a test server that records what it receives.
 
-use rvs_config::model::{
-    ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
-};
+use rvs_config::model::{ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
 use rvs_config::ServiceTable;
 use rvs_ctrl::{PortReport, Request, Response, Server, ServiceLaddrs, ServiceStatus};
-use std::net::{IpAddr, Ipv4Addr};
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -18,10 +16,7 @@ struct Lab {
 }
 
 fn key() -> ServiceKey {
-    ServiceKey {
-        proto: Proto::Tcp,
-        vip: "203.0.113.100:80".parse().unwrap(),
-    }
+    ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() }
 }
 
 fn listing() -> Vec<ServiceStatus> {
@@ -76,8 +71,7 @@ impl Lab {
     }
 
     fn with_listing(name: &str, services: Vec<ServiceStatus>) -> Lab {
-        let dir =
-            std::env::temp_dir().join(format!("rvs-rvsadm-test-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("rvs-rvsadm-test-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let sock = dir.join("rvsd.sock");
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -125,11 +119,7 @@ impl Lab {
                     _ => Response::Ok,
                 }
             }));
-        Lab {
-            sock,
-            seen,
-            handle: Some(handle),
-        }
+        Lab { sock, seen, handle: Some(handle) }
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -147,12 +137,7 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -198,16 +183,7 @@ fn add_service_sends_the_right_request() {
             }
         }]
     );
-    let o = lab.run(&[
-        "-a",
-        "-t",
-        "203.0.113.100:80",
-        "-r",
-        "203.0.113.11",
-        "-g",
-        "-w",
-        "3",
-    ]);
+    let o = lab.run(&["-a", "-t", "203.0.113.100:80", "-r", "203.0.113.11", "-g", "-w", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         lab.take(),
@@ -246,10 +222,7 @@ fn list_output_matches_ipvsadm() {
     let parsed: Vec<ServiceStatus> = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(parsed, listing());
     let o = lab.run(&["-S", "-n"]);
-    assert_eq!(
-        stdout(&o),
-        "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 1\n"
-    );
+    assert_eq!(stdout(&o), "-A -t 203.0.113.100:80 -s rr\n-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 1\n");
 }
 
 #[test]
@@ -258,19 +231,12 @@ fn errors_and_exit_codes() {
     // Refused by rvsd: exit 1, message on stderr.
     let o = lab.run(&["-D", "-t", "203.0.113.100:80"]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        stderr(&o),
-        "rvsadm: service TCP 203.0.113.100:80 does not exist\n"
-    );
+    assert_eq!(stderr(&o), "rvsadm: service TCP 203.0.113.100:80 does not exist\n");
     // Bad syntax: exit 2 with a usage hint, nothing sent.
     lab.take();
     let o = lab.run(&["-A", "-t", "203.0.113.300:80"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).starts_with("rvsadm: '203.0.113.300:80' is not a valid IPv4 address:port\n"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).starts_with("rvsadm: '203.0.113.300:80' is not a valid IPv4 address:port\n"), "{}", stderr(&o));
     assert!(stderr(&o).contains("rvsadm --help"));
     assert!(lab.take().is_empty());
     // Unreachable rvsd: exit 1.
@@ -290,11 +256,7 @@ fn errors_and_exit_codes() {
 #[test]
 fn socket_from_environment() {
     let lab = Lab::new("env");
-    let o = Command::new(env!("CARGO_BIN_EXE_rvsadm"))
-        .arg("-C")
-        .env("RVSADM_SOCKET", &lab.sock)
-        .output()
-        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_rvsadm")).arg("-C").env("RVSADM_SOCKET", &lab.sock).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(lab.take(), [Request::Clear]);
     assert!(Path::new(&lab.sock).exists());
@@ -306,47 +268,31 @@ fn link_show_version_help_restore() {
     let o = lab.run(&["link", "show"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(
-        out.starts_with("0: eth0  driver net_af_packet  mac 02:00:00:00:00:01  link up\n"),
-        "{out}"
-    );
+    assert!(out.starts_with("0: eth0  driver net_af_packet  mac 02:00:00:00:00:01  link up\n"), "{out}");
     assert!(out.contains("drops: 2\n    no_service 2\n"), "{out}");
-    assert!(
-        !out.contains("ttl_exceeded"),
-        "zero drops are hidden: {out}"
-    );
+    assert!(!out.contains("ttl_exceeded"), "zero drops are hidden: {out}");
     let o = lab.run(&["link", "show", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["ports"][0]["stats"]["rx_packets"], 42);
     assert_eq!(v["counters"]["drop_ttl_exceeded"], 0);
     let o = lab.run(&["version"]);
-    assert_eq!(
-        stdout(&o),
-        format!("rvsadm {}\nrvsd 9.9.9\n", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(stdout(&o), format!("rvsadm {}\nrvsd 9.9.9\n", env!("CARGO_PKG_VERSION")));
     let o = lab.run(&["--help"]);
     assert!(o.status.success());
     assert!(stdout(&o).contains("--add-service"));
     lab.take();
-    let o = lab.run_stdin(&["-R"], "# saved\n-A -t 203.0.113.100:80 -s rr\n\n-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 1\n");
+    let o = lab.run_stdin(
+        &["-R"],
+        "# saved\n-A -t 203.0.113.100:80 -s rr\n\n-a -t 203.0.113.100:80 -r 203.0.113.11:80 -g -w 1\n",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let got = lab.take();
     assert_eq!(got.len(), 2);
     assert!(matches!(got[1], Request::AddReal { .. }));
-    let o = lab.run_stdin(
-        &["-R"],
-        "-A -t 203.0.113.100:80\n-a -t bogus -r 203.0.113.11\n",
-    );
+    let o = lab.run_stdin(&["-R"], "-A -t 203.0.113.100:80\n-a -t bogus -r 203.0.113.11\n");
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("stdin line 2: 'bogus'"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        lab.take().is_empty(),
-        "nothing applied when a line is malformed"
-    );
+    assert!(stderr(&o).contains("stdin line 2: 'bogus'"), "{}", stderr(&o));
+    assert!(lab.take().is_empty(), "nothing applied when a line is malformed");
 }
 
 #[test]
@@ -405,10 +351,7 @@ fn timeouts_and_expire_nodest_conn() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         lab.take(),
-        [
-            Request::SetTimeouts { tcp: 900, tcpfin: 0, udp: 60 },
-            Request::SetExpireNodestConn { enabled: true }
-        ]
+        [Request::SetTimeouts { tcp: 900, tcpfin: 0, udp: 60 }, Request::SetExpireNodestConn { enabled: true }]
     );
     let o = lab.run(&["-L", "--timeout"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -503,7 +446,10 @@ fn fullnat_list_save_and_restore_round_trip() {
     let want = ServiceTable::from_services(fullnat_listing().into_iter().map(|s| s.service).collect()).unwrap();
     assert_eq!(t, want);
     // -R also takes --set and the tunable, which -S does not print but an operator may add.
-    let o = lab.run_stdin(&["-R"], "--set 900 120 300\n--set-expire-nodest-conn off\n--del-laddr -t 203.0.113.100:80 -z 203.0.113.3\n");
+    let o = lab.run_stdin(
+        &["-R"],
+        "--set 900 120 300\n--set-expire-nodest-conn off\n--del-laddr -t 203.0.113.100:80 -z 203.0.113.3\n",
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(lab.take().len(), 3);
     let o = lab.run_stdin(&["-R"], "-L -n\n");

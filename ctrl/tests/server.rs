@@ -17,9 +17,7 @@ fn sock(name: &str) -> PathBuf {
 /// Echo-ish handler: Version answers with a version, List with no services, Clear errors.
 fn handler() -> rvs_ctrl::Handler {
     Arc::new(|r: Request| match r {
-        Request::Version => Response::Version {
-            version: "test".into(),
-        },
+        Request::Version => Response::Version { version: "test".into() },
         Request::List { .. } => Response::Services { services: vec![] },
         Request::Clear => Response::error("clear refused"),
         _ => Response::Ok,
@@ -32,37 +30,17 @@ fn request_response_mode_and_shutdown() {
     let h = Server::bind(&p).unwrap().run(handler());
     let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "socket mode {mode:o}");
-    assert_eq!(
-        request(&p, &Request::Version).unwrap(),
-        Response::Version {
-            version: "test".into()
-        }
-    );
-    assert_eq!(
-        request(&p, &Request::Clear).unwrap(),
-        Response::error("clear refused")
-    );
-    let key = ServiceKey {
-        proto: Proto::Tcp,
-        vip: "203.0.113.100:80".parse().unwrap(),
-    };
+    assert_eq!(request(&p, &Request::Version).unwrap(), Response::Version { version: "test".into() });
+    assert_eq!(request(&p, &Request::Clear).unwrap(), Response::error("clear refused"));
+    let key = ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() };
     // Several requests over one connection.
     let mut c = Client::connect(&p).unwrap();
-    assert_eq!(
-        c.request(&Request::DelService { key }).unwrap(),
-        Response::Ok
-    );
-    assert_eq!(
-        c.request(&Request::List { key: None }).unwrap(),
-        Response::Services { services: vec![] }
-    );
+    assert_eq!(c.request(&Request::DelService { key }).unwrap(), Response::Ok);
+    assert_eq!(c.request(&Request::List { key: None }).unwrap(), Response::Services { services: vec![] });
     h.shutdown();
     assert!(!p.exists(), "shutdown removes the socket file");
     let e = request(&p, &Request::Version).unwrap_err().to_string();
-    assert!(
-        e.contains("cannot connect to rvsd") && e.contains("is rvsd running?"),
-        "{e}"
-    );
+    assert!(e.contains("cannot connect to rvsd") && e.contains("is rvsd running?"), "{e}");
     std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
 }
 
@@ -80,27 +58,15 @@ fn malformed_lines_get_errors_and_the_connection_survives() {
         r.read_line(&mut out).unwrap();
         serde_json::from_str(&out).unwrap()
     };
-    for bad in [
-        "this is not json",
-        r#"{"op":"reboot"}"#,
-        r#"{"op":"del_service"}"#,
-        r#"{"op":"add_real","key":1}"#,
-        "[]",
-    ] {
+    for bad in
+        ["this is not json", r#"{"op":"reboot"}"#, r#"{"op":"del_service"}"#, r#"{"op":"add_real","key":1}"#, "[]"]
+    {
         match ask(bad) {
-            Response::Error { message } => assert!(
-                message.starts_with("malformed request: "),
-                "{bad}: {message}"
-            ),
+            Response::Error { message } => assert!(message.starts_with("malformed request: "), "{bad}: {message}"),
             other => panic!("{bad}: {other:?}"),
         }
     }
-    assert_eq!(
-        ask(r#"{"op":"version"}"#),
-        Response::Version {
-            version: "test".into()
-        }
-    );
+    assert_eq!(ask(r#"{"op":"version"}"#), Response::Version { version: "test".into() });
     h.shutdown();
     std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
 }
@@ -115,12 +81,7 @@ fn many_concurrent_clients() {
             std::thread::spawn(move || {
                 let mut c = Client::connect(&p).unwrap();
                 for _ in 0..5 {
-                    assert_eq!(
-                        c.request(&Request::Version).unwrap(),
-                        Response::Version {
-                            version: "test".into()
-                        }
-                    );
+                    assert_eq!(c.request(&Request::Version).unwrap(), Response::Version { version: "test".into() });
                 }
             })
         })

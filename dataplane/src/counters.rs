@@ -1,7 +1,6 @@
 //! Per-worker counters. Each worker owns its `Counters` (plain integers, no atomics); rvsd copies
 //! them out between bursts and the control plane sums the copies on read.
 
-
 macro_rules! drop_reasons {
     ($($(#[$m:meta])* $v:ident => $name:literal,)*) => {
         /// Why the dataplane dropped a packet. Every drop has one, and each has a counter.

@@ -173,7 +173,13 @@ mod tests {
             let proto = p[9];
             rewrite(&mut p, 20, proto, None, Some("203.0.113.11:8080".parse().unwrap()));
             assert!(full_ok(&p));
-            rewrite(&mut p, 20, proto, Some("192.0.2.200:5001".parse().unwrap()), Some("198.51.100.77:1".parse().unwrap()));
+            rewrite(
+                &mut p,
+                20,
+                proto,
+                Some("192.0.2.200:5001".parse().unwrap()),
+                Some("198.51.100.77:1".parse().unwrap()),
+            );
             assert!(full_ok(&p));
             assert_eq!(&p[12..20], &[192, 0, 2, 200, 198, 51, 100, 77]);
             assert_eq!(&p[20..24], &[0x13, 0x89, 0, 1]);
@@ -233,7 +239,7 @@ mod tests {
 
     #[test]
     fn udp_without_checksum_stays_without() {
-        let mut p = hex("45000026222240004011b202c633640acb007164cf08003500120000") ;
+        let mut p = hex("45000026222240004011b202c633640acb007164cf08003500120000");
         p.extend_from_slice(b"hello rvs\n");
         rewrite(&mut p, 20, 17, None, Some("203.0.113.11:53".parse().unwrap()));
         assert_eq!(&p[26..28], &[0, 0]);

@@ -609,7 +609,6 @@ mod tests {
         assert!(t.entries().is_empty());
     }
 
-
     /// The epoch changes whenever a cached `lookup` answer could be wrong, and only then.
     #[test]
     fn epoch_tracks_changes_and_staleness() {

@@ -6,12 +6,12 @@
 use crate::conn::Timeouts;
 use crate::route::{Route, RouteTable};
 use crate::sched::MaglevTable;
-use rvs_config::model::SchedKind;
-use std::sync::Arc;
 use hashbrown::{HashMap, HashSet};
+use rvs_config::model::SchedKind;
 use rvs_config::model::{FwdMode, Proto, Service, ServiceKey};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Source of [`Snapshot::id`]s: unique per build in this process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -177,7 +177,9 @@ impl Snapshot {
                     IpAddr::V4(l4) => {
                         laddrs.insert(*l4);
                     }
-                    IpAddr::V6(_) => return Err(format!("service {}: IPv6 local address {l} is not supported yet", s.key)),
+                    IpAddr::V6(_) => {
+                        return Err(format!("service {}: IPv6 local address {l} is not supported yet", s.key))
+                    }
                 }
             }
             let proto = s.key.proto.ip_proto();
@@ -223,7 +225,22 @@ impl Snapshot {
             (changed.len() <= limit).then_some(Changes { since: p.generation, base: p.id, keys: changed })
         });
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        Ok(Snapshot { generation, ports, routes, local_addrs, vips, services: map, laddrs, nat_services, nat_reals, persistent, tunables, maglev, changes, id })
+        Ok(Snapshot {
+            generation,
+            ports,
+            routes,
+            local_addrs,
+            vips,
+            services: map,
+            laddrs,
+            nat_services,
+            nat_reals,
+            persistent,
+            tunables,
+            maglev,
+            changes,
+            id,
+        })
     }
 
     /// Change lists up to this long are always kept, whatever the number of services (a short
@@ -265,7 +282,13 @@ mod tests {
         let vip = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 100).into(), port);
         let mut s = Service::new(ServiceKey { proto: Proto::Tcp, vip }, SchedKind::Wrr);
         s.reals = (11..14)
-            .map(|i| RealServer { addr: SocketAddr::new(Ipv4Addr::new(203, 0, 113, i).into(), port), fwd: FwdMode::Dr, weight, u_threshold: 0, l_threshold: 0 })
+            .map(|i| RealServer {
+                addr: SocketAddr::new(Ipv4Addr::new(203, 0, 113, i).into(), port),
+                fwd: FwdMode::Dr,
+                weight,
+                u_threshold: 0,
+                l_threshold: 0,
+            })
             .collect();
         s
     }
@@ -297,10 +320,12 @@ mod tests {
         // Too many changes (over a quarter and over the minimum): no list, workers walk all.
         let many: Vec<Service> = (1..=100).map(|p| svc(p, 1)).collect();
         let base = Snapshot::build(4, Vec::new(), &[], &many, Tunables::default()).unwrap();
-        let edited: Vec<Service> = many.iter().map(|s| if s.key.vip.port() <= 26 { svc(s.key.vip.port(), 2) } else { s.clone() }).collect();
+        let edited: Vec<Service> =
+            many.iter().map(|s| if s.key.vip.port() <= 26 { svc(s.key.vip.port(), 2) } else { s.clone() }).collect();
         let big = Snapshot::build_from(Some(&base), 5, Vec::new(), &[], &edited, Tunables::default()).unwrap();
         assert_eq!(big.changes, None, "26 of 100 changed");
-        let edited: Vec<Service> = many.iter().map(|s| if s.key.vip.port() <= 25 { svc(s.key.vip.port(), 2) } else { s.clone() }).collect();
+        let edited: Vec<Service> =
+            many.iter().map(|s| if s.key.vip.port() <= 25 { svc(s.key.vip.port(), 2) } else { s.clone() }).collect();
         let ok = Snapshot::build_from(Some(&base), 5, Vec::new(), &[], &edited, Tunables::default()).unwrap();
         assert_eq!(ok.changes.map(|c| c.keys.len()), Some(25));
     }

@@ -34,7 +34,10 @@
 
 use crate::buf::PacketBuf;
 use crate::clientaddr;
-use crate::conn::{ca_flags, ConnState, ConnTable, Dir, FlowKey, Session, SessionFilter, SessionId, SessionView, Timeouts, NO_HOP, NO_STATS_SLOT};
+use crate::conn::{
+    ca_flags, ConnState, ConnTable, Dir, FlowKey, Session, SessionFilter, SessionId, SessionView, Timeouts, NO_HOP,
+    NO_STATS_SLOT,
+};
 use crate::counters::{Counters, DropReason, RsStats};
 use crate::laddr::{LaddrError, LocalPorts};
 use crate::nat;
@@ -182,7 +185,9 @@ const SLOT_UNKNOWN: u32 = u32::MAX - 1;
 /// word, so finding it costs one hash step. Services are IPv4 (the snapshot holds no others).
 fn sched_id(k: &ServiceKey) -> u64 {
     match k.vip {
-        SocketAddr::V4(a) => u64::from(k.proto.ip_proto()) << 48 | u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port()),
+        SocketAddr::V4(a) => {
+            u64::from(k.proto.ip_proto()) << 48 | u64::from(u32::from(*a.ip())) << 16 | u64::from(a.port())
+        }
         SocketAddr::V6(_) => u64::MAX,
     }
 }
@@ -509,7 +514,8 @@ impl<B: PacketBuf> Worker<B> {
     /// Per (service, real server) sessions on this worker: (active, inactive) as ipvsadm counts them (ESTABLISHED = active).
     pub fn conn_counts(&self) -> impl Iterator<Item = (&ServiceKey, &SocketAddr, (u32, u32))> + '_ {
         let c = &self.st.conn_counts;
-        let by_slot = self.st.rs_stats.iter().zip(&c.by_slot).filter(|(_, n)| **n != (0, 0)).map(|((k, _), n)| (&k.0, &k.1, *n));
+        let by_slot =
+            self.st.rs_stats.iter().zip(&c.by_slot).filter(|(_, n)| **n != (0, 0)).map(|((k, _), n)| (&k.0, &k.1, *n));
         by_slot.chain(c.other.iter().map(|((k, a), n)| (k, a, *n)))
     }
 
@@ -603,7 +609,6 @@ fn new_sched(svc: &Service, snap: &Snapshot) -> Option<SchedState> {
 fn needs_conns(k: SchedKind) -> bool {
     !matches!(k, SchedKind::Rr | SchedKind::Wrr | SchedKind::Sh | SchedKind::Dh | SchedKind::Mh)
 }
-
 
 /// Whether `a` and `b` share the first `len` bits.
 fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
@@ -866,7 +871,15 @@ impl<B: PacketBuf> State<B> {
 
     /// TCP and UDP not addressed to an interface: sessions first (one lookup finds either
     /// direction), then new flows to a VIP.
-    fn l4_input(&mut self, snap: &Snapshot, pkt: &mut B, hl: usize, total: usize, now: u64, io: &mut impl Io<B>) -> Verdict {
+    fn l4_input(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        hl: usize,
+        total: usize,
+        now: u64,
+        io: &mut impl Io<B>,
+    ) -> Verdict {
         let data = pkt.data();
         let Some(l3) = data.get(ETH..ETH + total) else {
             return Verdict::Drop(DropReason::MalformedIpv4);
@@ -936,7 +949,16 @@ impl<B: PacketBuf> State<B> {
     /// A packet of a known session. `None`: the session was closed and a SYN reopens the tuple
     /// (IPVS's conn_reuse_mode): the caller schedules it afresh.
     #[allow(clippy::too_many_arguments)]
-    fn existing(&mut self, snap: &Snapshot, pkt: &mut B, id: SessionId, dir: Dir, p: &L4Info, now: u64, io: &mut impl Io<B>) -> Option<Verdict> {
+    fn existing(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        id: SessionId,
+        dir: Dir,
+        p: &L4Info,
+        now: u64,
+        io: &mut impl Io<B>,
+    ) -> Option<Verdict> {
         let s = self.conns.get(id)?;
         let (fwd, state) = (s.fwd, s.state);
         let gen = snap.generation as u32;
@@ -950,7 +972,8 @@ impl<B: PacketBuf> State<B> {
                 s.gen = gen;
             }
         }
-        let syn_only = p.key.proto == ipv4::protocol::TCP && p.flags & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST) == tcp::flags::SYN;
+        let syn_only = p.key.proto == ipv4::protocol::TCP
+            && p.flags & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST) == tcp::flags::SYN;
         if dir == Dir::Orig && syn_only && state.reusable(fwd) {
             self.remove_session(id);
             return None;
@@ -1003,8 +1026,19 @@ impl<B: PacketBuf> State<B> {
     /// Remember in session `id` the hop a packet takes (when its neighbour is resolved), and
     /// send it there; otherwise leave it to `send_via` (ARP, holding).
     #[allow(clippy::too_many_arguments)]
-    fn cache_hop(&mut self, snap: &Snapshot, id: SessionId, dir: Dir, stamp: u32, port: u16, nh: Ipv4Addr, tun: Option<(Ipv4Addr, u16)>, now: u64) -> Verdict {
-        let idx = snap.ports.iter().position(|p| p.id == port).and_then(|i| u8::try_from(i).ok()).filter(|&i| i != NO_HOP);
+    fn cache_hop(
+        &mut self,
+        snap: &Snapshot,
+        id: SessionId,
+        dir: Dir,
+        stamp: u32,
+        port: u16,
+        nh: Ipv4Addr,
+        tun: Option<(Ipv4Addr, u16)>,
+        now: u64,
+    ) -> Verdict {
+        let idx =
+            snap.ports.iter().position(|p| p.id == port).and_then(|i| u8::try_from(i).ok()).filter(|&i| i != NO_HOP);
         let (Some(port_idx), Some(mac), Some(s)) = (idx, self.neigh.lookup(nh, now), self.conns.get_mut(id)) else {
             return Verdict::Output { port, nh };
         };
@@ -1017,7 +1051,15 @@ impl<B: PacketBuf> State<B> {
 
     /// The first packet of a flow to a VIP: service, scheduler (or persistence template), plan,
     /// FULLNAT local port, session, then forward.
-    fn new_flow(&mut self, snap: &Snapshot, svc: &Service, pkt: &mut B, p: &L4Info, now: u64, io: &mut impl Io<B>) -> Verdict {
+    fn new_flow(
+        &mut self,
+        snap: &Snapshot,
+        svc: &Service,
+        pkt: &mut B,
+        p: &L4Info,
+        now: u64,
+        io: &mut impl Io<B>,
+    ) -> Verdict {
         let k = p.key;
         let is_tcp = k.proto == ipv4::protocol::TCP;
         let syn_only = is_tcp && p.flags & (tcp::flags::SYN | tcp::flags::ACK | tcp::flags::RST) == tcp::flags::SYN;
@@ -1027,7 +1069,9 @@ impl<B: PacketBuf> State<B> {
         if p.ttl <= 1 {
             return self.ttl_exceeded(snap, pkt, p.hl, p.total, now, io);
         }
-        let Some((rs_idx, rs)) = self.choose(svc, k.src, k.sport, k.dst, now).and_then(|i| Some((i, svc.reals.get(i)?))) else {
+        let Some((rs_idx, rs)) =
+            self.choose(svc, k.src, k.sport, k.dst, now).and_then(|i| Some((i, svc.reals.get(i)?)))
+        else {
             return Verdict::Drop(DropReason::NoRealServer);
         };
         let SocketAddr::V4(rs_addr) = rs.addr else {
@@ -1057,7 +1101,11 @@ impl<B: PacketBuf> State<B> {
         // forwarding stamp (route and neighbour tables unchanged since): no route or neighbour
         // lookup for this one, and the session starts with its hop cached.
         let stamp = self.stamp(snap, now);
-        let known = self.slot_hops.get(slot as usize).filter(|h| h.stamp == stamp).and_then(|h| Some((*h, snap.ports.get(usize::from(h.port_idx))?)));
+        let known = self
+            .slot_hops
+            .get(slot as usize)
+            .filter(|h| h.stamp == stamp)
+            .and_then(|h| Some((*h, snap.ports.get(usize::from(h.port_idx))?)));
         let planned = match known {
             Some((h, pi)) => {
                 sess.cache_hop(Dir::Orig, stamp, h.port_idx, h.mac);
@@ -1123,7 +1171,8 @@ impl<B: PacketBuf> State<B> {
         let Some(pers) = svc.persistence else {
             return self.pick(svc, client, client_port, vip);
         };
-        let tk: TemplateKey = (svc.key.proto.ip_proto(), vip, svc.key.vip.port(), u32::from(client) & u32::from(pers.netmask));
+        let tk: TemplateKey =
+            (svc.key.proto.ip_proto(), vip, svc.key.vip.port(), u32::from(client) & u32::from(pers.netmask));
         let life = u64::from(pers.timeout_s).saturating_mul(1_000_000_000);
         if let Some(t) = self.templates.get_mut(&tk) {
             if t.expires_ns > now {
@@ -1170,7 +1219,17 @@ impl<B: PacketBuf> State<B> {
     /// Forward a packet of session `id` going `dir` along `plan`: rvs is an IP hop (TTL checked
     /// by the caller), then the mode's rewrite.
     #[allow(clippy::too_many_arguments)]
-    fn apply(&mut self, snap: &Snapshot, pkt: &mut B, id: SessionId, dir: Dir, plan: Plan, p: &L4Info, now: u64, io: &mut impl Io<B>) -> Verdict {
+    fn apply(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        id: SessionId,
+        dir: Dir,
+        plan: Plan,
+        p: &L4Info,
+        now: u64,
+        io: &mut impl Io<B>,
+    ) -> Verdict {
         let Some(s) = self.conns.get(id) else {
             return Verdict::Drop(DropReason::NoSession);
         };
@@ -1272,7 +1331,14 @@ impl<B: PacketBuf> State<B> {
     /// FULLNAT client → RS: TOA on the first ACK after the handshake, or the PROXY v2 header
     /// before the first data byte (again on a retransmission of that segment) and the sequence
     /// shift of everything after it.
-    fn client_addr_out(&mut self, pkt: &mut B, id: SessionId, p: &L4Info, client: SocketAddrV4, vip: SocketAddrV4) -> Result<(), DropReason> {
+    fn client_addr_out(
+        &mut self,
+        pkt: &mut B,
+        id: SessionId,
+        p: &L4Info,
+        client: SocketAddrV4,
+        vip: SocketAddrV4,
+    ) -> Result<(), DropReason> {
         use tcp::flags::{ACK, RST, SYN};
         let Some(s) = self.conns.get(id) else { return Ok(()) };
         let (cf, delta, pseq) = (s.ca_flags, s.seq_delta, s.proxy_seq);
@@ -1363,12 +1429,17 @@ impl<B: PacketBuf> State<B> {
             return Verdict::Drop(DropReason::MalformedIcmp);
         }
         // The quoted packet went out from us: the session knows its reverse.
-        let look = FlowKey { proto: q.proto, src: *q.dst.ip(), dst: *q.src.ip(), sport: q.dst.port(), dport: q.src.port() };
+        let look =
+            FlowKey { proto: q.proto, src: *q.dst.ip(), dst: *q.src.ip(), sport: q.dst.port(), dport: q.src.port() };
         if let Some(core) = self.icmp_owner_elsewhere(snap, &q).and_then(|c| u16::try_from(c).ok()) {
             return Verdict::Redirect(core);
         }
         let Some((id, dir)) = self.conns.lookup(&look) else {
-            return Verdict::Drop(if ours || snap.nat_reals.contains_key(&(q.proto, *q.dst.ip(), q.dst.port())) { DropReason::IcmpNoSession } else { DropReason::NotForUs });
+            return Verdict::Drop(if ours || snap.nat_reals.contains_key(&(q.proto, *q.dst.ip(), q.dst.port())) {
+                DropReason::IcmpNoSession
+            } else {
+                DropReason::NotForUs
+            });
         };
         if ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);
@@ -1388,8 +1459,12 @@ impl<B: PacketBuf> State<B> {
             match (fwd, dir) {
                 (FwdMode::Nat, Dir::Orig) => nat::rewrite_icmp_error(l3, hl, None, Some(*rs.ip()), Some(rs), None),
                 (FwdMode::Nat, Dir::Reply) => nat::rewrite_icmp_error(l3, hl, Some(*vip.ip()), None, None, Some(vip)),
-                (FwdMode::FullNat, Dir::Orig) => nat::rewrite_icmp_error(l3, hl, Some(*laddr.ip()), Some(*rs.ip()), Some(rs), Some(laddr)),
-                (FwdMode::FullNat, Dir::Reply) => nat::rewrite_icmp_error(l3, hl, Some(*vip.ip()), Some(*client.ip()), Some(client), Some(vip)),
+                (FwdMode::FullNat, Dir::Orig) => {
+                    nat::rewrite_icmp_error(l3, hl, Some(*laddr.ip()), Some(*rs.ip()), Some(rs), Some(laddr))
+                }
+                (FwdMode::FullNat, Dir::Reply) => {
+                    nat::rewrite_icmp_error(l3, hl, Some(*vip.ip()), Some(*client.ip()), Some(client), Some(vip))
+                }
                 // DR/TUN: about the RS's reply (from the VIP): to the RS, as its data goes.
                 (FwdMode::Dr | FwdMode::Tun, _) => {}
             }
@@ -1434,7 +1509,15 @@ impl<B: PacketBuf> State<B> {
     }
 
     /// TTL would reach 0: tell the source (RFC 792 Time Exceeded) and drop.
-    fn ttl_exceeded(&mut self, snap: &Snapshot, pkt: &B, hl: usize, total: usize, now: u64, io: &mut impl Io<B>) -> Verdict {
+    fn ttl_exceeded(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &B,
+        hl: usize,
+        total: usize,
+        now: u64,
+        io: &mut impl Io<B>,
+    ) -> Verdict {
         self.send_time_exceeded(snap, pkt, hl, total, now, io);
         Verdict::Drop(DropReason::TtlExceeded)
     }
@@ -1443,7 +1526,10 @@ impl<B: PacketBuf> State<B> {
     /// the ingress port's address, back to the source.
     fn send_frag_needed(&mut self, snap: &Snapshot, pkt: &B, mtu: u16, now: u64, io: &mut impl Io<B>) {
         let Some(&(from, _)) = snap.port(pkt.port()).and_then(|p| p.addrs.first()) else { return };
-        let Some(to) = pkt.data().get(ETH..).and_then(|l3| ipv4::Packet::new_checked(l3).ok()).map(|ip| ip.src_addr()) else { return };
+        let Some(to) = pkt.data().get(ETH..).and_then(|l3| ipv4::Packet::new_checked(l3).ok()).map(|ip| ip.src_addr())
+        else {
+            return;
+        };
         let Some(mut out) = io.alloc() else { return };
         if !tun::frag_needed(&mut out, pkt.data(), from, mtu) {
             return;
@@ -1924,7 +2010,13 @@ mod tests {
                 let vip = SocketAddr::new(Ipv4Addr::new(203, 0, 113, 100).into(), p);
                 let mut s = Service::new(ServiceKey { proto: Proto::Udp, vip }, kinds[usize::from(p) % kinds.len()]);
                 s.reals = (11..15u8)
-                    .map(|i| RealServer { addr: SocketAddr::new(Ipv4Addr::new(203, 0, 113, i).into(), p), fwd: FwdMode::Dr, weight: u32::from(i - 10), u_threshold: 0, l_threshold: 0 })
+                    .map(|i| RealServer {
+                        addr: SocketAddr::new(Ipv4Addr::new(203, 0, 113, i).into(), p),
+                        fwd: FwdMode::Dr,
+                        weight: u32::from(i - 10),
+                        u_threshold: 0,
+                        l_threshold: 0,
+                    })
                     .collect();
                 s
             })
@@ -1943,7 +2035,10 @@ mod tests {
             for i in 0..24u8 {
                 let client = Ipv4Addr::new(198, 51, 100, i);
                 let vip = Ipv4Addr::new(203, 0, 113, 100);
-                let (pa, pb) = (a.st.pick(svc, client, 40_000 + u16::from(i), vip), b.st.pick(svc, client, 40_000 + u16::from(i), vip));
+                let (pa, pb) = (
+                    a.st.pick(svc, client, 40_000 + u16::from(i), vip),
+                    b.st.pick(svc, client, 40_000 + u16::from(i), vip),
+                );
                 assert_eq!(pa, pb, "service {} flow {i}", svc.key);
                 out.push(pa);
             }
@@ -1988,10 +2083,8 @@ mod tests {
         // Every service of either generation, including the removed one (no pick) and the added.
         let mut all = svcs.clone();
         all.extend(sched_services(9).pop());
-        let defs: Vec<Service> = all
-            .iter()
-            .map(|s| next.iter().find(|n| n.key == s.key).cloned().unwrap_or_else(|| s.clone()))
-            .collect();
+        let defs: Vec<Service> =
+            all.iter().map(|s| next.iter().find(|n| n.key == s.key).cloned().unwrap_or_else(|| s.clone())).collect();
         let picks = same_picks(&mut a, &mut fresh, &defs);
         assert_eq!(&picks[4 * 24..5 * 24], &[None; 24][..], "port 5 is gone");
         assert!(picks[8 * 24..].iter().all(|p| p.is_some()), "port 9 is scheduled");
@@ -2086,14 +2179,20 @@ mod tests {
         assert_eq!(dr, RsStats { conns: 1, inpkts: 1, outpkts: 0, inbytes: 60, outbytes: 0 });
         // A dropped packet (TTL 1 on a new flow) counts nowhere.
         w.process(VecBuf::new(&hex(SEEDS[6]), 0), 5_000, &mut io);
-        assert_eq!(stats_of(&w, "203.0.113.100:80", Proto::Tcp, "203.0.113.12:80".parse().unwrap()), RsStats::default());
+        assert_eq!(
+            stats_of(&w, "203.0.113.100:80", Proto::Tcp, "203.0.113.12:80".parse().unwrap()),
+            RsStats::default()
+        );
         // Expiry does not reset the figures (cumulative, as IPVS's).
         w.tick(u64::MAX / 2, &mut io);
         assert_eq!(w.sessions().len(), 0);
         assert_eq!(stats_of(&w, "203.0.113.100:53", Proto::Udp, SocketAddr::V4(rs)).inpkts, 2);
         // The session dump filters by service.
         w.process(VecBuf::new(&udp_frame(client, vip53, b"x"), 0), u64::MAX / 2 + 1, &mut io);
-        let f = SessionFilter { service: Some(ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() }), real: None };
+        let f = SessionFilter {
+            service: Some(ServiceKey { proto: Proto::Tcp, vip: "203.0.113.100:80".parse().unwrap() }),
+            real: None,
+        };
         assert_eq!(w.dump_sessions(&f, 10, 0).1, 0);
         assert_eq!(w.dump_sessions(&SessionFilter::default(), 10, 0).1, 1);
     }

@@ -70,7 +70,14 @@ fn snapshot_with(generation: u64, tcp_reals: &[RealServer], udp_reals: &[RealSer
     let port = PortInfo { id: 0, name: "p0".into(), mac: PM, addrs: vec![(ip("203.0.113.2"), 24)], mtu: 1500 };
     let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
     let services = [
-        Service { key: tcp_key(), sched: SchedKind::Rr, persistence: None, laddrs: Vec::new(), client_addr: Default::default(), reals: tcp_reals.to_vec() },
+        Service {
+            key: tcp_key(),
+            sched: SchedKind::Rr,
+            persistence: None,
+            laddrs: Vec::new(),
+            client_addr: Default::default(),
+            reals: tcp_reals.to_vec(),
+        },
         Service {
             key: ServiceKey { proto: Proto::Udp, vip: "203.0.113.100:53".parse().unwrap() },
             sched: SchedKind::Rr,
@@ -673,12 +680,23 @@ fn unsupported_fwd_and_unreachable_rs() {
     let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
     let nat = RealServer { fwd: FwdMode::Nat, ..rs(11, 80) };
     let far = RealServer { addr: "192.0.2.9:80".parse().unwrap(), ..rs(11, 80) };
-    let svc = |reals: Vec<RealServer>| Service { key: tcp_key(), sched: SchedKind::Rr, persistence: None, laddrs: Vec::new(), client_addr: Default::default(), reals };
+    let svc = |reals: Vec<RealServer>| Service {
+        key: tcp_key(),
+        sched: SchedKind::Rr,
+        persistence: None,
+        laddrs: Vec::new(),
+        client_addr: Default::default(),
+        reals,
+    };
     let mut r = Rig::new();
-    r.w.set_snapshot(Arc::new(Snapshot::build(5, vec![port.clone()], &[default], &[svc(vec![nat])], Default::default()).unwrap()));
+    r.w.set_snapshot(Arc::new(
+        Snapshot::build(5, vec![port.clone()], &[default], &[svc(vec![nat])], Default::default()).unwrap(),
+    ));
     assert_eq!(r.rx(&h(SYN_IN), 0), vec![h(OUR_ARP_REQ_RS11)]);
     assert_eq!(r.w.counters().sessions_created, 1);
-    r.w.set_snapshot(Arc::new(Snapshot::build(6, vec![port], &[default], &[svc(vec![far])], Default::default()).unwrap()));
+    r.w.set_snapshot(Arc::new(
+        Snapshot::build(6, vec![port], &[default], &[svc(vec![far])], Default::default()).unwrap(),
+    ));
     let syn2 = tcp_frame(40001, 80, 0x02, 64);
     assert!(r.rx(&syn2, 0).is_empty());
     assert_eq!(r.drops(DropReason::NoRoute), 1);
@@ -733,14 +751,25 @@ fn real(addr: &str, fwd: FwdMode) -> RealServer {
 }
 
 fn svc_of(proto: Proto, vip: &str, reals: Vec<RealServer>) -> Service {
-    Service { key: ServiceKey { proto, vip: vip.parse().unwrap() }, sched: SchedKind::Rr, persistence: None, laddrs: Vec::new(), client_addr: ClientAddrMode::None, reals }
+    Service {
+        key: ServiceKey { proto, vip: vip.parse().unwrap() },
+        sched: SchedKind::Rr,
+        persistence: None,
+        laddrs: Vec::new(),
+        client_addr: ClientAddrMode::None,
+        reals,
+    }
 }
 
 fn modes_services(ca: ClientAddrMode) -> Vec<Service> {
     vec![
         svc_of(Proto::Tcp, "203.0.113.100:80", vec![real("203.0.113.11:8080", FwdMode::Nat)]),
         svc_of(Proto::Udp, "203.0.113.100:53", vec![real("203.0.113.11:5353", FwdMode::Nat)]),
-        Service { laddrs: vec!["203.0.113.200".parse().unwrap()], client_addr: ca, ..svc_of(Proto::Tcp, "203.0.113.101:80", vec![real("203.0.113.12:8080", FwdMode::FullNat)]) },
+        Service {
+            laddrs: vec!["203.0.113.200".parse().unwrap()],
+            client_addr: ca,
+            ..svc_of(Proto::Tcp, "203.0.113.101:80", vec![real("203.0.113.12:8080", FwdMode::FullNat)])
+        },
         svc_of(Proto::Tcp, "203.0.113.102:80", vec![real("192.0.2.9:80", FwdMode::Tun)]),
     ]
 }
@@ -752,7 +781,10 @@ fn modes_snapshot(generation: u64, services: &[Service], mtu: u16, tunables: Tun
 }
 
 fn modes_rig(cfg: WorkerConfig, ca: ClientAddrMode) -> Rig {
-    let mut r = Rig { w: Worker::new(cfg, modes_snapshot(1, &modes_services(ca), 1500, Tunables::default())), io: TestIo::default() };
+    let mut r = Rig {
+        w: Worker::new(cfg, modes_snapshot(1, &modes_services(ca), 1500, Tunables::default())),
+        io: TestIo::default(),
+    };
     r.resolve_all();
     r
 }
@@ -780,7 +812,18 @@ fn l4_csum(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8]) -> u16 {
 
 /// A frame from `smac` with an IPv4 TCP segment (options padded by the caller to 4 bytes).
 #[allow(clippy::too_many_arguments)]
-fn tcp_seg(smac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, seq: u32, ack: u32, opts: &[u8], payload: &[u8]) -> Vec<u8> {
+fn tcp_seg(
+    smac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    opts: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut t = Vec::new();
     t.extend_from_slice(&sport.to_be_bytes());
     t.extend_from_slice(&dport.to_be_bytes());
@@ -794,7 +837,15 @@ fn tcp_seg(smac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, fl
     l3_frame(smac, src, dst, 6, 64, &t)
 }
 
-fn udp_dgram(smac: [u8; 6], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8], with_csum: bool) -> Vec<u8> {
+fn udp_dgram(
+    smac: [u8; 6],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    payload: &[u8],
+    with_csum: bool,
+) -> Vec<u8> {
     let mut u = Vec::new();
     u.extend_from_slice(&sport.to_be_bytes());
     u.extend_from_slice(&dport.to_be_bytes());
@@ -1028,7 +1079,10 @@ fn fullnat_proxy_v2_first_data_retransmission_and_shifts() {
 fn fullnat_without_local_address_or_port() {
     let mut services = modes_services(ClientAddrMode::None);
     services[2].laddrs.clear();
-    let mut r = Rig { w: Worker::new(WorkerConfig::default(), modes_snapshot(1, &services, 1500, Tunables::default())), io: TestIo::default() };
+    let mut r = Rig {
+        w: Worker::new(WorkerConfig::default(), modes_snapshot(1, &services, 1500, Tunables::default())),
+        io: TestIo::default(),
+    };
     let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x02, 1000, 0, &[], &[]);
     assert!(r.rx(&syn, 0).is_empty());
     assert_eq!(r.drops(DropReason::NoLocalAddr), 1);
@@ -1097,7 +1151,10 @@ fn two_cores_persistent_service_is_owned_by_the_client_network() {
     let net = Ipv4Addr::new(198, 51, 100, 0);
     let owner = rvs_dataplane::worker::owner_of(net, 0, 2);
     let rig = |core| {
-        let mut r = Rig { w: Worker::new(WorkerConfig { core, n_cores: 2, ..WorkerConfig::default() }, Arc::clone(&snap)), io: TestIo::default() };
+        let mut r = Rig {
+            w: Worker::new(WorkerConfig { core, n_cores: 2, ..WorkerConfig::default() }, Arc::clone(&snap)),
+            io: TestIo::default(),
+        };
         r.resolve_all();
         r
     };
@@ -1165,7 +1222,13 @@ fn tun_encapsulation_and_frag_needed() {
     fix_ip_csum(&mut fx);
     assert_eq!(&f[34..], &fx[14..]);
     // A port MTU of 60: a 60-byte DF datagram + 20 does not fit → ICMP frag needed to the client.
-    let mut r = Rig { w: Worker::new(WorkerConfig::default(), modes_snapshot(1, &modes_services(ClientAddrMode::None), 60, Tunables::default())), io: TestIo::default() };
+    let mut r = Rig {
+        w: Worker::new(
+            WorkerConfig::default(),
+            modes_snapshot(1, &modes_services(ClientAddrMode::None), 60, Tunables::default()),
+        ),
+        io: TestIo::default(),
+    };
     r.resolve_all();
     let big = tcp_seg(GW_MAC, CLIENT, 40001, VIP_T, 80, 0x02, 1000, 0, &[0; 20], &[]);
     let out = r.rx(&big, 0);
@@ -1248,7 +1311,12 @@ fn timeouts_follow_the_snapshot() {
     assert_eq!(r.w.sessions().len(), 0);
 }
 
-fn dr_pair_snapshot(generation: u64, reals: &[RealServer], pers: Option<Persistence>, expire_nodest: bool) -> Arc<Snapshot> {
+fn dr_pair_snapshot(
+    generation: u64,
+    reals: &[RealServer],
+    pers: Option<Persistence>,
+    expire_nodest: bool,
+) -> Arc<Snapshot> {
     let port = PortInfo { id: 0, name: "p0".into(), mac: PM, addrs: vec![(ip("203.0.113.2"), 24)], mtu: 1500 };
     let default = StaticRoute { prefix: ip("0.0.0.0"), len: 0, port: 0, via: Some(ip("203.0.113.1")) };
     let svc = Service { persistence: pers, ..svc_of(Proto::Tcp, "203.0.113.100:80", reals.to_vec()) };
@@ -1373,7 +1441,18 @@ fn burst_processing_equals_one_by_one() {
     };
     for sport in 1000..1040u16 {
         for (vip, flags) in [(VIP, 0x02), (VIP_F, 0x02), (VIP_T, 0x02), (VIP, 0x10), (VIP_F, 0x10), (VIP_T, 0x10)] {
-            frames.push(tcp_seg(GW_MAC, CLIENT, sport, vip, 80, flags, 1000, if flags == 0x10 { 5001 } else { 0 }, &[], &[]));
+            frames.push(tcp_seg(
+                GW_MAC,
+                CLIENT,
+                sport,
+                vip,
+                80,
+                flags,
+                1000,
+                if flags == 0x10 { 5001 } else { 0 },
+                &[],
+                &[],
+            ));
         }
         frames.push(udp_dgram(GW_MAC, CLIENT, sport, VIP, 53, b"q", true));
         // The NAT real server's reply.

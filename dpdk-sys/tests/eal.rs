@@ -58,29 +58,17 @@ fn dpdk_end_to_end() {
     // A negative-return error (no rte_errno involved).
     let e = eal.port_by_name("nope").unwrap_err();
     assert_eq!(e.errno, libc::ENODEV, "{e}");
-    assert!(
-        e.to_string()
-            .starts_with("rte_eth_dev_get_port_by_name(\"nope\"): "),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("rte_eth_dev_get_port_by_name(\"nope\"): "), "{e}");
 
     let ri = port_info(&eal, ring_port).unwrap();
-    assert_eq!(
-        (ri.name.as_str(), ri.driver.as_str()),
-        ("net_ring0", "net_ring")
-    );
+    assert_eq!((ri.name.as_str(), ri.driver.as_str()), ("net_ring0", "net_ring"));
     assert!(ri.max_rx_queues >= 1 && ri.max_tx_queues >= 1);
     let ni = port_info(&eal, null_port).unwrap();
-    assert_eq!(
-        (ni.name.as_str(), ni.driver.as_str()),
-        ("net_null0", "net_null")
-    );
+    assert_eq!((ni.name.as_str(), ni.driver.as_str()), ("net_null0", "net_null"));
     assert!(port_info(&eal, 31).is_err());
 
     // ---- mempool & mbuf ------------------------------------------------------------------
-    let pool = Arc::new(
-        Mempool::new(&eal, "rvs_test_pool", 4095, 32, MBUF_DEFAULT_BUF_SIZE, -1).expect("pool"),
-    );
+    let pool = Arc::new(Mempool::new(&eal, "rvs_test_pool", 4095, 32, MBUF_DEFAULT_BUF_SIZE, -1).expect("pool"));
     // rte_errno path: a duplicate name fails with EEXIST, read through the C shim.
     let dup = Mempool::new(&eal, "rvs_test_pool", 63, 0, MBUF_DEFAULT_BUF_SIZE, -1).unwrap_err();
     assert_eq!(dup.errno, libc::EEXIST, "{dup}");
@@ -92,10 +80,7 @@ fn dpdk_end_to_end() {
     assert_eq!(pool.in_use(), 1);
     assert!(m.is_empty());
     assert_eq!(m.headroom(), PKTMBUF_HEADROOM);
-    assert_eq!(
-        m.tailroom(),
-        usize::from(MBUF_DEFAULT_BUF_SIZE) - PKTMBUF_HEADROOM
-    );
+    assert_eq!(m.tailroom(), usize::from(MBUF_DEFAULT_BUF_SIZE) - PKTMBUF_HEADROOM);
     m.append(4).unwrap().copy_from_slice(b"body");
     m.prepend(3).unwrap().copy_from_slice(b"hdr");
     assert_eq!(m.data(), b"hdrbody");
@@ -105,10 +90,7 @@ fn dpdk_end_to_end() {
     assert!(m.prepend(PKTMBUF_HEADROOM).is_none());
     assert!(m.prepend(70_000).is_none());
     assert_eq!(m.data(), b"hdrbody");
-    assert_eq!(
-        m.prepend(PKTMBUF_HEADROOM - 3).unwrap().len(),
-        PKTMBUF_HEADROOM - 3
-    );
+    assert_eq!(m.prepend(PKTMBUF_HEADROOM - 3).unwrap().len(), PKTMBUF_HEADROOM - 3);
     assert_eq!(m.headroom(), 0);
     assert!(m.prepend(1).is_none());
     assert!(m.adj(PKTMBUF_HEADROOM - 3));
@@ -161,10 +143,7 @@ fn dpdk_end_to_end() {
     let setup = port_configure(&eal, ring_port, &conf, &pool).expect("configure ring port");
     assert!(!setup.rss, "net_ring has no RSS");
     assert!(setup.notes.iter().any(|n| n.contains("RSS")), "{setup:?}");
-    let too_many = PortConf {
-        n_rx_queues: 1000,
-        ..conf.clone()
-    };
+    let too_many = PortConf { n_rx_queues: 1000, ..conf.clone() };
     let e = port_configure(&eal, ring_port, &too_many, &pool).unwrap_err();
     assert!(e.op.contains(&format!("port {ring_port}")), "{e}");
     let setup = port_configure(&eal, ring_port, &conf, &pool).expect("reconfigure ring port");
@@ -191,10 +170,7 @@ fn dpdk_end_to_end() {
     let mut got = Vec::new();
     for _ in 0..100 {
         let n = rx_burst(ring_port, 0, &mut rx);
-        assert!(
-            n <= 16 && rx.len() <= 16,
-            "never beyond the reserved capacity"
-        );
+        assert!(n <= 16 && rx.len() <= 16, "never beyond the reserved capacity");
         got.append(&mut rx); // empties rx, keeps its capacity
         if got.len() == 40 {
             break;
@@ -206,17 +182,10 @@ fn dpdk_end_to_end() {
         assert_eq!(m.port(), ring_port);
     }
     let mut full: Vec<Mbuf> = Vec::new();
-    assert_eq!(
-        rx_burst(ring_port, 0, &mut full),
-        0,
-        "no capacity, no receive"
-    );
+    assert_eq!(rx_burst(ring_port, 0, &mut full), 0, "no capacity, no receive");
     let stats = port_stats(ring_port).unwrap();
     assert_eq!((stats.opackets, stats.ipackets), (40, 40), "{stats:?}");
-    assert_eq!(
-        (stats.q_opackets.clone(), stats.q_ipackets.clone()),
-        (vec![40], vec![40])
-    );
+    assert_eq!((stats.q_opackets.clone(), stats.q_ipackets.clone()), (vec![40], vec![40]));
     assert_eq!(stats.oerrors, 0);
 
     // Send the received packets back out once more: partial sends keep the rest in order.
@@ -229,18 +198,12 @@ fn dpdk_end_to_end() {
     assert_eq!(pool.in_use(), 0);
 
     // ---- net_null: RX generates, TX consumes -----------------------------------------------
-    let null_conf = PortConf {
-        rss: false,
-        ..conf.clone()
-    };
+    let null_conf = PortConf { rss: false, ..conf.clone() };
     port_configure(&eal, null_port, &null_conf, &pool).expect("configure null port");
     port_start(null_port).expect("start null port");
     let mut rx: Vec<Mbuf> = Vec::with_capacity(32);
     assert_eq!(rx_burst(null_port, 0, &mut rx), 32);
-    assert!(
-        rx.iter().all(|m| m.len() == 64),
-        "net_null makes 64-byte packets"
-    );
+    assert!(rx.iter().all(|m| m.len() == 64), "net_null makes 64-byte packets");
     assert_eq!(pool.in_use(), 32);
     assert_eq!(tx_burst(null_port, 0, &mut rx), 32);
     assert_eq!(pool.in_use(), 0, "net_null frees what it sends");
@@ -284,10 +247,7 @@ fn dpdk_end_to_end() {
         if ring.dequeue_burst(&mut out, 64) == 0 {
             std::thread::yield_now();
         }
-        seen.extend(
-            out.drain(..)
-                .map(|m| u32::from_be_bytes(m.data().try_into().unwrap())),
-        );
+        seen.extend(out.drain(..).map(|m| u32::from_be_bytes(m.data().try_into().unwrap())));
     }
     let worker_lcore = producer.join().expect("producer thread");
     assert_ne!(worker_lcore, u32::MAX);
@@ -325,11 +285,7 @@ fn dpdk_end_to_end() {
     assert_eq!(busy.errno, libc::EBUSY, "{busy}");
     port_stop(ring_port).expect("stop ring");
     let mut p = vec![pool.alloc_from(b"late").unwrap()];
-    assert_eq!(
-        tx_burst(ring_port, 0, &mut p),
-        0,
-        "stopped port refuses bursts"
-    );
+    assert_eq!(tx_burst(ring_port, 0, &mut p), 0, "stopped port refuses bursts");
     drop(p);
     port_stop(ring_port).expect("second stop is a no-op");
     port_close(ring_port).expect("close ring");
@@ -340,9 +296,5 @@ fn dpdk_end_to_end() {
     eal.check_cleanup().expect("nothing left");
     eal.cleanup().expect("EAL cleanup");
     let late = std::thread::spawn(register_thread).join().unwrap();
-    assert_eq!(
-        late.unwrap_err().errno,
-        libc::EPERM,
-        "no registration after cleanup"
-    );
+    assert_eq!(late.unwrap_err().errno, libc::EPERM, "no registration after cleanup");
 }

@@ -23,7 +23,8 @@ fn main() -> ExitCode {
     // RUST_LOG, when set, decides the log filter; otherwise the config's [log] level, which a
     // reload may change.
     let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
-    let initial = rust_log.as_deref().and_then(|v| EnvFilter::try_new(v).ok()).unwrap_or_else(|| EnvFilter::new("info"));
+    let initial =
+        rust_log.as_deref().and_then(|v| EnvFilter::try_new(v).ok()).unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(initial)
         .with_writer(std::io::stderr)

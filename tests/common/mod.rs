@@ -85,10 +85,7 @@ pub fn out_str(o: &Output) -> String {
 /// notice: the caller then returns, i.e. the test is skipped.
 pub fn lab_supported(test: &str) -> bool {
     let uid = Command::new("id").arg("-u").output().ok();
-    let root = uid
-        .as_ref()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
+    let root = uid.as_ref().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
     if !root {
         eprintln!("\n!!!!! SKIPPING lab test (lab {test}): not running as root !!!!!\n");
         return false;
@@ -275,7 +272,8 @@ impl Capture {
                       print(json.dumps(out))\n";
         let o = run(&["/usr/bin/python3", "-c", script, self.pcap.to_str().unwrap()], 30);
         assert!(o.status.success(), "decoding {}: {}", self.pcap.display(), out_str(&o));
-        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout).unwrap_or_else(|e| panic!("bad JSON from scapy ({e}): {}", out_str(&o)))
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o.stdout)
+            .unwrap_or_else(|e| panic!("bad JSON from scapy ({e}): {}", out_str(&o)))
     }
 
     /// Stops tcpdump (SIGINT) and waits for it to flush.
@@ -308,13 +306,20 @@ impl Lab {
         let pcap = self.state.join(format!("{name}.pcap"));
         let stderr = self.state.join(format!("{name}.tcpdump.err"));
         let errf = fs::File::create(&stderr).unwrap();
-        let mut args: Vec<String> = ["netns", "exec", &self.ns(ns), "tcpdump", "--immediate-mode", "-U", "-n", "-i", iface, "-w"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> =
+            ["netns", "exec", &self.ns(ns), "tcpdump", "--immediate-mode", "-U", "-n", "-i", iface, "-w"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         args.push(pcap.display().to_string());
         args.extend(filter.split_whitespace().map(str::to_string));
-        let child = Command::new("ip").args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(errf).spawn().expect("spawn tcpdump");
+        let child = Command::new("ip")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(errf)
+            .spawn()
+            .expect("spawn tcpdump");
         let cap = Capture { child: Some(child), pcap, stderr: stderr.clone() };
         let ok = wait_until(10, || fs::read_to_string(&stderr).unwrap_or_default().contains("listening on"));
         assert!(ok, "tcpdump in {ns} on {iface} did not start: {}", fs::read_to_string(&stderr).unwrap_or_default());
@@ -351,7 +356,8 @@ impl Lab {
         let (ps, ns) = (port.to_string(), n.to_string());
         let o = self.exec("cl", &["/usr/bin/python3", "-c", script, host, &ps, &ns], 10 + 3 * n as u64);
         assert!(o.status.success(), "HTTP loop from the client failed: {}", out_str(&o));
-        let v: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", out_str(&o)));
+        let v: Vec<serde_json::Value> =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", out_str(&o)));
         v.into_iter()
             .map(|r| match (r.get("ok").and_then(|b| b.as_str()), r.get("err").and_then(|b| b.as_str())) {
                 (Some(b), _) => Ok(b.to_string()),
@@ -364,7 +370,11 @@ impl Lab {
     /// `wrk -t2 -c16 -d<secs>s -H 'Connection: close' url` from the client.
     pub fn client_wrk(&self, url: &str, secs: u64) -> WrkResult {
         let d = format!("{secs}s");
-        let o = self.exec("cl", &["wrk", "-t2", "-c16", "-d", &d, "--timeout", "2s", "-H", "Connection: close", url], secs + 20);
+        let o = self.exec(
+            "cl",
+            &["wrk", "-t2", "-c16", "-d", &d, "--timeout", "2s", "-H", "Connection: close", url],
+            secs + 20,
+        );
         let output = String::from_utf8_lossy(&o.stdout).to_string();
         assert!(o.status.success(), "wrk failed: {}", out_str(&o));
         let requests = output
@@ -436,13 +446,7 @@ impl Rvsd {
             .stderr(logf)
             .spawn()
             .expect("spawn rvsd");
-        let mut d = Rvsd {
-            child: Some(child),
-            prefix: lab.prefix.clone(),
-            log,
-            config,
-            socket: lab.socket(),
-        };
+        let mut d = Rvsd { child: Some(child), prefix: lab.prefix.clone(), log, config, socket: lab.socket() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {
@@ -455,7 +459,11 @@ impl Rvsd {
                 }
             }
             if Instant::now() > deadline {
-                panic!("rvsd control socket {} did not answer within 20 s\n--- rvsd log ---\n{}", d.socket.display(), d.log_tail(40));
+                panic!(
+                    "rvsd control socket {} did not answer within 20 s\n--- rvsd log ---\n{}",
+                    d.socket.display(),
+                    d.log_tail(40)
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }
@@ -503,7 +511,9 @@ impl Rvsd {
         match v.get("counters") {
             Some(serde_json::Value::Array(a)) => {
                 for pair in a {
-                    if let (Some(k), Some(n)) = (pair.get(0).and_then(|k| k.as_str()), pair.get(1).and_then(|n| n.as_u64())) {
+                    if let (Some(k), Some(n)) =
+                        (pair.get(0).and_then(|k| k.as_str()), pair.get(1).and_then(|n| n.as_u64()))
+                    {
                         m.insert(k.to_string(), n);
                     }
                 }

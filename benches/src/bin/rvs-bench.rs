@@ -281,7 +281,14 @@ impl<'a> Driver<'a> {
     /// One burst: fresh mbufs with copies of the frames (the stand-in for a NIC's rx), the
     /// forwarder, tx on the net_ring port and draining what it looped back (the stand-in for tx
     /// completion), the worker's timers every millisecond as rvsd runs them.
-    fn burst(&mut self, mut worker: Option<&mut Worker<Pkt>>, frames: &[Frame], idxs: &[u32], acc: &mut Acc, capture: Option<&mut Vec<(u8, SocketAddrV4, SocketAddrV4)>>) {
+    fn burst(
+        &mut self,
+        mut worker: Option<&mut Worker<Pkt>>,
+        frames: &[Frame],
+        idxs: &[u32],
+        acc: &mut Acc,
+        capture: Option<&mut Vec<(u8, SocketAddrV4, SocketAddrV4)>>,
+    ) {
         let allocs0 = GLOBAL.stats().allocations;
         let t0 = dpdk_sys::tsc();
         if !self.b.pool.alloc_bulk(&mut self.rx, idxs.len()) {
@@ -360,14 +367,31 @@ impl<'a> Driver<'a> {
     }
 
     /// Bursts over `seq` in order, until its end or `deadline` (tsc).
-    fn pass(&mut self, worker: Option<&mut Worker<Pkt>>, frames: &[Frame], seq: &[u32], acc: &mut Acc, capture: Option<&mut Vec<(u8, SocketAddrV4, SocketAddrV4)>>, deadline: Option<u64>) -> bool {
+    fn pass(
+        &mut self,
+        worker: Option<&mut Worker<Pkt>>,
+        frames: &[Frame],
+        seq: &[u32],
+        acc: &mut Acc,
+        capture: Option<&mut Vec<(u8, SocketAddrV4, SocketAddrV4)>>,
+        deadline: Option<u64>,
+    ) -> bool {
         self.pass_from(worker, frames, seq, 0, acc, capture, deadline).0
     }
 
     /// Bursts over `seq` from position `from`, until its end (`(true, 0)`) or `deadline`
     /// (`(false, where to resume)`).
     #[allow(clippy::too_many_arguments)]
-    fn pass_from(&mut self, mut worker: Option<&mut Worker<Pkt>>, frames: &[Frame], seq: &[u32], from: usize, acc: &mut Acc, mut capture: Option<&mut Vec<(u8, SocketAddrV4, SocketAddrV4)>>, deadline: Option<u64>) -> (bool, usize) {
+    fn pass_from(
+        &mut self,
+        mut worker: Option<&mut Worker<Pkt>>,
+        frames: &[Frame],
+        seq: &[u32],
+        from: usize,
+        acc: &mut Acc,
+        mut capture: Option<&mut Vec<(u8, SocketAddrV4, SocketAddrV4)>>,
+        deadline: Option<u64>,
+    ) -> (bool, usize) {
         let mut i = from.min(seq.len());
         while i < seq.len() {
             let end = (i + BURST).min(seq.len());
@@ -424,14 +448,26 @@ fn snapshot(
             svc.laddrs = (0..laddrs).map(|i| IpAddr::V4(net::laddr(i))).collect();
         }
         svc.reals = (0..net::N_RS)
-            .map(|i| RealServer { addr: SocketAddr::new(net::rs(i).into(), port), fwd: mode, weight: 1, u_threshold: 0, l_threshold: 0 })
+            .map(|i| RealServer {
+                addr: SocketAddr::new(net::rs(i).into(), port),
+                fwd: mode,
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+            })
             .collect();
         table.add_service(svc).map_err(|e| e.to_string())?;
     }
     // `extra` comes validated from the caller's own ServiceTable.
     let mut all = table.to_services();
     all.extend_from_slice(extra);
-    let port = PortInfo { id: b.port, name: "net_ring0".into(), mac: net::PORT_MAC, addrs: vec![(net::PORT_ADDR, 24)], mtu: 1500 };
+    let port = PortInfo {
+        id: b.port,
+        name: "net_ring0".into(),
+        mac: net::PORT_MAC,
+        addrs: vec![(net::PORT_ADDR, 24)],
+        mtu: 1500,
+    };
     let clients = StaticRoute { prefix: Ipv4Addr::new(192, 0, 2, 0), len: 24, port: b.port, via: Some(net::GW) };
     Snapshot::build_from(prev, gen, vec![port], &[clients], &all, tunables).map(Arc::new)
 }
@@ -443,7 +479,13 @@ fn vip_of(proto: u8) -> SocketAddrV4 {
 /// First packet (TCP SYN, or UDP) and a later one (TCP ACK, or UDP) of flow `i`.
 fn client_frame(i: u64, later: bool) -> Frame {
     let p = proto_of(i);
-    let flags = if p != TCP { 0 } else if later { ACK } else { SYN };
+    let flags = if p != TCP {
+        0
+    } else if later {
+        ACK
+    } else {
+        SYN
+    };
     build(p, client_of(i), vip_of(p), flags, net::GW_MAC, net::PORT_MAC)
 }
 
@@ -558,7 +600,13 @@ fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> Case
     // --short checks the path a large table takes (lookups prefetched burst by burst) on its few
     // sessions; timed runs keep the worker's default threshold, as rvsd does.
     let prefetch_from = if t.short { 0 } else { WorkerConfig::default().prefetch_from };
-    let cfg = WorkerConfig { max_sessions: concurrent + 1024, timeouts: open_tunables.timeouts, seed: 1, prefetch_from, ..WorkerConfig::default() };
+    let cfg = WorkerConfig {
+        max_sessions: concurrent + 1024,
+        timeouts: open_tunables.timeouts,
+        seed: 1,
+        prefetch_from,
+        ..WorkerConfig::default()
+    };
     // Heap of a worker without sessions (capacity 0: nothing reserved for sessions), to subtract
     // from the heap of the worker holding the N sessions.
     let empty_heap = {
@@ -605,7 +653,14 @@ fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> Case
         if two_way {
             // The real servers' replies, addressed as the pipeline's output says.
             for (p, src, dst) in &cap {
-                est_frames.push(build(*p, *dst, *src, if *p == TCP { ACK } else { 0 }, net::rs_mac(*dst.ip()), net::PORT_MAC));
+                est_frames.push(build(
+                    *p,
+                    *dst,
+                    *src,
+                    if *p == TCP { ACK } else { 0 },
+                    net::rs_mac(*dst.ip()),
+                    net::PORT_MAC,
+                ));
             }
             if cap.len() != n {
                 warm.error(format!("captured {} of {n} first outputs", cap.len()));
@@ -707,7 +762,12 @@ fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> Case
         _ => Some(created as f64 / fig.secs.max(1e-12)),
     };
     if wl == Workload::Churn {
-        notes.push(format!("timeouts {} ms; {} sessions expired during the run; {} live at the end", churn_timeout / 1_000_000, expired, w.sessions().len()));
+        notes.push(format!(
+            "timeouts {} ms; {} sessions expired during the run; {} live at the end",
+            churn_timeout / 1_000_000,
+            expired,
+            w.sessions().len()
+        ));
     }
     notes.push(format!("{passes} complete pass(es) over {} frames", seq.len()));
 
@@ -724,11 +784,20 @@ fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> Case
         errors.push(format!("tx {} + drops {} != rx {}", c.tx_pkts, c.total_drops(), c.rx_pkts));
     }
     if c.total_drops() > 0 {
-        let named: Vec<String> = c.pairs().into_iter().filter(|(k, v)| k.starts_with("drop_") && *v > 0).map(|(k, v)| format!("{k}={v}")).collect();
+        let named: Vec<String> = c
+            .pairs()
+            .into_iter()
+            .filter(|(k, v)| k.starts_with("drop_") && *v > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         errors.push(format!("drops of valid traffic: {}", named.join(" ")));
     }
     if drained != c.tx_pkts || warm.tx_full + acc.tx_full > 0 {
-        errors.push(format!("{drained} frames came back of {} sent ({} tx full)", c.tx_pkts, warm.tx_full + acc.tx_full));
+        errors.push(format!(
+            "{drained} frames came back of {} sent ({} tx full)",
+            c.tx_pkts,
+            warm.tx_full + acc.tx_full
+        ));
     }
     if c.arp_requests > 0 || d.io.unexpected > 0 {
         errors.push(format!("{} ARP requests, {} redirects/neighbour shares", c.arp_requests, d.io.unexpected));
@@ -828,7 +897,12 @@ struct ThreadReader {
 impl ThreadReader {
     fn open() -> ThreadReader {
         let f = |name: &str| std::fs::File::open(format!("/proc/thread-self/{name}")).ok();
-        ThreadReader { status: f("status"), schedstat: f("schedstat"), stat: f("stat"), buf: String::with_capacity(4096) }
+        ThreadReader {
+            status: f("status"),
+            schedstat: f("schedstat"),
+            stat: f("stat"),
+            buf: String::with_capacity(4096),
+        }
     }
 
     fn reread(file: Option<&mut std::fs::File>, buf: &mut String) -> Option<()> {
@@ -846,7 +920,8 @@ impl ThreadReader {
         let voluntary = field(&self.buf, "voluntary_ctxt_switches:")?;
         let nonvoluntary = field(&self.buf, "nonvoluntary_ctxt_switches:")?;
         // schedstat: "<ns on a CPU> <ns waiting on a run queue> <timeslices>".
-        let run_wait_ns = Self::reread(self.schedstat.as_mut(), &mut self.buf).and_then(|()| self.buf.split_whitespace().nth(1)?.parse().ok());
+        let run_wait_ns = Self::reread(self.schedstat.as_mut(), &mut self.buf)
+            .and_then(|()| self.buf.split_whitespace().nth(1)?.parse().ok());
         // stat: "pid (comm) state ..." then minflt and majflt are the 10th and 12th fields (proc(5)).
         let faults = Self::reread(self.stat.as_mut(), &mut self.buf).and_then(|()| {
             let rest: Vec<&str> = self.buf.rsplit_once(')')?.1.split_whitespace().collect();
@@ -995,7 +1070,10 @@ impl ControlResult {
     /// other one a preemption of the worker thread by the OS (see `LongGap::preempted`).
     fn gap_target_met(&self) -> bool {
         let r = &self.run;
-        r.complete() && r.max_gap_switch_us <= 100.0 && r.count(|g| !g.explained()) == 0 && r.count(|g| !g.preempted()) == 0
+        r.complete()
+            && r.max_gap_switch_us <= 100.0
+            && r.count(|g| !g.explained()) == 0
+            && r.count(|g| !g.preempted()) == 0
     }
 }
 
@@ -1004,7 +1082,8 @@ fn services(n: usize, tweak: usize) -> Vec<Service> {
         .map(|i| {
             let vip = Ipv4Addr::new(203, 0, 113, 150 + (i / 1000) as u8);
             let port = 1000 + (i % 1000) as u16;
-            let mut s = Service::new(ServiceKey { proto: Proto::Tcp, vip: SocketAddr::new(vip.into(), port) }, SchedKind::Wrr);
+            let mut s =
+                Service::new(ServiceKey { proto: Proto::Tcp, vip: SocketAddr::new(vip.into(), port) }, SchedKind::Wrr);
             s.reals = (0..10u8)
                 .map(|j| RealServer {
                     addr: SocketAddr::new(Ipv4Addr::new(203, 0, 113, 21 + j).into(), port),
@@ -1024,13 +1103,21 @@ fn services(n: usize, tweak: usize) -> Vec<Service> {
 /// gap above LONG_GAP_NS it notes afterwards whether a switch and a `tick` happened in that
 /// iteration and reads the thread's context switches (the only syscalls inside the loop, on
 /// that slow path; the clock restarts after them so they are not counted in the next gap).
-fn worker_loop(b: &Bench, shared: &ArcSwap<Snapshot>, stop: &AtomicBool, cpu: Option<core_affinity::CoreId>, until: Option<u64>) -> WorkerRun {
+fn worker_loop(
+    b: &Bench,
+    shared: &ArcSwap<Snapshot>,
+    stop: &AtomicBool,
+    cpu: Option<core_affinity::CoreId>,
+    until: Option<u64>,
+) -> WorkerRun {
     let pinned = cpu.filter(|c| core_affinity::set_for_current(*c)).map(|c| c.id);
     let reg = dpdk_sys::register_thread().is_ok();
     let mut d = Driver::new(b, FwdMode::Dr, 1024);
-    let mut w: Worker<Pkt> = Worker::new(WorkerConfig { max_sessions: 4096, ..WorkerConfig::default() }, shared.load_full());
+    let mut w: Worker<Pkt> =
+        Worker::new(WorkerConfig { max_sessions: 4096, ..WorkerConfig::default() }, shared.load_full());
     d.learn(&mut w);
-    let frames: Vec<Frame> = (0..1000u64).map(|i| client_frame(i, false)).chain((0..1000u64).map(|i| client_frame(i, true))).collect();
+    let frames: Vec<Frame> =
+        (0..1000u64).map(|i| client_frame(i, false)).chain((0..1000u64).map(|i| client_frame(i, true))).collect();
     let open: Vec<u32> = (0..1000).collect();
     let seq: Vec<u32> = (1000..2000).collect();
     let mut acc = Acc::new();
@@ -1047,7 +1134,8 @@ fn worker_loop(b: &Bench, shared: &ArcSwap<Snapshot>, stop: &AtomicBool, cpu: Op
     let ctx0 = ctx_reader.read();
     let mut ctx_prev = ctx0;
     let start_tsc = dpdk_sys::tsc();
-    let end_tsc = until.map_or(u64::MAX, |ns| start_tsc.saturating_add((ns as u128 * u128::from(b.hz) / u128::from(S)) as u64));
+    let end_tsc =
+        until.map_or(u64::MAX, |ns| start_tsc.saturating_add((ns as u128 * u128::from(b.hz) / u128::from(S)) as u64));
     let mut last = start_tsc;
     let mut now = start_tsc;
     while !stop.load(Ordering::Relaxed) && now < end_tsc {
@@ -1165,7 +1253,16 @@ fn control_plane(b: &Bench, n_svc: usize, publications: usize) -> ControlResult 
         Ok(s) => s,
         Err(e) => {
             errors.push(format!("snapshot: {e}"));
-            return ControlResult { services: n_svc, table_ms, first_build_ms, build_ms: vec![], control_cpu: None, run: WorkerRun::default(), baseline: WorkerRun::default(), errors };
+            return ControlResult {
+                services: n_svc,
+                table_ms,
+                first_build_ms,
+                build_ms: vec![],
+                control_cpu: None,
+                run: WorkerRun::default(),
+                baseline: WorkerRun::default(),
+                errors,
+            };
         }
     });
     // The worker on the last CPU (as before), the control thread on another one. The CPUs come
@@ -1230,19 +1327,37 @@ fn control_plane(b: &Bench, n_svc: usize, publications: usize) -> ControlResult 
     }
     // The same loop, as long, with nothing published (the control thread idle).
     let stop = AtomicBool::new(false);
-    let baseline = std::thread::scope(|sc| sc.spawn(|| worker_loop(b, &shared, &stop, worker_cpu, Some((run.loop_ms * 1e6) as u64))).join().expect("baseline worker thread"));
+    let baseline = std::thread::scope(|sc| {
+        sc.spawn(|| worker_loop(b, &shared, &stop, worker_cpu, Some((run.loop_ms * 1e6) as u64)))
+            .join()
+            .expect("baseline worker thread")
+    });
     errors.extend(baseline.errors.iter().map(|e| format!("baseline: {e}")));
     if !baseline.switch_us.is_empty() {
         errors.push(format!("baseline: worker switched {} times with nothing published", baseline.switch_us.len()));
     }
-    ControlResult { services: n_svc, table_ms, first_build_ms, build_ms, control_cpu: control_pinned, run, baseline, errors }
+    ControlResult {
+        services: n_svc,
+        table_ms,
+        first_build_ms,
+        build_ms,
+        control_cpu: control_pinned,
+        run,
+        baseline,
+        errors,
+    }
 }
 
 fn hugepages_free() -> bool {
-    let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|m| m.lines().any(|l| l.contains(" /dev/hugepages ") && l.contains("hugetlbfs")));
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .is_ok_and(|m| m.lines().any(|l| l.contains(" /dev/hugepages ") && l.contains("hugetlbfs")));
     let free = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("HugePages_Free:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("HugePages_Free:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .unwrap_or(0);
     mounted && free >= 256
 }
@@ -1253,16 +1368,22 @@ fn eal_args(huge: bool) -> Vec<String> {
     } else {
         ["--no-huge", "-m", "2048", "--no-shconf"].iter().map(|s| s.to_string()).collect()
     };
-    a.extend(["--no-pci", "--no-telemetry", "-l", "0", "--vdev", "net_ring0", "--log-level", "lib.eal:error"].iter().map(|s| s.to_string()));
+    a.extend(
+        ["--no-pci", "--no-telemetry", "-l", "0", "--vdev", "net_ring0", "--log-level", "lib.eal:error"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
     a
 }
 
 fn setup(huge: bool) -> Result<(Eal, Bench), String> {
     let args = eal_args(huge);
     let eal = Eal::init(&args).map_err(|e| e.to_string())?;
-    let pool = Mempool::new(&eal, "bench_pool", 8191, 256, dpdk_sys::MBUF_DEFAULT_BUF_SIZE, -1).map_err(|e| e.to_string())?;
+    let pool =
+        Mempool::new(&eal, "bench_pool", 8191, 256, dpdk_sys::MBUF_DEFAULT_BUF_SIZE, -1).map_err(|e| e.to_string())?;
     let port = eal.port_by_name("net_ring0").map_err(|e| e.to_string())?;
-    dpdk_sys::port_configure(&eal, port, &PortConf { promiscuous: false, ..PortConf::default() }, &pool).map_err(|e| e.to_string())?;
+    dpdk_sys::port_configure(&eal, port, &PortConf { promiscuous: false, ..PortConf::default() }, &pool)
+        .map_err(|e| e.to_string())?;
     dpdk_sys::port_start(port).map_err(|e| e.to_string())?;
     let hz = dpdk_sys::tsc_hz();
     Ok((eal, Bench { pool: Arc::new(pool), port, hz, tsc0: dpdk_sys::tsc(), eal_args: args }))
@@ -1271,7 +1392,11 @@ fn setup(huge: bool) -> Result<(Eal, Bench), String> {
 fn available_gib() -> f64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0)
 }
 
@@ -1337,7 +1462,8 @@ fn main() -> ExitCode {
                 skipped.push(format!("{} established at 10M sessions skipped: estimated {est:.1} GiB (measured {bps:.0} B/session at 1M plus frames) > {limit:.1} GiB", mode_name(mode)));
                 continue;
             }
-            let r = run_case(&b, mode, Workload::Established, n, Timing { seconds: t.seconds.min(2.0), short: t.short });
+            let r =
+                run_case(&b, mode, Workload::Established, n, Timing { seconds: t.seconds.min(2.0), short: t.short });
             print_case(&r);
             results.push(r);
         }
@@ -1369,7 +1495,8 @@ fn main() -> ExitCode {
     for s in &skipped {
         println!("note: {s}");
     }
-    let failures: usize = results.iter().filter(|r| !r.ok()).count() + control.as_ref().map_or(0, |c| usize::from(!c.errors.is_empty()));
+    let failures: usize =
+        results.iter().filter(|r| !r.ok()).count() + control.as_ref().map_or(0, |c| usize::from(!c.errors.is_empty()));
     println!(
         "rvs-bench: {} case(s), {} failed correctness, {:.1} s{}",
         results.len() + usize::from(control.is_some()),
@@ -1462,7 +1589,13 @@ fn cmd(prog: &str, args: &[&str]) -> Option<String> {
 impl MachineInfo {
     fn collect(b: &Bench, huge: bool) -> MachineInfo {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown").trim().to_string();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .unwrap_or("unknown")
+            .trim()
+            .to_string();
         let cpus = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
         let mem_gib = std::fs::read_to_string("/proc/meminfo")
             .ok()
@@ -1479,7 +1612,10 @@ impl MachineInfo {
             huge,
             eal_args: b.eal_args.clone(),
             load: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string(),
-            thp: std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default().trim().to_string(),
+            thp: std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
         }
     }
     fn json(&self) -> serde_json::Value {
@@ -1594,7 +1730,14 @@ fn preemption_sentence(r: &WorkerRun) -> String {
     m
 }
 
-fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&ControlResult>, skipped: &[String], notes: Option<&str>, t: Timing) -> String {
+fn markdown(
+    info: &MachineInfo,
+    results: &[CaseResult],
+    control: Option<&ControlResult>,
+    skipped: &[String],
+    notes: Option<&str>,
+    t: Timing,
+) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "# Performance\n");
     let _ = writeln!(m, "Generated by `rvs-bench` (crate `rvs-benches`, `benches/src/bin/rvs-bench.rs`). Regenerate with ONE command:\n");
@@ -1608,7 +1751,12 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
     let _ = writeln!(m, "| DPDK | {} |", info.dpdk);
     let _ = writeln!(m, "| transparent huge pages | `{}` (each worker's session slab and index are `madvise(MADV_HUGEPAGE)`d, as rvsd does) |", info.thp);
     let _ = writeln!(m, "| date | {} |", info.date);
-    let _ = writeln!(m, "| EAL | `{}` ({}) |", info.eal_args.join(" "), if info.huge { "2 MiB hugepages" } else { "no hugepages: 4 KiB pages, more TLB misses" });
+    let _ = writeln!(
+        m,
+        "| EAL | `{}` ({}) |",
+        info.eal_args.join(" "),
+        if info.huge { "2 MiB hugepages" } else { "no hugepages: 4 KiB pages, more TLB misses" }
+    );
     let _ = writeln!(m, "| load average at the end | {} |", info.load);
     let _ = writeln!(m, "| seconds per case | {} (bare forwarder: half) |\n", t.seconds);
     // The bench itself keeps one CPU busy: a 1-minute load much above 1 means other jobs ran.
@@ -1658,7 +1806,11 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
                 if r.ok() { format!("ok ({} verified)", r.verified) } else { format!("FAILED: {}", r.errors.join("; ")) }
             );
         }
-        let churn_notes: Vec<String> = results.iter().filter(|r| r.workload == wl && wl == Workload::Churn).map(|r| format!("- {} {}: {}", mode_name(r.mode), fmt_n(r.sessions), r.notes.join("; "))).collect();
+        let churn_notes: Vec<String> = results
+            .iter()
+            .filter(|r| r.workload == wl && wl == Workload::Churn)
+            .map(|r| format!("- {} {}: {}", mode_name(r.mode), fmt_n(r.sessions), r.notes.join("; ")))
+            .collect();
         if !churn_notes.is_empty() {
             let _ = writeln!(m, "\n{}", churn_notes.join("\n"));
         }
@@ -1682,17 +1834,24 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
             if c.errors.is_empty() { String::new() } else { format!(" ERRORS: {}", c.errors.join("; ")) });
         let _ = writeln!(m, "Gaps: the time between the ends of two bursts of the worker (snapshot check + burst). For each gap above 100 µs the worker notes afterwards whether it switched snapshots and ran `tick` in that iteration, and reads its `/proc/thread-self/status` (`voluntary_ctxt_switches`, `nonvoluntary_ctxt_switches`), `schedstat` (time runnable but waiting on a run queue) and `stat` (page faults): a context switch, wait or fault counts for the gap if it happened since the previous reading (at the previous gap above 100 µs, or at the loop start), so one that made no long gap is counted at the next long gap. These readings are the only syscalls in the loop; the clock restarts after them.\n");
         let _ = writeln!(m, "- While publishing: {}", gap_sentences(&c.run));
-        let _ = writeln!(m, "- The same loop as long with nothing published (control thread idle): {}", gap_sentences(&c.baseline));
+        let _ = writeln!(
+            m,
+            "- The same loop as long with nothing published (control thread idle): {}",
+            gap_sentences(&c.baseline)
+        );
         let _ = writeln!(m, "- {}\n", preemption_sentence(&c.run));
     }
     // Targets.
     let _ = writeln!(m, "## Targets (one worker, 64-byte packets)\n");
     let _ = writeln!(m, "| target | measured | |\n|---|---|---|");
-    let find = |mode: FwdMode, wl: Workload, n: usize| results.iter().find(|r| r.mode == mode && r.workload == wl && r.sessions == n);
+    let find = |mode: FwdMode, wl: Workload, n: usize| {
+        results.iter().find(|r| r.mode == mode && r.workload == wl && r.sessions == n)
+    };
     for (mode, tgt) in [(FwdMode::Dr, 15.0), (FwdMode::Nat, 10.0), (FwdMode::FullNat, 10.0), (FwdMode::Tun, 10.0)] {
         match find(mode, Workload::Established, 1_000_000) {
             Some(r) => {
-                let small = find(mode, Workload::Established, 1_000).map_or(String::new(), |k| format!("; with 1k sessions {:.2} Mpps", k.fig.mpps));
+                let small = find(mode, Workload::Established, 1_000)
+                    .map_or(String::new(), |k| format!("; with 1k sessions {:.2} Mpps", k.fig.mpps));
                 let _ = writeln!(m, "| established, 1M sessions, {} ≥ {tgt} Mpps | {:.2} Mpps (pipeline alone {:.1} ns/pkt = {:.1} Mpps; bare forwarder {:.2} Mpps{small}) | {} |", mode_name(mode), r.fig.mpps, r.fig.pipe_ns_pkt, 1e3 / r.fig.pipe_ns_pkt.max(1e-9), r.base.mpps, met(r.fig.mpps >= tgt));
             }
             None => {
@@ -1708,7 +1867,11 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
     if rates.is_empty() {
         let _ = writeln!(m, "| new connections FULLNAT ≥ 1.5 M/s per core | not run | - |");
     } else {
-        let text = rates.iter().map(|(n, c)| format!("{:.2} M/s with {} sessions", c / 1e6, fmt_n(*n))).collect::<Vec<_>>().join(", ");
+        let text = rates
+            .iter()
+            .map(|(n, c)| format!("{:.2} M/s with {} sessions", c / 1e6, fmt_n(*n)))
+            .collect::<Vec<_>>()
+            .join(", ");
         let ok: Vec<usize> = rates.iter().filter(|(_, c)| *c >= 1.5e6).map(|(n, _)| *n).collect();
         let verdict = if ok.len() == rates.len() {
             met(true).to_string()
@@ -1727,15 +1890,39 @@ fn markdown(info: &MachineInfo, results: &[CaseResult], control: Option<&Control
         .collect();
     if !bps.is_empty() {
         let worst = bps.iter().map(|x| x.2).fold(0.0, f64::max);
-        let _ = writeln!(m, "| ≤ 160 bytes per session (both directions) | {} | {} |", bps.iter().map(|(mo, n, b)| format!("{} {b:.0} B at {}", mode_name(*mo), fmt_n(*n))).collect::<Vec<_>>().join(", "), met(worst <= 160.0));
+        let _ = writeln!(
+            m,
+            "| ≤ 160 bytes per session (both directions) | {} | {} |",
+            bps.iter()
+                .map(|(mo, n, b)| format!("{} {b:.0} B at {}", mode_name(*mo), fmt_n(*n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            met(worst <= 160.0)
+        );
     }
     let ten: Vec<&CaseResult> = results.iter().filter(|r| r.sessions == 10_000_000 && r.heap_bytes.is_some()).collect();
     if ten.is_empty() {
         let ext = bps.iter().map(|x| x.2).fold(0.0, f64::max) * 1e7 / (1u64 << 30) as f64;
-        let _ = writeln!(m, "| 10M sessions < 2 GiB | not run; extrapolated from the largest run: {ext:.2} GiB | {} (extrapolated) |", met(ext < 2.0));
+        let _ = writeln!(
+            m,
+            "| 10M sessions < 2 GiB | not run; extrapolated from the largest run: {ext:.2} GiB | {} (extrapolated) |",
+            met(ext < 2.0)
+        );
     } else {
         let worst = ten.iter().map(|r| r.heap_bytes.unwrap_or(0)).max().unwrap_or(0) as f64 / (1u64 << 30) as f64;
-        let _ = writeln!(m, "| 10M sessions < 2 GiB | {} | {} |", ten.iter().map(|r| format!("{} {:.2} GiB", mode_name(r.mode), r.heap_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64)).collect::<Vec<_>>().join(", "), met(worst < 2.0));
+        let _ = writeln!(
+            m,
+            "| 10M sessions < 2 GiB | {} | {} |",
+            ten.iter()
+                .map(|r| format!(
+                    "{} {:.2} GiB",
+                    mode_name(r.mode),
+                    r.heap_bytes.unwrap_or(0) as f64 / (1u64 << 30) as f64
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            met(worst < 2.0)
+        );
     }
     if let Some(c) = control {
         let max_build = c.build_ms.iter().copied().fold(0.0, f64::max);

@@ -44,9 +44,7 @@ fn take_socket(args: Vec<String>) -> Result<(PathBuf, Vec<String>), Fail> {
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         if a == "--socket" {
-            let v = it
-                .next()
-                .ok_or_else(|| Fail::Usage("option --socket needs a path".into()))?;
+            let v = it.next().ok_or_else(|| Fail::Usage("option --socket needs a path".into()))?;
             socket = Some(PathBuf::from(v));
         } else if let Some(v) = a.strip_prefix("--socket=") {
             socket = Some(PathBuf::from(v));
@@ -55,11 +53,7 @@ fn take_socket(args: Vec<String>) -> Result<(PathBuf, Vec<String>), Fail> {
         }
     }
     let socket = socket
-        .or_else(|| {
-            std::env::var_os("RVSADM_SOCKET")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| std::env::var_os("RVSADM_SOCKET").filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
     Ok((socket, rest))
 }
@@ -77,8 +71,7 @@ fn run(args: Vec<String>) -> Result<(), Fail> {
             print_response(resp, Output::Link { json })
         }
         Some("laddr") => {
-            let cmd = ipvsadm::parse_laddr_subcommand(&args[1..])
-                .map_err(|e| Fail::Usage(e.to_string()))?;
+            let cmd = ipvsadm::parse_laddr_subcommand(&args[1..]).map_err(|e| Fail::Usage(e.to_string()))?;
             run_command(&socket, cmd)
         }
         Some(w @ ("addr" | "route" | "neigh")) => {
@@ -160,8 +153,7 @@ fn restore(socket: &std::path::Path) -> Result<(), Fail> {
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        let cmd = ipvsadm::parse(&words)
-            .map_err(|e| Fail::Usage(format!("stdin line {}: {e}", n + 1)))?;
+        let cmd = ipvsadm::parse(&words).map_err(|e| Fail::Usage(format!("stdin line {}: {e}", n + 1)))?;
         match cmd {
             Command::AddService(_)
             | Command::EditService(_)
@@ -190,14 +182,8 @@ fn restore(socket: &std::path::Path) -> Result<(), Fail> {
     for (n, req) in reqs {
         match client.request(&req).map_err(|e| Fail::Run(e.to_string()))? {
             Response::Ok => {}
-            Response::Error { message } => {
-                return Err(Fail::Run(format!("stdin line {n}: {message}")))
-            }
-            other => {
-                return Err(Fail::Run(format!(
-                    "stdin line {n}: unexpected response from rvsd: {other:?}"
-                )))
-            }
+            Response::Error { message } => return Err(Fail::Run(format!("stdin line {n}: {message}"))),
+            other => return Err(Fail::Run(format!("stdin line {n}: unexpected response from rvsd: {other:?}"))),
         }
     }
     Ok(())
@@ -228,12 +214,7 @@ fn pretty(v: &impl serde::Serialize) -> Result<String, Fail> {
 }
 
 fn json_pairs(pairs: &[(String, u64)]) -> serde_json::Value {
-    serde_json::Value::Object(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)))
-            .collect(),
-    )
+    serde_json::Value::Object(pairs.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(*v))).collect())
 }
 
 fn print_response(resp: Response, out: Output) -> Result<(), Fail> {
@@ -249,15 +230,12 @@ fn print_response(resp: Response, out: Output) -> Result<(), Fail> {
         }
         (Response::Services { services }, Output::List { json: false }) => format_list(&services),
         (Response::Services { services }, Output::List { json: true }) => {
-            let mut s =
-                serde_json::to_string_pretty(&services).map_err(|e| Fail::Run(e.to_string()))?;
+            let mut s = serde_json::to_string_pretty(&services).map_err(|e| Fail::Run(e.to_string()))?;
             s.push('\n');
             s
         }
         (Response::Services { services }, Output::Save) => format_save(&services),
-        (Response::Link { ports, counters }, Output::Link { json: false }) => {
-            format_link(&ports, &counters)
-        }
+        (Response::Link { ports, counters }, Output::Link { json: false }) => format_link(&ports, &counters),
         (Response::Link { ports, counters }, Output::Link { json: true }) => {
             let ports: Vec<serde_json::Value> = ports
                 .iter()
@@ -276,8 +254,7 @@ fn print_response(resp: Response, out: Output) -> Result<(), Fail> {
         (Response::Version { version }, Output::Version) => format!("rvsd {version}\n"),
         (Response::Laddrs { services }, Output::Laddrs { json: false }) => format_laddrs(&services),
         (Response::Laddrs { services }, Output::Laddrs { json: true }) => {
-            let mut s =
-                serde_json::to_string_pretty(&services).map_err(|e| Fail::Run(e.to_string()))?;
+            let mut s = serde_json::to_string_pretty(&services).map_err(|e| Fail::Run(e.to_string()))?;
             s.push('\n');
             s
         }
@@ -301,9 +278,9 @@ fn print_response(resp: Response, out: Output) -> Result<(), Fail> {
         (Response::Conns { conns, total, missing_workers }, Output::Conns { json: false }) => {
             format_conns(&conns, total, &missing_workers)
         }
-        (Response::Conns { conns, total, missing_workers }, Output::Conns { json: true }) => pretty(
-            &serde_json::json!({ "conns": conns, "total": total, "missing_workers": missing_workers }),
-        )?,
+        (Response::Conns { conns, total, missing_workers }, Output::Conns { json: true }) => {
+            pretty(&serde_json::json!({ "conns": conns, "total": total, "missing_workers": missing_workers }))?
+        }
         (Response::Addrs { ports }, Output::Addrs { json: false }) => format_addrs(&ports),
         (Response::Addrs { ports }, Output::Addrs { json: true }) => pretty(&ports)?,
         (Response::Routes { routes }, Output::Routes { json: false }) => format_routes(&routes),
@@ -322,16 +299,10 @@ fn print_response(resp: Response, out: Output) -> Result<(), Fail> {
             }
             s
         }
-        (other, _) => {
-            return Err(Fail::Run(format!(
-                "unexpected response from rvsd: {other:?}"
-            )))
-        }
+        (other, _) => return Err(Fail::Run(format!("unexpected response from rvsd: {other:?}"))),
     };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`rvsadm -L | head`) is not an error worth reporting.
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush());
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
     Ok(())
 }

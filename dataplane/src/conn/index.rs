@@ -266,7 +266,13 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn key(i: u32) -> FlowKey {
-        FlowKey { proto: 6, src: Ipv4Addr::from(0xC000_0200 | (i & 0xff)), dst: Ipv4Addr::new(203, 0, 113, 100), sport: 1024 + (i >> 8) as u16, dport: 80 }
+        FlowKey {
+            proto: 6,
+            src: Ipv4Addr::from(0xC000_0200 | (i & 0xff)),
+            dst: Ipv4Addr::new(203, 0, 113, 100),
+            sport: 1024 + (i >> 8) as u16,
+            dport: 80,
+        }
     }
 
     /// The lane matcher finds exactly the slots holding a tag, whatever the neighbouring lanes

@@ -455,7 +455,11 @@ fn holds_key(slab: &[Option<Entry>], v: u32, k: &FlowKey) -> bool {
     let Some(Some(e)) = slab.get((v >> 1) as usize) else { return false };
     let s = &e.s;
     if v & 1 == 0 {
-        return s.key.sport == k.sport && s.key.src == k.src && s.key.dport == k.dport && s.key.dst == k.dst && s.key.proto == k.proto;
+        return s.key.sport == k.sport
+            && s.key.src == k.src
+            && s.key.dport == k.dport
+            && s.key.dst == k.dst
+            && s.key.proto == k.proto;
     }
     // The reply key: RIP:rport → client (NAT) or → LIP:lport (FULLNAT).
     let to = match s.fwd {
@@ -744,7 +748,15 @@ impl ConnTable {
     /// A fresh session for the first packet of a flow (client → VIP): TCP state from IPVS's
     /// table from sNO (SYN → SYN_RECV; RST, FIN or a bare ACK → CLOSE), anything else `Udp`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new_session(&self, key: FlowKey, rs: SocketAddrV4, fwd: FwdMode, laddr: SocketAddrV4, tcp_flags: u8, now_ns: u64) -> Session {
+    pub fn new_session(
+        &self,
+        key: FlowKey,
+        rs: SocketAddrV4,
+        fwd: FwdMode,
+        laddr: SocketAddrV4,
+        tcp_flags: u8,
+        now_ns: u64,
+    ) -> Session {
         let state = next_state(key.proto, fwd, Dir::Orig, None, tcp_flags);
         Session {
             key,
@@ -809,7 +821,13 @@ impl ConnTable {
     /// [`ConnTable::expire`] with the platform's prefetch: the sessions a few records ahead on
     /// the wheel, and the index buckets of their keys, are loaded while the current one is
     /// looked at (a large table's expiry is otherwise one cache miss after another).
-    pub fn expire_with(&mut self, now_ns: u64, budget: usize, prefetch: impl Fn(*const u8), mut on_expire: impl FnMut(&Session)) -> usize {
+    pub fn expire_with(
+        &mut self,
+        now_ns: u64,
+        budget: usize,
+        prefetch: impl Fn(*const u8),
+        mut on_expire: impl FnMut(&Session),
+    ) -> usize {
         /// Records ahead whose session is prefetched, and whose keys' buckets are.
         const AHEAD_SESSION: usize = 16;
         const AHEAD_BUCKET: usize = 8;
@@ -836,10 +854,13 @@ impl ConnTable {
                     return removed;
                 }
                 let recs = &self.wheel[si];
-                if let Some(e) = recs.len().checked_sub(1 + AHEAD_SESSION).and_then(|i| self.slab.get(recs[i] as usize)) {
+                if let Some(e) = recs.len().checked_sub(1 + AHEAD_SESSION).and_then(|i| self.slab.get(recs[i] as usize))
+                {
                     prefetch_entry(e, &prefetch);
                 }
-                if let Some(Some(e)) = recs.len().checked_sub(1 + AHEAD_BUCKET).and_then(|i| self.slab.get(recs[i] as usize)) {
+                if let Some(Some(e)) =
+                    recs.len().checked_sub(1 + AHEAD_BUCKET).and_then(|i| self.slab.get(recs[i] as usize))
+                {
                     prefetch(self.index.bucket_addr(self.index.hash(&e.s.key)));
                     if let Some(r) = e.s.reply_key() {
                         prefetch(self.index.bucket_addr(self.index.hash(&r)));
@@ -953,7 +974,7 @@ mod tests {
             dport: 80,
         }
     }
-        fn rs() -> SocketAddrV4 {
+    fn rs() -> SocketAddrV4 {
         "203.0.113.5:80".parse().unwrap()
     }
     const NOL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
@@ -1068,7 +1089,16 @@ mod tests {
         assert_eq!(t.get(id).unwrap().expires_ns, 7 + Timeouts::default().tcp_time_wait_ns);
         // Server closes first: OUTPUT fin in ES → FIN_WAIT; the client's FIN → TIME_WAIT.
         let k2 = key(2);
-        let id2 = t.insert(t.new_session(k2, rs(), FwdMode::FullNat, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 200), 5000), SYN, 0)).unwrap();
+        let id2 = t
+            .insert(t.new_session(
+                k2,
+                rs(),
+                FwdMode::FullNat,
+                SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 200), 5000),
+                SYN,
+                0,
+            ))
+            .unwrap();
         let r2 = t.get(id2).unwrap().reply_key().unwrap();
         assert_eq!((r2.dst, r2.dport), (Ipv4Addr::new(192, 0, 2, 200), 5000));
         t.tk(&r2, SYN | ACK, 1);
@@ -1093,9 +1123,36 @@ mod tests {
     #[test]
     fn state_names() {
         use ConnState::*;
-        let all = [TcpSynSent, TcpSynRecv, TcpEstablished, TcpFinWait, TcpTimeWait, TcpClose, TcpCloseWait, TcpLastAck, TcpListen, TcpSynAck, Udp];
+        let all = [
+            TcpSynSent,
+            TcpSynRecv,
+            TcpEstablished,
+            TcpFinWait,
+            TcpTimeWait,
+            TcpClose,
+            TcpCloseWait,
+            TcpLastAck,
+            TcpListen,
+            TcpSynAck,
+            Udp,
+        ];
         let names: Vec<_> = all.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK", "UDP"]);
+        assert_eq!(
+            names,
+            [
+                "SYN_SENT",
+                "SYN_RECV",
+                "ESTABLISHED",
+                "FIN_WAIT",
+                "TIME_WAIT",
+                "CLOSE",
+                "CLOSE_WAIT",
+                "LAST_ACK",
+                "LISTEN",
+                "SYNACK",
+                "UDP"
+            ]
+        );
         assert_eq!(all.iter().filter(|s| s.is_active()).count(), 1);
         let d = Timeouts::default();
         assert_eq!(d.of(TcpSynSent), 120 * S);
@@ -1347,12 +1404,15 @@ mod tests {
         }
         t.get_mut(t.lookup(&key(3)).unwrap().0).unwrap().seq_delta = 7;
         let life = Timeouts::default().tcp_syn_recv_ns;
-        let mut seen: Vec<u64> = t.iter().map(|(_, s)| {
-            let k = s.key;
-            let born = s.expires_ns - life;
-            assert_eq!(born, (k.sport as u64 - 1024) * 250 + k.src.octets()[3] as u64);
-            born
-        }).collect();
+        let mut seen: Vec<u64> = t
+            .iter()
+            .map(|(_, s)| {
+                let k = s.key;
+                let born = s.expires_ns - life;
+                assert_eq!(born, (k.sport as u64 - 1024) * 250 + k.src.octets()[3] as u64);
+                born
+            })
+            .collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..50).collect::<Vec<u64>>());
         assert_eq!(t.g(&key(3)).unwrap().seq_delta, 7);
@@ -1365,15 +1425,20 @@ mod tests {
         // Random operations; after each full expire, exactly the sessions whose expiry is at
         // least one tick in the past are gone, and none whose expiry is in the future.
         let tick = 1000;
-        let mut t = ConnTable::with_wheel(64, Timeouts {
-            tcp_syn_recv_ns: 30_000,
-            tcp_established_ns: 200_000,
-            tcp_fin_wait_ns: 20_000,
-            tcp_close_ns: 5_000,
-            tcp_time_wait_ns: 7_000,
-            udp_ns: 50_000,
-            ..Timeouts::default()
-        }, tick, 16);
+        let mut t = ConnTable::with_wheel(
+            64,
+            Timeouts {
+                tcp_syn_recv_ns: 30_000,
+                tcp_established_ns: 200_000,
+                tcp_fin_wait_ns: 20_000,
+                tcp_close_ns: 5_000,
+                tcp_time_wait_ns: 7_000,
+                udp_ns: 50_000,
+                ..Timeouts::default()
+            },
+            tick,
+            16,
+        );
         let mut model: hashbrown::HashMap<FlowKey, u64> = hashbrown::HashMap::new();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut now = 0u64;
@@ -1435,11 +1500,17 @@ mod tests {
         assert_eq!((v.len(), n), (6, 6));
         let (v, n) = t.views(&all, 2, 0);
         assert_eq!((v.len(), n), (2, 6), "bounded output, full count");
-        let svc = |port| ServiceKey { proto: Proto::Tcp, vip: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 10), port)) };
+        let svc = |port| ServiceKey {
+            proto: Proto::Tcp,
+            vip: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 10), port)),
+        };
         let (v, n) = t.views(&SessionFilter { service: Some(svc(443)), real: None }, 100, 30 * S);
         assert_eq!(n, 1);
         let f = v[0];
-        assert_eq!((f.rip, f.lip, f.fwd, f.state), (rs2, Some("203.0.113.3:5000".parse().unwrap()), FwdMode::FullNat, ConnState::TcpSynRecv));
+        assert_eq!(
+            (f.rip, f.lip, f.fwd, f.state),
+            (rs2, Some("203.0.113.3:5000".parse().unwrap()), FwdMode::FullNat, ConnState::TcpSynRecv)
+        );
         assert_eq!(f.expires_in_s, 60 - 30, "SYN_RECV lives 60 s");
         assert_eq!(f.vip, "192.0.2.10:443".parse().unwrap());
         let (_, n) = t.views(&SessionFilter { service: Some(svc(80)), real: None }, 100, 0);
@@ -1459,7 +1530,10 @@ mod tests {
         // 64-byte buckets of 10) at most 80 % full after sizing, for NAT/FULLNAT + one u32 wheel
         // record.
         let entry = std::mem::size_of::<Option<Entry>>();
-        println!("session {} bytes, slab entry {entry}, index slot 6.4 bytes, wheel record 4", std::mem::size_of::<Session>());
+        println!(
+            "session {} bytes, slab entry {entry}, index slot 6.4 bytes, wheel record 4",
+            std::mem::size_of::<Session>()
+        );
         assert_eq!(entry, 80, "two cache lines at most, prefetched as two");
         let t = ConnTable::new(1 << 20, Timeouts::default());
         let index_per_session = t.index.slots() as f64 * 6.4 / f64::from(1 << 20);
@@ -1530,7 +1604,12 @@ mod tests {
             let s = t.new_session(key(i), rs(), if i % 2 == 0 { FwdMode::Nat } else { FwdMode::Dr }, NOL, SYN, 0);
             t.insert(s).unwrap();
         }
-        assert!(t.index.slots() >= 4 * first && t.index.len() == 4500, "{} slots, {} keys", t.index.slots(), t.index.len());
+        assert!(
+            t.index.slots() >= 4 * first && t.index.len() == 4500,
+            "{} slots, {} keys",
+            t.index.slots(),
+            t.index.len()
+        );
         assert_eq!(t.hash(&key(7)), h7, "a hash from before the growth still finds its key");
         assert!(t.lookup_hashed(&key(7), h7).is_some());
         t.check_wheel();
@@ -1544,7 +1623,13 @@ mod tests {
     /// The slab grows by fixed chunks (never past the table's capacity), not by doubling.
     #[test]
     fn slab_grows_by_chunks() {
-        let key = |i: u32| FlowKey { proto: 17, src: Ipv4Addr::from(0xc000_0200 + i), dst: Ipv4Addr::new(203, 0, 113, 100), sport: 1000, dport: 53 };
+        let key = |i: u32| FlowKey {
+            proto: 17,
+            src: Ipv4Addr::from(0xc000_0200 + i),
+            dst: Ipv4Addr::new(203, 0, 113, 100),
+            sport: 1000,
+            dport: 53,
+        };
         let rs = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 11), 53);
         // Sized up front for 16 sessions of CHUNK + 26.
         let mut t = ConnTable::sized(CHUNK + 26, Timeouts::default(), WHEEL_TICK_NS, WHEEL_SLOTS, 16);

@@ -233,7 +233,10 @@ impl SchedState {
         if n == 0 || self.known.len() != n {
             return if n == 0 { None } else { self.pick(reals, ctx) };
         }
-        debug_assert!(self.known.iter().zip(reals).all(|(k, r)| k.0 == r.addr && k.1 == r.weight), "list changed without update");
+        debug_assert!(
+            self.known.iter().zip(reals).all(|(k, r)| k.0 == r.addr && k.1 == r.weight),
+            "list changed without update"
+        );
         if !ctx.conns.is_empty() {
             for (i, r) in reals.iter().enumerate() {
                 let c = ctx.conns.get(i).copied().unwrap_or((0, 0));

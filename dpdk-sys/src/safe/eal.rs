@@ -21,11 +21,7 @@ pub(crate) fn ensure_running(op: impl FnOnce() -> String) -> Result<(), DpdkErro
     if STATE.load(Ordering::Acquire) == RUNNING {
         Ok(())
     } else {
-        Err(DpdkError::check(
-            op(),
-            libc::EPERM,
-            "EAL is not initialised (Eal::init first)",
-        ))
+        Err(DpdkError::check(op(), libc::EPERM, "EAL is not initialised (Eal::init first)"))
     }
 }
 
@@ -43,15 +39,8 @@ impl Eal {
     /// not even after [`Eal::cleanup`]). Note that EAL pins the calling thread to the main lcore.
     pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
         let op = || format!("rte_eal_init({args:?})");
-        if STATE
-            .compare_exchange(UNINIT, INITIALISING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return Err(DpdkError::check(
-                op(),
-                libc::EALREADY,
-                "EAL was already initialised in this process",
-            ));
+        if STATE.compare_exchange(UNINIT, INITIALISING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Err(DpdkError::check(op(), libc::EALREADY, "EAL was already initialised in this process"));
         }
         let mut owned = Vec::with_capacity(args.len() + 1);
         for a in std::iter::once("rvsd").chain(args.iter().map(String::as_str)) {
@@ -59,23 +48,14 @@ impl Eal {
                 Ok(c) => owned.push(c),
                 Err(_) => {
                     STATE.store(UNINIT, Ordering::Release);
-                    return Err(DpdkError::check(
-                        op(),
-                        libc::EINVAL,
-                        format!("argument {a:?} contains a NUL byte"),
-                    ));
+                    return Err(DpdkError::check(op(), libc::EINVAL, format!("argument {a:?} contains a NUL byte")));
                 }
             }
         }
         // EAL keeps pointers into argv (and getopt permutes it): leak both for the process
         // lifetime. This happens once.
-        let argv: &'static mut [*mut c_char] = Vec::leak(
-            owned
-                .into_iter()
-                .map(CString::into_raw)
-                .chain(std::iter::once(std::ptr::null_mut()))
-                .collect(),
-        );
+        let argv: &'static mut [*mut c_char] =
+            Vec::leak(owned.into_iter().map(CString::into_raw).chain(std::iter::once(std::ptr::null_mut())).collect());
         let argc = (argv.len() - 1) as i32;
         // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL, all leaked so
         // they outlive EAL; STATE guarantees this is the only rte_eal_init call.
@@ -119,11 +99,7 @@ impl Eal {
 
     fn blockers(op: &str) -> Result<(), DpdkError> {
         if let Some(p) = port::first_open_port() {
-            return Err(DpdkError::check(
-                op,
-                libc::EBUSY,
-                format!("port {p} is not closed"),
-            ));
+            return Err(DpdkError::check(op, libc::EBUSY, format!("port {p} is not closed")));
         }
         mbuf::check_all_released().map_err(|m| DpdkError::check(op, libc::EBUSY, m))
     }
@@ -132,8 +108,7 @@ impl Eal {
     /// `"net_af_packet0"`, `"net_ring0"` or a PCI address `"0000:03:00.0"`.
     pub fn port_by_name(&self, name: &str) -> Result<u16, DpdkError> {
         let op = || format!("rte_eth_dev_get_port_by_name({name:?})");
-        let c = CString::new(name)
-            .map_err(|_| DpdkError::check(op(), libc::EINVAL, "name contains a NUL byte"))?;
+        let c = CString::new(name).map_err(|_| DpdkError::check(op(), libc::EINVAL, "name contains a NUL byte"))?;
         let mut port = 0u16;
         // SAFETY: c is a valid C string and port a valid out pointer, for the call's duration.
         let ret = unsafe { ffi::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut port) };
@@ -149,9 +124,7 @@ impl Eal {
         let mut p: u64 = 0;
         loop {
             // SAFETY: EAL is running (self exists); any start id is accepted.
-            p = unsafe {
-                ffi::rte_eth_find_next_owned_by(p as u16, ffi::RTE_ETH_DEV_NO_OWNER as u64)
-            };
+            p = unsafe { ffi::rte_eth_find_next_owned_by(p as u16, ffi::RTE_ETH_DEV_NO_OWNER as u64) };
             if p >= ffi::RTE_MAX_ETHPORTS as u64 {
                 return out;
             }

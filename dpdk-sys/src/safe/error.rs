@@ -20,20 +20,12 @@ impl DpdkError {
     /// An error for `op` with a positive errno; the message comes from `rte_strerror`.
     pub fn new(op: impl Into<String>, errno: i32) -> Self {
         let errno = errno.abs();
-        DpdkError {
-            op: op.into(),
-            errno,
-            message: strerror(errno),
-        }
+        DpdkError { op: op.into(), errno, message: strerror(errno) }
     }
 
     /// An error detected by this wrapper rather than reported by DPDK.
     pub(crate) fn check(op: impl Into<String>, errno: i32, message: impl Into<String>) -> Self {
-        DpdkError {
-            op: op.into(),
-            errno,
-            message: message.into(),
-        }
+        DpdkError { op: op.into(), errno, message: message.into() }
     }
 
     /// An error for a call that signalled failure through `rte_errno` (NULL or -1 return).
@@ -82,10 +74,7 @@ mod tests {
     fn display_names_op_message_and_errno() {
         let e = DpdkError::new("rte_eth_dev_configure(port 3)", -libc::EINVAL);
         assert_eq!(e.errno, libc::EINVAL);
-        assert_eq!(
-            e.to_string(),
-            "rte_eth_dev_configure(port 3): Invalid argument (errno 22)"
-        );
+        assert_eq!(e.to_string(), "rte_eth_dev_configure(port 3): Invalid argument (errno 22)");
     }
 
     #[test]

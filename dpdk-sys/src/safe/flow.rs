@@ -68,9 +68,8 @@ fn flow_error(op: String, ret: i32, msg: &[c_char; MSG_LEN]) -> DpdkError {
 }
 
 fn check_started(op: &dyn Fn() -> String, p: u16) -> Result<u32, DpdkError> {
-    port::started_epoch(p).ok_or_else(|| {
-        DpdkError::check(op(), libc::EINVAL, "port is not started through this wrapper")
-    })
+    port::started_epoch(p)
+        .ok_or_else(|| DpdkError::check(op(), libc::EINVAL, "port is not started through this wrapper"))
 }
 
 /// `rte_flow_validate` of `rule` on `port`: would the device accept it? The port must be
@@ -143,15 +142,9 @@ impl FlowRule {
         if ret < 0 {
             return Err(flow_error(op(), ret, &msg));
         }
-        let ptr = NonNull::new(out).ok_or_else(|| {
-            DpdkError::check(op(), libc::EIO, "rte_flow_create returned no handle")
-        })?;
-        Ok(FlowRule {
-            port: port_id,
-            epoch,
-            ptr: Some(ptr),
-            rule: *rule,
-        })
+        let ptr =
+            NonNull::new(out).ok_or_else(|| DpdkError::check(op(), libc::EIO, "rte_flow_create returned no handle"))?;
+        Ok(FlowRule { port: port_id, epoch, ptr: Some(ptr), rule: *rule })
     }
 
     /// The port the rule is on.
@@ -182,16 +175,11 @@ impl FlowRule {
         // SAFETY: the port has run without interruption since the rule was created (same
         // epoch, under the control lock), so ptr is a live rule of this port, destroyed once
         // (taken out of self.ptr).
-        let ret =
-            unsafe { ffi::rvs_flow_destroy(self.port, ptr.as_ptr(), msg.as_mut_ptr(), MSG_LEN) };
+        let ret = unsafe { ffi::rvs_flow_destroy(self.port, ptr.as_ptr(), msg.as_mut_ptr(), MSG_LEN) };
         if ret < 0 {
             let port = self.port;
             let rule = self.rule;
-            return Err(flow_error(
-                format!("rte_flow_destroy(port {port}, {rule:?})"),
-                ret,
-                &msg,
-            ));
+            return Err(flow_error(format!("rte_flow_destroy(port {port}, {rule:?})"), ret, &msg));
         }
         Ok(())
     }

@@ -79,22 +79,13 @@ impl Mempool {
                  data_room={data_room}, socket={socket})"
             )
         };
-        let c = CString::new(name)
-            .map_err(|_| DpdkError::check(op(), libc::EINVAL, "name contains a NUL byte"))?;
+        let c = CString::new(name).map_err(|_| DpdkError::check(op(), libc::EINVAL, "name contains a NUL byte"))?;
         // SAFETY: EAL is running (_eal); c is a valid C string for the call's duration.
-        let raw = unsafe {
-            ffi::rte_pktmbuf_pool_create(c.as_ptr(), n_mbufs, cache, 0, data_room, socket)
-        };
+        let raw = unsafe { ffi::rte_pktmbuf_pool_create(c.as_ptr(), n_mbufs, cache, 0, data_room, socket) };
         let ptr = NonNull::new(raw).ok_or_else(|| DpdkError::from_rte_errno(op()))?;
-        POOLS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(PoolPtr(ptr, name.to_string()));
+        POOLS.lock().unwrap_or_else(|e| e.into_inner()).push(PoolPtr(ptr, name.to_string()));
         LIVE_HANDLES.fetch_add(1, Ordering::AcqRel);
-        Ok(Mempool {
-            ptr,
-            name: name.to_string(),
-        })
+        Ok(Mempool { ptr, name: name.to_string() })
     }
 
     /// The pool's name.
@@ -186,8 +177,7 @@ unsafe impl Send for Mbuf {}
 
 // rx/tx/ring bursts treat Vec<Mbuf> storage as an array of `*mut rte_mbuf`.
 const _: () = assert!(std::mem::size_of::<Mbuf>() == std::mem::size_of::<*mut ffi::rte_mbuf>());
-const _: () =
-    assert!(std::mem::size_of::<Option<Mbuf>>() == std::mem::size_of::<*mut ffi::rte_mbuf>());
+const _: () = assert!(std::mem::size_of::<Option<Mbuf>>() == std::mem::size_of::<*mut ffi::rte_mbuf>());
 
 impl Mbuf {
     /// Take ownership of a raw mbuf.
@@ -230,10 +220,7 @@ impl Mbuf {
         // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's buffer (an mbuf
         // invariant DPDK maintains); the buffer is owned by self and borrowed immutably.
         unsafe {
-            std::slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
-            )
+            std::slice::from_raw_parts(m.buf_addr.cast::<u8>().add(usize::from(m.data_off)), usize::from(m.data_len))
         }
     }
 

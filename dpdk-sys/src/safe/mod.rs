@@ -24,8 +24,7 @@ pub use error::{strerror, DpdkError};
 pub use flow::{flow_validate, FlowL4, FlowRule, LportRule};
 pub use mbuf::{Mbuf, Mempool, MBUF_DEFAULT_BUF_SIZE, PKTMBUF_HEADROOM};
 pub use port::{
-    port_close, port_configure, port_info, port_link, port_start, port_stats, port_stats_reset,
-    port_stop, rx_burst, tx_burst, LinkStatus, PortConf, PortInfo, PortSetup, PortStats, MAX_BURST,
-    MAX_QUEUES,
+    port_close, port_configure, port_info, port_link, port_start, port_stats, port_stats_reset, port_stop, rx_burst,
+    tx_burst, LinkStatus, PortConf, PortInfo, PortSetup, PortStats, MAX_BURST, MAX_QUEUES,
 };
 pub use ring::Ring;

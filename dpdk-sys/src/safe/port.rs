@@ -64,10 +64,7 @@ pub(crate) fn control_lock() -> MutexGuard<'static, ()> {
 
 /// A port configured through this wrapper and not closed yet.
 pub(crate) fn first_open_port() -> Option<u16> {
-    SLOTS
-        .iter()
-        .position(|s| s.state.load(Ordering::Acquire) != UNCONFIGURED)
-        .map(|p| p as u16)
+    SLOTS.iter().position(|s| s.state.load(Ordering::Acquire) != UNCONFIGURED).map(|p| p as u16)
 }
 
 /// The run epoch of `port` if it is started through this wrapper. Call with
@@ -124,11 +121,7 @@ fn check_port(op: &dyn Fn() -> String, port: u16) -> Result<(), DpdkError> {
     ensure_running(op)?;
     // SAFETY: EAL is running; any id is accepted.
     if usize::from(port) >= MAX_PORTS || unsafe { ffi::rte_eth_dev_is_valid_port(port) } == 0 {
-        return Err(DpdkError::check(
-            op(),
-            libc::ENODEV,
-            format!("no such port {port}"),
-        ));
+        return Err(DpdkError::check(op(), libc::ENODEV, format!("no such port {port}")));
     }
     Ok(())
 }
@@ -138,10 +131,7 @@ fn dev_info(port: u16) -> Result<ffi::rte_eth_dev_info, DpdkError> {
     // SAFETY: port is valid (checked by callers) and info a valid out pointer.
     let ret = unsafe { ffi::rte_eth_dev_info_get(port, &mut info) };
     if ret < 0 {
-        return Err(DpdkError::from_ret(
-            format!("rte_eth_dev_info_get(port {port})"),
-            ret,
-        ));
+        return Err(DpdkError::from_ret(format!("rte_eth_dev_info_get(port {port})"), ret));
     }
     Ok(info)
 }
@@ -297,31 +287,21 @@ pub fn port_info(_eal: &Eal, port: u16) -> Result<PortInfo, DpdkError> {
     // SAFETY: name is a buffer of RTE_ETH_NAME_MAX_LEN bytes, as the function requires.
     let ret = unsafe { ffi::rte_eth_dev_get_name_by_port(port, name.as_mut_ptr()) };
     if ret < 0 {
-        return Err(DpdkError::from_ret(
-            format!("rte_eth_dev_get_name_by_port(port {port})"),
-            ret,
-        ));
+        return Err(DpdkError::from_ret(format!("rte_eth_dev_get_name_by_port(port {port})"), ret));
     }
     // SAFETY: on success the buffer holds a NUL-terminated name.
-    let name = unsafe { CStr::from_ptr(name.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    let name = unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned();
     let driver = if info.driver_name.is_null() {
         String::new()
     } else {
         // SAFETY: driver_name points to the driver's static NUL-terminated name.
-        unsafe { CStr::from_ptr(info.driver_name) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
     };
     let mut mac = ffi::rte_ether_addr::default();
     // SAFETY: port is valid and mac a valid out pointer.
     let ret = unsafe { ffi::rte_eth_macaddr_get(port, &mut mac) };
     if ret < 0 {
-        return Err(DpdkError::from_ret(
-            format!("rte_eth_macaddr_get(port {port})"),
-            ret,
-        ));
+        return Err(DpdkError::from_ret(format!("rte_eth_macaddr_get(port {port})"), ret));
     }
     // SAFETY: port is valid.
     let socket = unsafe { ffi::rte_eth_dev_socket_id(port) };
@@ -341,36 +321,23 @@ pub fn port_info(_eal: &Eal, port: u16) -> Result<PortInfo, DpdkError> {
 /// MTU. The port must not be started. If RSS is requested but the device supports none of
 /// the IP/TCP/UDP hash functions, the port is configured without RSS and
 /// [`PortSetup::rss`] is `false` with a note (then only queue 0 is guaranteed to receive).
-pub fn port_configure(
-    _eal: &Eal,
-    port: u16,
-    conf: &PortConf,
-    pool: &Mempool,
-) -> Result<PortSetup, DpdkError> {
+pub fn port_configure(_eal: &Eal, port: u16, conf: &PortConf, pool: &Mempool) -> Result<PortSetup, DpdkError> {
     let op = |step: &str| format!("port_configure(port {port}): {step}");
     let _ctl = control_lock();
     check_port(&|| op("check"), port)?;
     let slot = &SLOTS[usize::from(port)];
     if slot.state.load(Ordering::Acquire) == STARTED {
-        return Err(DpdkError::check(
-            op("check"),
-            libc::EBUSY,
-            "port is started; stop it first",
-        ));
+        return Err(DpdkError::check(op("check"), libc::EBUSY, "port is started; stop it first"));
     }
     let info = dev_info(port)?;
-    for (what, n, max) in [
-        ("RX queues", conf.n_rx_queues, info.max_rx_queues),
-        ("TX queues", conf.n_tx_queues, info.max_tx_queues),
-    ] {
+    for (what, n, max) in
+        [("RX queues", conf.n_rx_queues, info.max_rx_queues), ("TX queues", conf.n_tx_queues, info.max_tx_queues)]
+    {
         if n == 0 || n > max.min(MAX_QUEUES) {
             return Err(DpdkError::check(
                 op("check"),
                 libc::EINVAL,
-                format!(
-                    "{n} {what} requested, the port supports 1..={}",
-                    max.min(MAX_QUEUES)
-                ),
+                format!("{n} {what} requested, the port supports 1..={}", max.min(MAX_QUEUES)),
             ));
         }
     }
@@ -387,12 +354,7 @@ pub fn port_configure(
     let mut eth_conf = ffi::rte_eth_conf::default();
     if conf.rss {
         // SAFETY: pure functions returning constants.
-        let (wanted, hash_offload) = unsafe {
-            (
-                ffi::rvs_eth_rss_ip_tcp_udp(),
-                ffi::rvs_eth_rx_offload_rss_hash(),
-            )
-        };
+        let (wanted, hash_offload) = unsafe { (ffi::rvs_eth_rss_ip_tcp_udp(), ffi::rvs_eth_rx_offload_rss_hash()) };
         let hf = wanted & info.flow_type_rss_offloads;
         if hf == 0 {
             setup.notes.push(format!(
@@ -422,8 +384,7 @@ pub fn port_configure(
     // Reconfiguring drops the queues: make sure the state table says so first.
     quiesce(port, UNCONFIGURED);
     // SAFETY: port is valid and stopped; eth_conf is a fully initialised rte_eth_conf.
-    let ret =
-        unsafe { ffi::rte_eth_dev_configure(port, conf.n_rx_queues, conf.n_tx_queues, &eth_conf) };
+    let ret = unsafe { ffi::rte_eth_dev_configure(port, conf.n_rx_queues, conf.n_tx_queues, &eth_conf) };
     if ret < 0 {
         return Err(DpdkError::from_ret(
             op(&format!(
@@ -434,23 +395,15 @@ pub fn port_configure(
         ));
     }
     // SAFETY: port is configured; both pointers are valid in/out u16s.
-    let ret = unsafe {
-        ffi::rte_eth_dev_adjust_nb_rx_tx_desc(port, &mut setup.rx_desc, &mut setup.tx_desc)
-    };
+    let ret = unsafe { ffi::rte_eth_dev_adjust_nb_rx_tx_desc(port, &mut setup.rx_desc, &mut setup.tx_desc) };
     if ret < 0 {
-        return Err(DpdkError::from_ret(
-            op("rte_eth_dev_adjust_nb_rx_tx_desc"),
-            ret,
-        ));
+        return Err(DpdkError::from_ret(op("rte_eth_dev_adjust_nb_rx_tx_desc"), ret));
     }
     if let Some(mtu) = conf.mtu {
         // SAFETY: port is valid and configured.
         let ret = unsafe { ffi::rte_eth_dev_set_mtu(port, mtu) };
         if ret < 0 {
-            return Err(DpdkError::from_ret(
-                op(&format!("rte_eth_dev_set_mtu({mtu})")),
-                ret,
-            ));
+            return Err(DpdkError::from_ret(op(&format!("rte_eth_dev_set_mtu({mtu})")), ret));
         }
     }
     // SAFETY: port is valid.
@@ -460,37 +413,21 @@ pub fn port_configure(
     for q in 0..conf.n_rx_queues {
         // SAFETY: port configured with n_rx_queues > q; NULL rxconf = device defaults; the
         // pool is a live pktmbuf pool that is never freed before EAL cleanup.
-        let ret = unsafe {
-            ffi::rte_eth_rx_queue_setup(
-                port,
-                q,
-                setup.rx_desc,
-                socket,
-                std::ptr::null(),
-                pool.as_ptr(),
-            )
-        };
+        let ret =
+            unsafe { ffi::rte_eth_rx_queue_setup(port, q, setup.rx_desc, socket, std::ptr::null(), pool.as_ptr()) };
         if ret < 0 {
             return Err(DpdkError::from_ret(
-                op(&format!(
-                    "rte_eth_rx_queue_setup(queue {q}, {} descriptors)",
-                    setup.rx_desc
-                )),
+                op(&format!("rte_eth_rx_queue_setup(queue {q}, {} descriptors)", setup.rx_desc)),
                 ret,
             ));
         }
     }
     for q in 0..conf.n_tx_queues {
         // SAFETY: port configured with n_tx_queues > q; NULL txconf = device defaults.
-        let ret = unsafe {
-            ffi::rte_eth_tx_queue_setup(port, q, setup.tx_desc, socket, std::ptr::null())
-        };
+        let ret = unsafe { ffi::rte_eth_tx_queue_setup(port, q, setup.tx_desc, socket, std::ptr::null()) };
         if ret < 0 {
             return Err(DpdkError::from_ret(
-                op(&format!(
-                    "rte_eth_tx_queue_setup(queue {q}, {} descriptors)",
-                    setup.tx_desc
-                )),
+                op(&format!("rte_eth_tx_queue_setup(queue {q}, {} descriptors)", setup.tx_desc)),
                 ret,
             ));
         }
@@ -513,11 +450,7 @@ pub fn port_start(port: u16) -> Result<(), DpdkError> {
         STARTED => return Ok(()),
         STOPPED => {}
         _ => {
-            return Err(DpdkError::check(
-                op("check"),
-                libc::EINVAL,
-                "port is not configured",
-            ));
+            return Err(DpdkError::check(op("check"), libc::EINVAL, "port is not configured"));
         }
     }
     // SAFETY: port is valid and configured with all queues set up.
@@ -586,10 +519,7 @@ pub fn port_stats(port: u16) -> Result<PortStats, DpdkError> {
     // SAFETY: port is valid and s a valid out pointer.
     let ret = unsafe { ffi::rte_eth_stats_get(port, &mut s) };
     if ret < 0 {
-        return Err(DpdkError::from_ret(
-            format!("rte_eth_stats_get(port {port})"),
-            ret,
-        ));
+        return Err(DpdkError::from_ret(format!("rte_eth_stats_get(port {port})"), ret));
     }
     let slot = &SLOTS[usize::from(port)];
     let nrx = usize::from(slot.nb_rx.load(Ordering::Relaxed)).min(s.q_ipackets.len());
@@ -621,10 +551,7 @@ pub fn port_stats_reset(port: u16) {
 
 /// `rte_eth_link_get_nowait`; down with speed 0 on any error.
 pub fn port_link(port: u16) -> LinkStatus {
-    let down = LinkStatus {
-        up: false,
-        speed_mbps: 0,
-    };
+    let down = LinkStatus { up: false, speed_mbps: 0 };
     if check_port(&String::new, port).is_err() {
         return down;
     }
@@ -634,15 +561,8 @@ pub fn port_link(port: u16) -> LinkStatus {
         return down;
     }
     let up = u32::from(link.link_status()) == ffi::RTE_ETH_LINK_UP;
-    let speed = if link.link_speed == ffi::RTE_ETH_SPEED_NUM_UNKNOWN {
-        0
-    } else {
-        link.link_speed
-    };
-    LinkStatus {
-        up,
-        speed_mbps: speed,
-    }
+    let speed = if link.link_speed == ffi::RTE_ETH_SPEED_NUM_UNKNOWN { 0 } else { link.link_speed };
+    LinkStatus { up, speed_mbps: speed }
 }
 
 /// Receive up to `out.capacity() - out.len()` packets (at most [`MAX_BURST`]) from
@@ -730,10 +650,7 @@ mod tests {
         assert_eq!(tx_burst(u16::MAX, 0, &mut v), 0);
         assert!(v.is_empty());
         // No burst left anything in flight.
-        assert!(INFLIGHT
-            .iter()
-            .flatten()
-            .all(|c| c.0.load(Ordering::SeqCst) == 0));
+        assert!(INFLIGHT.iter().flatten().all(|c| c.0.load(Ordering::SeqCst) == 0));
     }
 
     #[test]
@@ -741,13 +658,7 @@ mod tests {
         let e = port_start(0).unwrap_err();
         assert_eq!(e.errno, libc::EPERM);
         assert!(port_stats(0).is_err());
-        assert_eq!(
-            port_link(0),
-            LinkStatus {
-                up: false,
-                speed_mbps: 0
-            }
-        );
+        assert_eq!(port_link(0), LinkStatus { up: false, speed_mbps: 0 });
         assert_eq!(first_open_port(), None);
     }
 }

@@ -38,10 +38,7 @@ impl<'a> Side<'a> {
     #[inline]
     fn acquire(flag: Option<&'a AtomicBool>) -> Side<'a> {
         if let Some(f) = flag {
-            while f
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
+            while f.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
                 std::hint::spin_loop();
             }
         }
@@ -68,13 +65,8 @@ impl Ring {
         single_producer: bool,
         single_consumer: bool,
     ) -> Result<Ring, DpdkError> {
-        let op = || {
-            format!(
-                "rte_ring_create({name:?}, size={size}, sp={single_producer}, sc={single_consumer})"
-            )
-        };
-        let c = CString::new(name)
-            .map_err(|_| DpdkError::check(op(), libc::EINVAL, "name contains a NUL byte"))?;
+        let op = || format!("rte_ring_create({name:?}, size={size}, sp={single_producer}, sc={single_consumer})");
+        let c = CString::new(name).map_err(|_| DpdkError::check(op(), libc::EINVAL, "name contains a NUL byte"))?;
         let mut flags = ffi::RING_F_EXACT_SZ;
         if single_producer {
             flags |= ffi::RING_F_SP_ENQ;
@@ -153,12 +145,7 @@ impl Ring {
         // ring, so the k written pointers are valid mbufs whose ownership passes to `out`.
         unsafe {
             let dst = out.as_mut_ptr().add(len).cast::<*mut c_void>();
-            let k = ffi::rte_ring_dequeue_burst(
-                self.ptr.as_ptr(),
-                dst,
-                room as u32,
-                std::ptr::null_mut(),
-            ) as usize;
+            let k = ffi::rte_ring_dequeue_burst(self.ptr.as_ptr(), dst, room as u32, std::ptr::null_mut()) as usize;
             out.set_len(len + k);
             k
         }
