@@ -2,7 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod file;
-pub mod model;
+/// The service model lives in its own crate (`rvs-model`), so the dataplane has it without serde/toml.
+pub use rvs_model as model;
 pub mod services;
 
 pub use file::{Config, ConfigError};

@@ -7,8 +7,8 @@ use crate::conn::Timeouts;
 use crate::route::{Route, RouteTable};
 use crate::sched::MaglevTable;
 use hashbrown::{HashMap, HashSet};
-use rvs_config::model::SchedKind;
-use rvs_config::model::{FwdMode, Proto, Service, ServiceKey};
+use rvs_model::SchedKind;
+use rvs_model::{FwdMode, Proto, Service, ServiceKey};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -275,7 +275,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_config::model::RealServer;
+    use rvs_model::RealServer;
     use std::net::SocketAddr;
 
     fn svc(port: u16, weight: u32) -> Service {

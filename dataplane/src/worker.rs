@@ -48,7 +48,7 @@ use crate::snapshot::{Owner, PortInfo, Snapshot};
 use crate::tun::{self, TunError};
 use crate::wire::{arp, ethernet, icmp, ipv4, tcp, udp};
 use hashbrown::HashMap;
-use rvs_config::model::{ClientAddrMode, FwdMode, Proto, SchedKind, Service, ServiceKey};
+use rvs_model::{ClientAddrMode, FwdMode, Proto, SchedKind, Service, ServiceKey};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -1694,7 +1694,7 @@ mod tests {
     use crate::buf::VecBuf;
     use crate::snapshot::StaticRoute;
     use crate::wire::hex;
-    use rvs_config::model::{RealServer, Service};
+    use rvs_model::{RealServer, Service};
 
     /// Verdicts are returned through several inlined layers per packet: 8 bytes keep them in a
     /// register instead of stack copies.

@@ -6,13 +6,13 @@
 //! (02:00:00:00:00:fe), TCP 203.0.113.100:80 rr and UDP 203.0.113.100:53 rr over the DR real
 //! servers 203.0.113.11 (…:0b) and 203.0.113.12 (…:0c). Clients are behind the gateway.
 
-use rvs_config::model::{FwdMode, Proto, RealServer, SchedKind, Service, ServiceKey};
 use rvs_dataplane::conn::Timeouts;
 use rvs_dataplane::neigh::NeighConfig;
 use rvs_dataplane::snapshot::{PortInfo, StaticRoute};
 use rvs_dataplane::wire::{icmp, ipv4};
 use rvs_dataplane::worker::{Io, Worker, WorkerConfig};
 use rvs_dataplane::{DropReason, PacketBuf, Snapshot, VecBuf};
+use rvs_model::{FwdMode, Proto, RealServer, SchedKind, Service, ServiceKey};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -734,9 +734,9 @@ fn unchanged_service_keeps_its_rotation_across_snapshots() {
 //   TCP 203.0.113.102:80 TUN → 192.0.2.9:80 (routed via 203.0.113.1)
 // Frames are built and checked here with an independent checksum.
 
-use rvs_config::model::{ClientAddrMode, Persistence};
 use rvs_dataplane::conn::ConnState;
 use rvs_dataplane::snapshot::Tunables;
+use rvs_model::{ClientAddrMode, Persistence};
 
 const CLIENT: [u8; 4] = [198, 51, 100, 10];
 const VIP: [u8; 4] = [203, 0, 113, 100];

@@ -8,7 +8,7 @@
 
 mod index;
 
-use rvs_config::model::{FwdMode, Proto, ServiceKey};
+use rvs_model::{FwdMode, Proto, ServiceKey};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// The 5-tuple of a packet as it arrives.

@@ -12,7 +12,7 @@
 //! dh gives every server one bucket in turn whatever its weight, and has no fallback). With
 //! every weight 1 and every server available both build and pick the same.
 
-use rvs_config::model::RealServer;
+use rvs_model::RealServer;
 use std::net::Ipv4Addr;
 
 /// IP_VS_SH_TAB_BITS (the default CONFIG_IP_VS_SH_TAB_BITS).
@@ -77,7 +77,7 @@ mod tests {
     use super::super::testutil::*;
     use super::super::{PickCtx, SchedState};
     use super::*;
-    use rvs_config::model::SchedKind;
+    use rvs_model::SchedKind;
 
     fn counts(t: &HashTable, n: usize) -> Vec<usize> {
         (0..n).map(|i| t.buckets.iter().filter(|&&b| b as usize == i).count()).collect()

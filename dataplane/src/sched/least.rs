@@ -4,7 +4,7 @@
 //! `avail(i)`: server i has weight > 0 and is not overloaded. Ties go to the first server in
 //! list order, as the kernel's strict comparisons do.
 
-use rvs_config::model::RealServer;
+use rvs_model::RealServer;
 
 /// ip_vs_dest_conn_overhead: an active connection weighs as much as 256 inactive ones (which
 /// mostly are TIME_WAIT leftovers).
@@ -57,7 +57,7 @@ pub(super) fn fo(reals: &[RealServer], avail: impl Fn(usize) -> bool) -> Option<
 mod tests {
     use super::super::testutil::*;
     use super::super::SchedState;
-    use rvs_config::model::{RealServer, SchedKind};
+    use rvs_model::{RealServer, SchedKind};
 
     fn pick(kind: SchedKind, reals: &[RealServer], conns: &[(u32, u32)]) -> Option<usize> {
         SchedState::new(kind, reals).unwrap().pick(reals, &ctx(conns))

@@ -18,7 +18,7 @@
 //! its clients fall back elsewhere), while here a weight-0 server is left out of the table.
 
 use super::gcd;
-use rvs_config::model::RealServer;
+use rvs_model::RealServer;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -248,7 +248,7 @@ mod tests {
     use super::super::testutil::*;
     use super::super::SchedState;
     use super::*;
-    use rvs_config::model::SchedKind;
+    use rvs_model::SchedKind;
     use std::hash::Hasher;
     use std::sync::Arc;
 

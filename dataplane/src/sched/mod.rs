@@ -20,7 +20,7 @@ mod wrr;
 pub use maglev::{MaglevTable, MAGLEV_SIZES};
 
 use hash::HashTable;
-use rvs_config::model::{RealServer, SchedKind};
+use rvs_model::{RealServer, SchedKind};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use wrr::WrrState;
@@ -272,7 +272,7 @@ impl SchedState {
 #[cfg(test)]
 mod testutil {
     use super::*;
-    use rvs_config::model::FwdMode;
+    use rvs_model::FwdMode;
 
     pub(super) const ALL: [SchedKind; 8] = SchedKind::ALL;
     pub(super) fn rs(last: u8, weight: u32) -> RealServer {

@@ -1,7 +1,7 @@
 //! Interleaved weighted round robin (ip_vs_wrr.c).
 
 use super::gcd;
-use rvs_config::model::RealServer;
+use rvs_model::RealServer;
 
 /// Interleaved weighted round robin (ip_vs_wrr.c), state named as there.
 #[derive(Debug, Clone)]

@@ -4,14 +4,14 @@
 //! This is the one description of "what rvs balances" shared by the TOML config, the control
 //! protocol (rvsadm ↔ rvsd) and the snapshots the workers run on.
 
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 /// Transport protocol of a virtual service (`-t` / `-u` in ipvsadm).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Proto {
     Tcp,
     Udp,
@@ -42,8 +42,9 @@ impl Proto {
 }
 
 /// Forwarding method of a real server (`-g`, `-i`, `-m`, `-b` in ipvsadm/DPVS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum FwdMode {
     /// Direct routing: only the destination MAC changes. ipvsadm calls it "Route".
     #[default]
@@ -92,8 +93,9 @@ impl FromStr for FwdMode {
 }
 
 /// Scheduler of a virtual service (`-s` in ipvsadm).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum SchedKind {
     Rr,
     #[default]
@@ -171,7 +173,8 @@ impl fmt::Display for SchedKind {
 }
 
 /// Identity of a virtual service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ServiceKey {
     pub proto: Proto,
     pub vip: SocketAddr,
@@ -184,7 +187,8 @@ impl fmt::Display for ServiceKey {
 }
 
 /// Client-affinity ("persistent service", `-p TIMEOUT [-M NETMASK]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Persistence {
     pub timeout_s: u32,
     pub netmask: Ipv4Addr,
@@ -209,37 +213,40 @@ pub fn is_contiguous_netmask(m: Ipv4Addr) -> bool {
 }
 
 /// One real server of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RealServer {
     /// RIP:port. For DR and TUN the port must equal the service port (as in IPVS).
     pub addr: SocketAddr,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub fwd: FwdMode,
     /// 0 drains: no new flows, existing flows continue. ipvsadm's default is 1.
-    #[serde(default = "default_weight")]
+    #[cfg_attr(feature = "serde", serde(default = "default_weight"))]
     pub weight: u32,
     /// Upper connection threshold (`-x`), 0 = none.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub u_threshold: u32,
     /// Lower connection threshold (`-y`), 0 = none.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub l_threshold: u32,
 }
 
+#[cfg(feature = "serde")]
 fn default_weight() -> u32 {
     1
 }
 
 /// How a FULLNAT service tells the real server who the client is (the RS sees a local address of
 /// rvs as the source).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum ClientAddrMode {
     /// TCP option 254 carrying client IP and port, on the first ACK (DPVS/Alibaba TOA).
     #[default]
     Toa,
     /// PROXY protocol v2 header before the first payload byte (haproxy spec, section 2.2).
-    #[serde(alias = "proxy-v2")]
+    #[cfg_attr(feature = "serde", serde(alias = "proxy-v2"))]
     ProxyV2,
     /// Nothing: the RS only sees the local address.
     None,
@@ -275,20 +282,21 @@ impl FromStr for ClientAddrMode {
 }
 
 /// A virtual service with its real servers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Service {
     pub key: ServiceKey,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub sched: SchedKind,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub persistence: Option<Persistence>,
     /// FULLNAT local addresses (DPVS's "laddr"): the sources rvs uses towards the real servers.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub laddrs: Vec<IpAddr>,
     /// FULLNAT only: how the client address reaches the real server.
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub client_addr: ClientAddrMode,
-    #[serde(default)]
+    #[cfg_attr(feature = "serde", serde(default))]
     pub reals: Vec<RealServer>,
 }
 
