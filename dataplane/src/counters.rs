@@ -36,8 +36,15 @@ drop_reasons! {
     TtlExceeded => "ttl_exceeded",
     /// IPv4 fragments to a VIP (not balanced yet).
     Fragment => "fragment",
-    /// Frame to a MAC address that is neither ours nor broadcast/multicast.
-    NotForUs => "not_for_us",
+    /// Frame received on a port the running configuration does not have (a port being
+    /// reconfigured).
+    UnknownPort => "unknown_port",
+    /// Frame to a MAC address that is neither the port's nor broadcast/multicast (a switch
+    /// flooding unknown unicast, or a promiscuous port): look at the L2 segment.
+    OtherMac => "other_mac",
+    /// IPv4 to an address that is none of rvs's (not an interface address, VIP or local
+    /// address) and no session's reply: rvs does not route; look at who sends it here.
+    UnknownDst => "unknown_dst",
     /// ARP not for one of our addresses (learned from, then dropped).
     ArpNotForUs => "arp_not_for_us",
     /// Addressed to a VIP but no service matches protocol and port.
@@ -58,8 +65,6 @@ drop_reasons! {
     LocalUnhandled => "local_unhandled",
     /// IPv6 (not forwarded yet).
     Ipv6 => "ipv6",
-    /// The real server's forwarding mode is not available in this build.
-    UnsupportedFwd => "unsupported_fwd",
     /// Not enough headroom/tailroom or no buffer to build a packet.
     NoBuffer => "no_buffer",
     /// The tx queue was full.

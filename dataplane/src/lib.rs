@@ -6,13 +6,15 @@ pub mod buf;
 pub mod clientaddr;
 pub mod conn;
 pub mod counters;
+pub mod ipip;
 pub mod laddr;
-pub mod nat;
+pub mod mode;
 pub mod neigh;
+pub mod rewrite;
 pub mod route;
 pub mod sched;
+pub mod segment;
 pub mod snapshot;
-pub mod tun;
 pub mod wire;
 pub mod worker;
 

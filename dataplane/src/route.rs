@@ -25,13 +25,21 @@ impl std::fmt::Display for RouteError {
     }
 }
 
-/// Netmask of a prefix length (`len` ≤ 32).
-const fn mask(len: u8) -> u32 {
+/// Netmask of a prefix length (lengths past 32 count as 32).
+pub const fn mask(len: u8) -> u32 {
     if len == 0 {
         0
+    } else if len >= 32 {
+        u32::MAX
     } else {
         u32::MAX << (32 - len as u32)
     }
+}
+
+/// Whether `a` and `b` share the first `len` bits.
+#[inline]
+pub fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
+    (u32::from(a) ^ u32::from(b)) & mask(len) == 0
 }
 
 /// Routes grouped by prefix length: one hash map (masked prefix → route) per length in use,

@@ -556,11 +556,11 @@ fn malformed_and_unwanted_frames() {
         ("unknown service port", tcp_frame(40000, 81, 0x02, 64), DropReason::NoService),
         ("udp to a vip without that udp service", udp_frame(5000, 80, b"q"), DropReason::NoService),
         ("icmp to a vip", with_csum(&|v| v[23] = 1), DropReason::NoService),
-        ("dst mac of someone else", with(&|v| v[5] = 0x99), DropReason::NotForUs),
+        ("dst mac of someone else", with(&|v| v[5] = 0x99), DropReason::OtherMac),
         (
             "dst ip neither local nor vip",
             with_csum(&|v| v[30..34].copy_from_slice(&[192, 0, 2, 7])),
-            DropReason::NotForUs,
+            DropReason::UnknownDst,
         ),
         ("ipv6", with(&|v| v[12..14].copy_from_slice(&[0x86, 0xdd])), DropReason::Ipv6),
     ];

@@ -13,8 +13,8 @@
 //!
 //! [`mss`] clamps the MSS option of SYNs so that grown segments still fit the path MTU.
 //!
-//! Every function takes the whole frame and `l3`, the offset of the IPv4 header, keeps the IPv4
-//! total length, IPv4 header checksum and TCP checksum right, and on `Err` leaves the packet
+//! Every function takes the whole frame and its parsed [`Segment`] (built once by L4 dispatch; an
+//! insertion updates it), keeps the IPv4 total length, IPv4 header checksum and TCP checksum right, and on `Err` leaves the packet
 //! byte-for-byte unchanged. Checksums are updated incrementally (RFC 1624), also after an
 //! insertion: inserted blocks have even length at an even offset of the segment, so the 16-bit
 //! word alignment of the payload is kept and the payload need not be summed again. A segment
@@ -27,7 +27,8 @@ pub mod seq;
 pub mod toa;
 
 use crate::buf::PacketBuf;
-use crate::wire::{self, checksum, ipv4, tcp};
+use crate::segment::Segment;
+use crate::wire::{checksum, ipv4, tcp};
 
 /// Why a client-address operation was refused. The packet is then unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,50 +78,13 @@ pub(crate) const TCP_MAX_HEADER_LEN: usize = 60;
 /// Largest IPv4 datagram (16-bit total length, RFC 791 §3.1).
 const IP_MAX_TOTAL_LEN: usize = 65535;
 
-/// Offsets of the validated IPv4/TCP headers of a frame.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Segment {
-    pub l3: usize,
-    pub ip_hl: usize,
-    pub ip_total: usize,
-    pub tcp_hl: usize,
-    /// MF set: the segment continues in later fragments; only header-local edits make sense.
-    pub partial: bool,
-}
-
-impl Segment {
-    /// Frame offset of the TCP header.
-    pub fn tcp(&self) -> usize {
-        self.l3 + self.ip_hl
+/// The segment an operation edits: TCP, and whole (not a fragment) where the operation grows it.
+fn tcp_only(seg: &Segment) -> Result<(), ClientAddrError> {
+    if seg.is_tcp() {
+        Ok(())
+    } else {
+        Err(ClientAddrError::NotTcp)
     }
-    /// Frame offset of the TCP payload.
-    pub fn payload(&self) -> usize {
-        self.tcp() + self.tcp_hl
-    }
-    /// Frame offset just past the IPv4 datagram (Ethernet padding may follow).
-    pub fn end(&self) -> usize {
-        self.l3 + self.ip_total
-    }
-    /// TCP header and payload length, as in the pseudo-header.
-    pub fn tcp_len(&self) -> usize {
-        self.ip_total - self.ip_hl
-    }
-}
-
-/// Validate the IPv4 and TCP headers at `l3`: after `Ok`, every offset of [`Segment`] is within
-/// the frame and `tcp() + tcp_hl ≤ end() ≤ frame.len()`.
-pub(crate) fn locate(frame: &[u8], l3: usize) -> Result<Segment, ClientAddrError> {
-    let ip_bytes = frame.get(l3..).ok_or(ClientAddrError::Truncated)?;
-    let ip = ipv4::Packet::new_checked(ip_bytes).map_err(|e| match e {
-        wire::Error::BadVersion => ClientAddrError::NotTcp,
-        _ => ClientAddrError::Truncated,
-    })?;
-    if ip.protocol() != ipv4::protocol::TCP || ip.frag_offset() != 0 {
-        return Err(ClientAddrError::NotTcp);
-    }
-    let (ip_hl, ip_total) = (ip.header_len(), ip.total_len() as usize);
-    let t = tcp::Packet::new_checked(&ip_bytes[ip_hl..ip_total]).map_err(|_| ClientAddrError::Truncated)?;
-    Ok(Segment { l3, ip_hl, ip_total, tcp_hl: t.header_len(), partial: ip.more_frags() })
 }
 
 /// How a walk over TCP options ended.
@@ -163,7 +127,7 @@ pub(crate) fn walk_options(opts: &[u8], mut f: impl FnMut(u8, usize, usize)) -> 
 /// offset of the segment, so its words are the checksum's words; the checksum field itself is
 /// not touched by `edit` and cancels out.
 pub(crate) fn edit_tcp_header<B: PacketBuf>(pkt: &mut B, seg: &Segment, edit: impl FnOnce(&mut [u8])) {
-    let header = &mut pkt.data_mut()[seg.tcp()..seg.payload()];
+    let header = &mut pkt.data_mut()[seg.l4()..seg.payload()];
     let before = checksum::data(header);
     edit(header);
     let after = checksum::data(header);
@@ -173,10 +137,11 @@ pub(crate) fn edit_tcp_header<B: PacketBuf>(pkt: &mut B, seg: &Segment, edit: im
 }
 
 /// Insert `bytes` (even length) right after the TCP header, i.e. in front of the payload, then
-/// let `edit_header` adjust the TCP header, now `seg.tcp_hl + bytes.len()` long with `bytes` at
+/// let `edit_header` adjust the TCP header, now `seg.l4_hl() + bytes.len()` long with `bytes` at
 /// its end (for a TCP option; for a payload insertion the closure leaves those bytes alone).
 /// Updates the IPv4 total length and both checksums. The caller has checked that the segment is
-/// complete (`!seg.partial`) and that the grown datagram fits 65535 bytes.
+/// complete (`!seg.partial()`) and that the grown datagram fits 65535 bytes. `seg` is left as it
+/// was: the caller says with [`Segment::grew`] whether the bytes joined the header or the payload.
 ///
 /// Ethernet padding after the datagram is reused as room, and what is left of it is trimmed, so
 /// the frame ends with the datagram. `Err(NoBuffer)` (packet unchanged) without enough tailroom.
@@ -187,11 +152,11 @@ pub(crate) fn insert_after_tcp_header<B: PacketBuf>(
     edit_header: impl FnOnce(&mut [u8]),
 ) -> Result<(), ClientAddrError> {
     let n = bytes.len();
-    debug_assert!(n & 1 == 0 && !seg.partial && seg.ip_total + n <= IP_MAX_TOTAL_LEN);
-    let (tcp_at, at, end) = (seg.tcp(), seg.payload(), seg.end());
+    debug_assert!(n & 1 == 0 && !seg.partial() && seg.ip_total() + n <= IP_MAX_TOTAL_LEN);
+    let (tcp_at, at, end) = (seg.l4(), seg.payload(), seg.end());
     // The covered data before: the header and the pseudo-header length. The payload keeps its
     // word alignment (it moves by an even amount), so its contribution does not change.
-    let old_len = seg.tcp_len() as u16;
+    let old_len = seg.l4_len() as u16;
     let old_sum = checksum::combine(&[checksum::data(&pkt.data()[tcp_at..at]), old_len]);
 
     let pad = pkt.len() - end;
@@ -215,8 +180,8 @@ pub(crate) fn insert_after_tcp_header<B: PacketBuf>(
     let c = checksum::update16(t.checksum(), old_sum, new_sum);
     t.set_checksum(c);
 
-    let mut ip = ipv4::Packet::new_unchecked(&mut frame[seg.l3..]);
-    let (old_total, new_total) = (seg.ip_total as u16, (seg.ip_total + n) as u16);
+    let mut ip = ipv4::Packet::new_unchecked(&mut frame[seg.l3()..]);
+    let (old_total, new_total) = (seg.ip_total() as u16, (seg.ip_total() + n) as u16);
     ip.set_total_len(new_total);
     let c = checksum::update16(ip.checksum(), old_total, new_total);
     ip.set_checksum(c);
@@ -225,14 +190,55 @@ pub(crate) fn insert_after_tcp_header<B: PacketBuf>(
 
 /// Whether the datagram can grow by `n` bytes.
 pub(crate) fn fits(seg: &Segment, n: usize) -> bool {
-    seg.ip_total + n <= IP_MAX_TOTAL_LEN
+    seg.ip_total() + n <= IP_MAX_TOTAL_LEN
 }
 
 #[cfg(test)]
 pub(crate) mod testutil {
     //! Byte-level fixtures: Ethernet + IPv4 + TCP frames after FULLNAT (LIP → RIP), with
-    //! checksums from an implementation of RFC 1071 independent of `wire::checksum`.
+    //! checksums from an implementation of RFC 1071 independent of `wire::checksum`; and each
+    //! operation behind the parse that L4 dispatch does in the pipeline.
+    use super::{mss, proxy_v2, seq, toa, ClientAddrError};
+    use crate::buf::PacketBuf;
+    use crate::segment::Segment;
+    use crate::wire::ipv4;
     use std::net::{Ipv4Addr, SocketAddrV4};
+
+    /// The segment of the frame, refused as the operations refuse it: not TCP (or a later
+    /// fragment) `NotTcp`, headers cut short `Truncated`.
+    pub fn locate(frame: &[u8], l3: usize) -> Result<Segment, ClientAddrError> {
+        let bytes = frame.get(l3..).ok_or(ClientAddrError::Truncated)?;
+        let ip = ipv4::Packet::new_checked(bytes).map_err(|e| match e {
+            crate::wire::Error::BadVersion => ClientAddrError::NotTcp,
+            _ => ClientAddrError::Truncated,
+        })?;
+        if ip.protocol() != ipv4::protocol::TCP || ip.frag_offset() != 0 {
+            return Err(ClientAddrError::NotTcp);
+        }
+        Segment::parse_after(&ip, l3).map_err(|_| ClientAddrError::Truncated)
+    }
+    pub fn toa_insert<B: PacketBuf>(b: &mut B, l3: usize, client: SocketAddrV4) -> Result<(), ClientAddrError> {
+        let mut seg = locate(b.data(), l3)?;
+        toa::insert(b, &mut seg, client)
+    }
+    pub fn proxy_insert<B: PacketBuf>(
+        b: &mut B,
+        l3: usize,
+        client: SocketAddrV4,
+        dst: SocketAddrV4,
+    ) -> Result<usize, ClientAddrError> {
+        let mut seg = locate(b.data(), l3)?;
+        proxy_v2::insert(b, &mut seg, client, dst)
+    }
+    pub fn shift_seq<B: PacketBuf>(b: &mut B, l3: usize, delta: u32) -> Result<(), ClientAddrError> {
+        seq::shift_seq(b, &locate(b.data(), l3)?, delta)
+    }
+    pub fn shift_ack<B: PacketBuf>(b: &mut B, l3: usize, delta: u32) -> Result<(), ClientAddrError> {
+        seq::shift_ack(b, &locate(b.data(), l3)?, delta)
+    }
+    pub fn mss_clamp<B: PacketBuf>(b: &mut B, l3: usize, by: u16) -> Result<bool, ClientAddrError> {
+        mss::clamp(b, &locate(b.data(), l3)?, by)
+    }
 
     pub const L3: usize = 14;
     pub const LIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
@@ -375,7 +381,7 @@ mod tests {
     fn locate_validates() {
         let f = frame(SYN, 1, 0, &[2, 4, 5, 0xb4], &[]);
         let s = locate(&f, L3).unwrap();
-        assert_eq!((s.ip_hl, s.ip_total, s.tcp_hl, s.partial), (20, 44, 24, false));
+        assert_eq!((s.ip_hl(), s.ip_total(), s.l4_hl(), s.partial()), (20, 44, 24, false));
         assert_eq!(locate(&f, 100).unwrap_err(), ClientAddrError::Truncated);
         assert_eq!(locate(&f, usize::MAX).unwrap_err(), ClientAddrError::Truncated);
         for n in 0..f.len() {
@@ -392,7 +398,7 @@ mod tests {
         assert_eq!(locate(&later_frag, L3).unwrap_err(), ClientAddrError::NotTcp);
         let mut first_frag = f.clone();
         first_frag[L3 + 6] = 0x20;
-        assert!(locate(&first_frag, L3).unwrap().partial);
+        assert!(locate(&first_frag, L3).unwrap().partial());
         // Data offset 15 claims 60 bytes; the datagram holds 24.
         let mut big_off = f.clone();
         big_off[L3 + 20 + 12] = 0xf0;
@@ -496,11 +502,11 @@ mod tests {
             };
             let run = |b: &mut VecBuf, which: usize| -> bool {
                 match which {
-                    0 => toa::insert(b, l3, client).is_ok(),
-                    1 => proxy_v2::insert(b, l3, client, VIP).is_ok(),
-                    2 => seq::shift_seq(b, l3, delta).is_ok(),
-                    3 => seq::shift_ack(b, l3, delta).is_ok(),
-                    _ => mss::clamp(b, l3, 40).is_ok(),
+                    0 => toa_insert(b, l3, client).is_ok(),
+                    1 => proxy_insert(b, l3, client, VIP).is_ok(),
+                    2 => shift_seq(b, l3, delta).is_ok(),
+                    3 => shift_ack(b, l3, delta).is_ok(),
+                    _ => mss_clamp(b, l3, 40).is_ok(),
                 }
             };
             for which in 0..5 {

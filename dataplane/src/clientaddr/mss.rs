@@ -2,8 +2,9 @@
 //! peer sends still fit the path MTU after rvs grows them (TOA: 8 bytes of option, PROXY v2: 28
 //! bytes in front of the first payload, IPIP: 20 bytes of outer header).
 
-use super::{edit_tcp_header, locate, opt, walk_options, ClientAddrError};
+use super::{edit_tcp_header, opt, tcp_only, walk_options, ClientAddrError};
 use crate::buf::PacketBuf;
+use crate::segment::Segment;
 use crate::wire::tcp;
 
 /// Length of the MSS option.
@@ -16,12 +17,12 @@ pub const MIN_MSS: u16 = 536;
 /// is). Returns whether the segment changed. Not a SYN, no MSS option, or options malformed
 /// before it: `Ok(false)`, unchanged. Header-local: the TCP checksum is updated incrementally,
 /// Ethernet padding is kept.
-pub fn clamp<B: PacketBuf>(pkt: &mut B, l3: usize, reduce_by: u16) -> Result<bool, ClientAddrError> {
-    let seg = locate(pkt.data(), l3)?;
-    let header = &pkt.data()[seg.tcp()..seg.payload()];
-    if header[13] & tcp::flags::SYN == 0 {
+pub fn clamp<B: PacketBuf>(pkt: &mut B, seg: &Segment, reduce_by: u16) -> Result<bool, ClientAddrError> {
+    tcp_only(seg)?;
+    if seg.flags & tcp::flags::SYN == 0 {
         return Ok(false);
     }
+    let header = &pkt.data()[seg.l4()..seg.payload()];
     let mut found = None;
     walk_options(&header[tcp::MIN_HEADER_LEN..], |kind, at, len| {
         if found.is_none() && kind == opt::MSS && len == MSS_LEN {
@@ -34,7 +35,7 @@ pub fn clamp<B: PacketBuf>(pkt: &mut B, l3: usize, reduce_by: u16) -> Result<boo
     if new == mss {
         return Ok(false);
     }
-    edit_tcp_header(pkt, &seg, |h| h[at..at + 2].copy_from_slice(&new.to_be_bytes()));
+    edit_tcp_header(pkt, seg, |h| h[at..at + 2].copy_from_slice(&new.to_be_bytes()));
     Ok(true)
 }
 
@@ -44,6 +45,11 @@ mod tests {
     use super::*;
     use crate::buf::VecBuf;
     use crate::wire::tcp::flags::{ACK, SYN};
+
+    /// Parse, then clamp (the two steps of the pipeline).
+    fn clamp(b: &mut VecBuf, l3: usize, by: u16) -> Result<bool, ClientAddrError> {
+        mss_clamp(b, l3, by)
+    }
 
     /// Linux's SYN options: MSS 1460, SACK-permitted, timestamps, NOP, window scale 7.
     const LINUX_SYN_OPTS: &str = "020405b4 0402080a 0a1b2c3d 00000000 01030307";

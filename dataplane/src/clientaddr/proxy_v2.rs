@@ -5,8 +5,9 @@
 //! the RS sees is [`HEADER_LEN_V4`] bytes longer than the client's: later client→RS segments
 //! need [`super::seq::shift_seq`] and RS→client ones [`super::seq::shift_ack`].
 
-use super::{fits, insert_after_tcp_header, locate, ClientAddrError};
+use super::{fits, insert_after_tcp_header, tcp_only, ClientAddrError};
 use crate::buf::PacketBuf;
+use crate::segment::Segment;
 use crate::wire::tcp;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -40,8 +41,8 @@ pub fn header_v4(client: SocketAddrV4, dst: SocketAddrV4) -> [u8; HEADER_LEN_V4]
     h
 }
 
-/// Insert the PROXY v2 header for `client` → `dst` in front of the TCP payload of the frame
-/// (IPv4 header at `l3`); the payload may be empty (a bare ACK becomes a 28-byte data segment).
+/// Insert the PROXY v2 header for `client` → `dst` in front of the TCP payload of segment `seg`
+/// of the frame (`seg` follows the growth); the payload may be empty (a bare ACK becomes a 28-byte data segment).
 /// The sequence number is unchanged: the header takes the place of the first payload bytes. An
 /// urgent pointer (URG set) moves forward by the header length so it still points at the same
 /// byte. Ethernet padding is dropped; IPv4 total length and both checksums are updated.
@@ -50,28 +51,29 @@ pub fn header_v4(client: SocketAddrV4, dst: SocketAddrV4) -> [u8; HEADER_LEN_V4]
 /// acknowledgment shifts of the rest of the connection.
 ///
 /// Errors (packet unchanged): `NoRoom` if the datagram would exceed 65535 bytes, `NoBuffer`
-/// without tailroom, `NotTcp`/`Truncated` from header validation (fragments are refused).
+/// without tailroom, `NotTcp` for UDP and fragments.
 pub fn insert<B: PacketBuf>(
     pkt: &mut B,
-    l3: usize,
+    seg: &mut Segment,
     client: SocketAddrV4,
     dst: SocketAddrV4,
 ) -> Result<usize, ClientAddrError> {
-    let seg = locate(pkt.data(), l3)?;
-    if seg.partial {
+    tcp_only(seg)?;
+    if seg.partial() {
         return Err(ClientAddrError::NotTcp);
     }
-    if !fits(&seg, HEADER_LEN_V4) {
+    if !fits(seg, HEADER_LEN_V4) {
         return Err(ClientAddrError::NoRoom);
     }
     let header = header_v4(client, dst);
-    insert_after_tcp_header(pkt, &seg, &header, |h| {
+    insert_after_tcp_header(pkt, seg, &header, |h| {
         let mut t = tcp::Packet::new_unchecked(h);
         if t.flags() & tcp::flags::URG != 0 {
             let u = t.urgent_at().wrapping_add(HEADER_LEN_V4 as u16);
             t.set_urgent_at(u);
         }
     })?;
+    seg.grew(0, HEADER_LEN_V4);
     Ok(HEADER_LEN_V4)
 }
 
@@ -101,6 +103,11 @@ mod tests {
     use super::*;
     use crate::buf::VecBuf;
     use crate::wire::tcp::flags::{ACK, FIN, PSH, URG};
+
+    /// Parse, then insert (the two steps of the pipeline).
+    fn insert(b: &mut VecBuf, l3: usize, client: SocketAddrV4, dst: SocketAddrV4) -> Result<usize, ClientAddrError> {
+        proxy_insert(b, l3, client, dst)
+    }
 
     /// §2.2 field by field: signature, 0x21 (v2, PROXY), 0x11 (AF_INET, STREAM), length 12,
     /// src 198.51.100.10, dst 203.0.113.100, src port 40000, dst port 80.

@@ -4,8 +4,9 @@
 //! edges (RFC 2018) `- delta`, all modulo 2^32 (RFC 9293 §3.4). Header-local edits: the TCP
 //! checksum is updated incrementally and first fragments are accepted.
 
-use super::{edit_tcp_header, locate, opt, walk_options, ClientAddrError};
+use super::{edit_tcp_header, opt, tcp_only, walk_options, ClientAddrError};
 use crate::buf::PacketBuf;
+use crate::segment::Segment;
 use crate::wire::tcp;
 
 /// Offset of the sequence number in the TCP header (RFC 9293 §3.1).
@@ -22,10 +23,10 @@ fn add_at(h: &mut [u8], at: usize, f: impl FnOnce(u32) -> u32) {
     h[at..at + 4].copy_from_slice(&f(v).to_be_bytes());
 }
 
-/// `seq = seq + delta (mod 2^32)` on the TCP segment of the frame (IPv4 header at `l3`).
-pub fn shift_seq<B: PacketBuf>(pkt: &mut B, l3: usize, delta: u32) -> Result<(), ClientAddrError> {
-    let seg = locate(pkt.data(), l3)?;
-    edit_tcp_header(pkt, &seg, |h| add_at(h, SEQ, |s| s.wrapping_add(delta)));
+/// `seq = seq + delta (mod 2^32)` on the TCP segment `seg` of the frame.
+pub fn shift_seq<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32) -> Result<(), ClientAddrError> {
+    tcp_only(seg)?;
+    edit_tcp_header(pkt, seg, |h| add_at(h, SEQ, |s| s.wrapping_add(delta)));
     Ok(())
 }
 
@@ -35,12 +36,12 @@ pub fn shift_seq<B: PacketBuf>(pkt: &mut B, l3: usize, delta: u32) -> Result<(),
 /// Options are parsed like Linux's `tcp_parse_options`: a malformed option ends parsing (SACK
 /// blocks before it are shifted, as the receiver will read them); a SACK option whose length is
 /// not 2 + 8n is ignored, as the receiver ignores it.
-pub fn shift_ack<B: PacketBuf>(pkt: &mut B, l3: usize, delta: u32) -> Result<(), ClientAddrError> {
-    let seg = locate(pkt.data(), l3)?;
-    if pkt.data()[seg.tcp() + 13] & tcp::flags::ACK == 0 {
+pub fn shift_ack<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32) -> Result<(), ClientAddrError> {
+    tcp_only(seg)?;
+    if seg.flags & tcp::flags::ACK == 0 {
         return Ok(());
     }
-    edit_tcp_header(pkt, &seg, |h| {
+    edit_tcp_header(pkt, seg, |h| {
         add_at(h, ACK, |a| a.wrapping_sub(delta));
         // At most 4 SACK blocks fit in 40 bytes of options; collect their offsets first.
         let (mut blocks, mut n) = ([0usize; 8], 0);
@@ -68,6 +69,14 @@ mod tests {
     use super::*;
     use crate::buf::VecBuf;
     use crate::wire::tcp::flags::{ACK as F_ACK, PSH, SYN};
+
+    /// Parse, then shift (the two steps of the pipeline).
+    fn shift_seq(b: &mut VecBuf, l3: usize, delta: u32) -> Result<(), ClientAddrError> {
+        super::super::testutil::shift_seq(b, l3, delta)
+    }
+    fn shift_ack(b: &mut VecBuf, l3: usize, delta: u32) -> Result<(), ClientAddrError> {
+        super::super::testutil::shift_ack(b, l3, delta)
+    }
 
     #[test]
     fn seq_shift_wraps() {

@@ -6,9 +6,10 @@
 //! Kind 254 is the shared experimental kind of RFC 4727/RFC 6994; the `toa` module predates
 //! RFC 6994's experiment identifiers and recognises its option by kind and length alone.
 
-use super::{edit_tcp_header, fits, insert_after_tcp_header, locate, walk_options, ClientAddrError, Walk};
+use super::{edit_tcp_header, fits, insert_after_tcp_header, tcp_only, walk_options, ClientAddrError, Walk};
 use super::{opt, TCP_MAX_HEADER_LEN};
 use crate::buf::PacketBuf;
+use crate::segment::Segment;
 use crate::wire::tcp;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -39,7 +40,8 @@ fn existing(opts: &[u8]) -> ([usize; 5], usize, Walk) {
     (at, n, walk)
 }
 
-/// Add a TOA option carrying `client` to the TCP segment of the frame (IPv4 header at `l3`).
+/// Add a TOA option carrying `client` to the TCP segment `seg` of the frame (`seg` follows the
+/// growth).
 ///
 /// The option goes after the existing options, before the payload: the header grows by 8 (data
 /// offset + 2), the payload moves back by 8, the IPv4 total length grows by 8, Ethernet padding
@@ -50,21 +52,21 @@ fn existing(opts: &[u8]) -> ([usize; 5], usize, Walk) {
 /// are overwritten in place with `client` and nothing grows.
 ///
 /// Errors (packet unchanged): `NoRoom` when the options are already over 32 bytes, malformed,
-/// or the datagram would exceed 65535 bytes; `NoBuffer` without tailroom; `NotTcp`/`Truncated`
-/// from header validation (fragments are refused).
-pub fn insert<B: PacketBuf>(pkt: &mut B, l3: usize, client: SocketAddrV4) -> Result<(), ClientAddrError> {
-    let seg = locate(pkt.data(), l3)?;
-    if seg.partial {
+/// or the datagram would exceed 65535 bytes; `NoBuffer` without tailroom; `NotTcp` for UDP and
+/// fragments.
+pub fn insert<B: PacketBuf>(pkt: &mut B, seg: &mut Segment, client: SocketAddrV4) -> Result<(), ClientAddrError> {
+    tcp_only(seg)?;
+    if seg.partial() {
         return Err(ClientAddrError::NotTcp);
     }
-    let opts_at = seg.tcp() + tcp::MIN_HEADER_LEN;
+    let opts_at = seg.l4() + tcp::MIN_HEADER_LEN;
     let (found, n_found, walk) = existing(&pkt.data()[opts_at..seg.payload()]);
     if walk == Walk::Malformed {
         return Err(ClientAddrError::NoRoom);
     }
     let option = encode(client);
     if n_found > 0 {
-        edit_tcp_header(pkt, &seg, |h| {
+        edit_tcp_header(pkt, seg, |h| {
             for &off in &found[..n_found] {
                 let at = tcp::MIN_HEADER_LEN + off;
                 h[at..at + TOA_LEN].copy_from_slice(&option);
@@ -72,16 +74,18 @@ pub fn insert<B: PacketBuf>(pkt: &mut B, l3: usize, client: SocketAddrV4) -> Res
         });
         return Ok(());
     }
-    if seg.tcp_hl + TOA_LEN > TCP_MAX_HEADER_LEN || !fits(&seg, TOA_LEN) {
+    if seg.l4_hl() + TOA_LEN > TCP_MAX_HEADER_LEN || !fits(seg, TOA_LEN) {
         return Err(ClientAddrError::NoRoom);
     }
-    let old_hl = seg.tcp_hl;
-    insert_after_tcp_header(pkt, &seg, &option, |h| {
+    let old_hl = seg.l4_hl();
+    insert_after_tcp_header(pkt, seg, &option, |h| {
         if let Walk::Eol(off) = walk {
             h[tcp::MIN_HEADER_LEN + off..old_hl].fill(opt::NOP);
         }
         tcp::Packet::new_unchecked(h).set_header_len(old_hl + TOA_LEN);
-    })
+    })?;
+    seg.grew(TOA_LEN, 0);
+    Ok(())
 }
 
 /// The client address of the first TOA option in `tcp_options` (the TCP header bytes after the
@@ -105,6 +109,11 @@ mod tests {
     use super::*;
     use crate::buf::VecBuf;
     use crate::wire::tcp::flags::{ACK, PSH};
+
+    /// Parse, then insert (the two steps of the pipeline).
+    fn insert(b: &mut VecBuf, l3: usize, client: SocketAddrV4) -> Result<(), ClientAddrError> {
+        toa_insert(b, l3, client)
+    }
 
     /// The bare ACK of `clientaddr::tests::ACK_HEX` with TOA for 198.51.100.10:40000, computed
     /// independently (Python): total length 0x30, data offset 7, TCP checksum 11ed.

@@ -224,12 +224,13 @@ fn tcp_row(flags: u8) -> Option<usize> {
     }
 }
 
-/// Block of the table: DR and TUN never see the reply (IPVS's NOOUTPUT: INPUT-ONLY).
+/// Block of the table: modes whose replies bypass rvs (DR, TUN) use INPUT-ONLY (IPVS's
+/// NOOUTPUT).
 fn tcp_block(fwd: FwdMode, dir: Dir) -> usize {
-    match (fwd, dir) {
-        (FwdMode::Dr | FwdMode::Tun, _) => 2,
-        (_, Dir::Orig) => 0,
-        (_, Dir::Reply) => 1,
+    match (crate::mode::sees_replies(fwd), dir) {
+        (false, _) => 2,
+        (true, Dir::Orig) => 0,
+        (true, Dir::Reply) => 1,
     }
 }
 
@@ -342,16 +343,36 @@ impl Session {
     pub fn rs_addr(&self) -> SocketAddr {
         SocketAddr::V4(self.rs)
     }
-    /// The key of the real server's replies: NAT `RIP:rport → client`, FULLNAT
-    /// `RIP:rport → LIP:lport`; DR and TUN have none (replies bypass rvs).
+    /// The key of the real server's replies, when they come through rvs (the mode's
+    /// [`crate::mode::Forwarding::reply_dst`]): NAT `RIP:rport → client`, FULLNAT
+    /// `RIP:rport → LIP:lport`.
     pub fn reply_key(&self) -> Option<FlowKey> {
-        let (dst, dport) = match self.fwd {
-            FwdMode::Nat => (self.key.src, self.key.sport),
-            FwdMode::FullNat => (*self.laddr.ip(), self.laddr.port()),
-            FwdMode::Dr | FwdMode::Tun => return None,
-        };
-        Some(FlowKey { proto: self.key.proto, src: *self.rs.ip(), dst, sport: self.rs.port(), dport })
+        crate::mode::reply_key(self)
     }
+
+    /// Account a packet going `dir` with `tcp_flags` at `now_ns`: TCP state from IPVS's table
+    /// (INPUT/OUTPUT rows for modes that see replies, INPUT-ONLY for the others), expiry from
+    /// the new state's timeout. When the expiry moved earlier ([`Touched::shortened`]) the
+    /// table must [`ConnTable::refile`] the session for it to go in time.
+    #[inline]
+    pub fn advance(&mut self, dir: Dir, tcp_flags: u8, now_ns: u64, timeouts: &Timeouts) -> Touched {
+        let old = self.state;
+        let new = next_state(self.key.proto, self.fwd, dir, Some(old), tcp_flags);
+        self.state = new;
+        let expires = now_ns.saturating_add(timeouts.of(new));
+        let shortened = expires < self.expires_ns;
+        self.expires_ns = expires;
+        Touched { old, new, shortened }
+    }
+}
+
+/// What [`Session::advance`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Touched {
+    pub old: ConnState,
+    pub new: ConnState,
+    /// The expiry moved earlier than it was.
+    pub shortened: bool,
 }
 
 /// Which sessions a dump wants: all, or those of one service and/or one real server.
@@ -461,12 +482,8 @@ fn holds_key(slab: &[Option<Entry>], v: u32, k: &FlowKey) -> bool {
             && s.key.dst == k.dst
             && s.key.proto == k.proto;
     }
-    // The reply key: RIP:rport → client (NAT) or → LIP:lport (FULLNAT).
-    let to = match s.fwd {
-        FwdMode::Nat => SocketAddrV4::new(s.key.src, s.key.sport),
-        FwdMode::FullNat => s.laddr,
-        FwdMode::Dr | FwdMode::Tun => return false,
-    };
+    // The reply key: RIP:rport → where the mode's real server replies to.
+    let Some(to) = crate::mode::reply_dst(s) else { return false };
     s.rs.port() == k.sport && to.port() == k.dport && *s.rs.ip() == k.src && *to.ip() == k.dst && s.key.proto == k.proto
 }
 
@@ -776,26 +793,25 @@ impl ConnTable {
         }
     }
 
-    /// Account a packet of an existing flow going `dir`: TCP state from `tcp_flags`
-    /// (IPVS's table: INPUT/OUTPUT rows for NAT and FULLNAT, INPUT-ONLY for DR and TUN), expiry
-    /// from the new state's timeout. Returns (old state, new state).
+    /// Account a packet of an existing flow going `dir` ([`Session::advance`], then
+    /// [`ConnTable::refile`] when the life was shortened). Returns (old state, new state).
     pub fn touch(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, now_ns: u64) -> Option<(ConnState, ConnState)> {
+        let timeouts = self.timeouts;
+        let t = self.get_mut(id)?.advance(dir, tcp_flags, now_ns, &timeouts);
+        if t.shortened {
+            self.refile(id);
+        }
+        Some((t.old, t.new))
+    }
+
+    /// After [`Session::advance`] moved a session's expiry earlier: when it now falls before
+    /// the tick of its wheel record, move the record (a record at or before the new expiry is
+    /// re-filed by the wheel when it gets there, so longer lives never come here).
+    pub fn refile(&mut self, id: SessionId) {
         let idx = id.0;
         let (tick_ns, cursor, slots) = (self.tick_ns, self.cursor, self.wheel.len());
-        let timeouts = self.timeouts;
-        let e = self.slab.get_mut(idx as usize)?.as_mut()?;
-        let old = e.s.state;
-        let new = next_state(e.s.key.proto, e.s.fwd, dir, Some(old), tcp_flags);
-        e.s.state = new;
-        let expires = now_ns.saturating_add(timeouts.of(new));
-        let later = expires >= e.s.expires_ns;
-        e.s.expires_ns = expires;
-        if later {
-            // The common case (same state, clock moved on): the record's tick is at or before
-            // the new expiry's, and the wheel re-files it when it gets there.
-            return Some((old, new));
-        }
-        let tick = target_tick(expires, tick_ns, cursor, slots);
+        let Some(Some(e)) = self.slab.get(idx as usize) else { return };
+        let tick = target_tick(e.s.expires_ns, tick_ns, cursor, slots);
         let (old_slot, old_pos) = (e.slot, e.pos);
         if tick < self.due_tick(old_slot) {
             // Life shortened below the record's tick: move the record now.
@@ -806,7 +822,6 @@ impl ConnTable {
                 e.pos = pos;
             }
         }
-        Some((old, new))
     }
 
     /// Remove sessions whose expiry has passed, examining at most `budget` timer entries; call

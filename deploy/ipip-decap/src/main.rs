@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use rvs_dataplane::tun::decap_ipip;
+use rvs_dataplane::ipip::decap_ipip;
 use rvs_dataplane::wire::ipv4;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
@@ -222,7 +222,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use rvs_dataplane::buf::{PacketBuf, VecBuf};
-    use rvs_dataplane::tun::encap_ipip;
+    use rvs_dataplane::ipip::encap_ipip;
 
     const LB: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
     const RS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);

@@ -1,14 +1,26 @@
-//! Address and port rewriting for NAT and FULLNAT, with incremental checksums (RFC 1624), and
-//! the translation of ICMP errors that quote a rewritten packet (as IPVS's ip_vs_nat_icmp).
+//! The rewriting primitives of the NAT and FULLNAT modes ([`crate::mode::nat`],
+//! [`crate::mode::fullnat`]): addresses and ports of a TCP/UDP datagram with incremental
+//! checksums (RFC 1624), and the translation of ICMP errors that quote a rewritten packet (as
+//! IPVS's ip_vs_nat_icmp). Which addresses a mode writes in which direction is the mode's
+//! business; these functions only write them.
 
-use crate::wire::{checksum, icmp, ipv4, tcp, udp};
+use crate::segment::Segment;
+use crate::wire::{checksum, icmp, ipv4, udp};
 use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// [`addresses`] on the datagram of a parsed segment of `frame`.
+#[inline]
+pub fn segment(frame: &mut [u8], seg: &Segment, src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) {
+    if let Some(l3) = frame.get_mut(seg.l3()..) {
+        addresses(l3, seg.ip_hl(), seg.key.proto, src, dst);
+    }
+}
 
 /// Rewrite source and/or destination address and port of a TCP or UDP datagram in place: the
 /// IPv4 header checksum and the L4 checksum are updated incrementally (a UDP checksum of 0,
 /// "none", stays 0). `l3` is the IP datagram (header + payload) whose header is `hl` bytes and
 /// was validated; the L4 header was validated too (TCP ≥ 20, UDP ≥ 8 bytes).
-pub fn rewrite(l3: &mut [u8], hl: usize, proto: u8, src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) {
+pub fn addresses(l3: &mut [u8], hl: usize, proto: u8, src: Option<SocketAddrV4>, dst: Option<SocketAddrV4>) {
     if l3.len() < hl + 8 {
         return;
     }
@@ -135,12 +147,6 @@ pub fn rewrite_icmp_error(
     ic.fill_checksum();
 }
 
-/// TCP header fields the FULLNAT client-address code needs, from a validated segment.
-pub fn tcp_seq_and_payload(l4: &[u8]) -> Option<(u32, usize)> {
-    let t = tcp::Packet::new_checked(l4).ok()?;
-    Some((t.seq_number(), t.payload().len()))
-}
-
 /// Whether a UDP checksum is present (test aid and documentation of the RFC 768 rule).
 pub fn udp_has_checksum(l4: &[u8]) -> bool {
     udp::Packet::new_checked(l4).map(|u| u.checksum() != 0).unwrap_or(false)
@@ -149,7 +155,7 @@ pub fn udp_has_checksum(l4: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::hex;
+    use crate::wire::{hex, tcp};
 
     fn full_ok(l3: &[u8]) -> bool {
         let ip = ipv4::Packet::new_checked(l3).unwrap();
@@ -171,9 +177,9 @@ mod tests {
             assert!(full_ok(&pkt));
             let mut p = pkt.clone();
             let proto = p[9];
-            rewrite(&mut p, 20, proto, None, Some("203.0.113.11:8080".parse().unwrap()));
+            addresses(&mut p, 20, proto, None, Some("203.0.113.11:8080".parse().unwrap()));
             assert!(full_ok(&p));
-            rewrite(
+            addresses(
                 &mut p,
                 20,
                 proto,
@@ -229,7 +235,7 @@ mod tests {
                 1 => (None, Some(addr())),
                 _ => (Some(addr()), Some(addr())),
             };
-            rewrite(&mut p, 20, proto, src, dst);
+            addresses(&mut p, 20, proto, src, dst);
             assert!(full_ok(&p), "case {case}: rewritten {src:?} {dst:?}");
             if proto == 17 {
                 assert!(udp_has_checksum(&p[20..]), "case {case}");
@@ -241,7 +247,7 @@ mod tests {
     fn udp_without_checksum_stays_without() {
         let mut p = hex("45000026222240004011b202c633640acb007164cf08003500120000");
         p.extend_from_slice(b"hello rvs\n");
-        rewrite(&mut p, 20, 17, None, Some("203.0.113.11:53".parse().unwrap()));
+        addresses(&mut p, 20, 17, None, Some("203.0.113.11:53".parse().unwrap()));
         assert_eq!(&p[26..28], &[0, 0]);
         assert!(!udp_has_checksum(&p[20..]));
         assert!(ipv4::Packet::new_checked(&p[..]).unwrap().verify_checksum());

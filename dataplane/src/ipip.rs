@@ -1,4 +1,4 @@
-//! TUN forwarding mode: IP-in-IP encapsulation (RFC 2003) towards the real server, and the ICMP
+//! IP-in-IP encapsulation (RFC 2003), the primitive of the TUN mode ([`crate::mode::tun`]), and the ICMP
 //! "fragmentation needed" (RFC 1191) rvs answers with when the encapsulated packet would not fit
 //! the egress MTU. rvs never fragments: a packet that does not fit is refused (DF set: the client
 //! is told the MTU to use; DF clear: the caller drops and counts it).
