@@ -9,7 +9,7 @@ use rvs_config::model::ServiceKey;
 use rvs_config::services::ServiceTable;
 use rvs_ctrl::proto::{
     ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, Request, Response, RouteEntry, ServiceLaddrs, ServiceRates,
-    ServiceStats, ServiceStatus, StatsRow, MAX_TIMEOUT_S,
+    ServiceStats, ServiceStatus, MAX_TIMEOUT_S,
 };
 use rvs_dataplane::conn::SessionFilter;
 use rvs_dataplane::snapshot::{PortInfo, StaticRoute, Tunables};
@@ -488,21 +488,17 @@ impl Control {
     }
 }
 
-fn row(s: &RsStats) -> StatsRow {
-    StatsRow { conns: s.conns, inpkts: s.inpkts, outpkts: s.outpkts, inbytes: s.inbytes, outbytes: s.outbytes }
-}
-
 /// `--stats` rows: each real server's figures minus its baseline; a service's are the sum.
 fn stats_rows(svcs: &[(ServiceKey, Vec<SocketAddr>)], cur: &StatsMap, base: &StatsMap) -> Vec<ServiceStats> {
     let zero = RsStats::default();
     svcs.iter()
         .map(|(key, reals)| {
-            let mut total = StatsRow::default();
+            let mut total = RsStats::default();
             let reals = reals
                 .iter()
                 .map(|a| {
                     let k = (*key, *a);
-                    let r = row(&cur.get(&k).unwrap_or(&zero).since(base.get(&k).unwrap_or(&zero)));
+                    let r = cur.get(&k).unwrap_or(&zero).since(base.get(&k).unwrap_or(&zero));
                     total.add(&r);
                     (*a, r)
                 })
@@ -975,7 +971,7 @@ mod tests {
         let rows = stats_rows(&svcs, &[(a, st(8)), (b, st(9))].into(), &base);
         assert_eq!(
             rows[0].total,
-            StatsRow { conns: 3, inpkts: 30, outpkts: 0, inbytes: 300, outbytes: 0 },
+            RsStats { conns: 3, inpkts: 30, outpkts: 0, inbytes: 300, outbytes: 0 },
             "zeroed at 5"
         );
         assert_eq!(rows[1].total.conns, 9, "the other service untouched");
@@ -992,7 +988,7 @@ mod tests {
             Response::Stats { services } => {
                 assert_eq!(services.len(), 1);
                 assert_eq!(services[0].reals.len(), 2);
-                assert_eq!(services[0].total, StatsRow::default());
+                assert_eq!(services[0].total, RsStats::default());
             }
             other => panic!("{other:?}"),
         }

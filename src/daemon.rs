@@ -433,13 +433,7 @@ fn collector(
                         weight: r.weight,
                         active,
                         inactive,
-                        counters: rs_stats.get(&(s.key, r.addr)).map(|c| metrics::RsCounters {
-                            conns: c.conns,
-                            inpkts: c.inpkts,
-                            outpkts: c.outpkts,
-                            inbytes: c.inbytes,
-                            outbytes: c.outbytes,
-                        }),
+                        counters: rs_stats.get(&(s.key, r.addr)).copied(),
                     })
                     .collect();
                 d.services.push(ServiceMetrics { service: s.key.to_string(), sched: s.sched.to_string(), reals });

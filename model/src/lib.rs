@@ -8,6 +8,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
+mod stats;
+
+pub use stats::RsStats;
+
 /// Transport protocol of a virtual service (`-t` / `-u` in ipvsadm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
