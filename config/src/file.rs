@@ -888,10 +888,9 @@ impl Config {
                     Some(Persistence { timeout_s: t, netmask })
                 }
             };
-            services::validate_service_params(&key, sched, persistence.as_ref()).map_err(|e| match e {
+            services::validate_service_params(&key, persistence.as_ref()).map_err(|e| match e {
                 ModelError::InvalidService { problem, .. } => {
                     let f = match problem {
-                        Problem::SchedNotSupported(_) => "sched",
                         Problem::PersistTimeout(_) => "persistent",
                         Problem::PersistNetmask(_) => "netmask",
                         _ => "vip",
@@ -913,7 +912,6 @@ impl Config {
                 let rs = services::validate_real(&key, &rs).map_err(|e| match e {
                     ModelError::InvalidReal { problem, .. } => {
                         let f = match problem {
-                            Problem::FwdNotSupported(_) => "fwd",
                             Problem::WeightTooBig(_) => "weight",
                             Problem::Thresholds { .. } => "l_threshold",
                             _ => "addr",

@@ -62,6 +62,9 @@ pub enum FwdMode {
 }
 
 impl FwdMode {
+    /// Every forwarding method, in ipvsadm's option order (-g, -i, -m) then -b.
+    pub const ALL: [FwdMode; 4] = [FwdMode::Dr, FwdMode::Tun, FwdMode::Nat, FwdMode::FullNat];
+
     /// The word in the "Forward" column of `ipvsadm -L -n`.
     pub const fn ipvsadm_name(self) -> &'static str {
         match self {
@@ -70,10 +73,6 @@ impl FwdMode {
             FwdMode::Nat => "Masq",
             FwdMode::FullNat => "FullNat",
         }
-    }
-    /// Whether this release can forward with it (the others are refused with a clear message).
-    pub const fn supported(self) -> bool {
-        matches!(self, FwdMode::Dr | FwdMode::Tun | FwdMode::Nat | FwdMode::FullNat)
     }
     /// Whether the real-server port may differ from the service port. DR and TUN deliver the
     /// packet with its destination port untouched, so the RS must listen on the service port;
@@ -136,20 +135,6 @@ impl SchedKind {
             SchedKind::Fo => "fo",
             SchedKind::Mh => "mh",
         }
-    }
-    /// Whether this release implements it (the others are refused with a clear message).
-    pub const fn supported(self) -> bool {
-        matches!(
-            self,
-            SchedKind::Rr
-                | SchedKind::Wrr
-                | SchedKind::Lc
-                | SchedKind::Wlc
-                | SchedKind::Sh
-                | SchedKind::Dh
-                | SchedKind::Fo
-                | SchedKind::Mh
-        )
     }
 }
 
