@@ -5,7 +5,7 @@
 
 use crate::workers::{RsStats, Shared, WorkerMsg};
 use parking_lot::Mutex;
-use rvs_config::model::ServiceKey;
+use rvs_config::model::{prefix_mask, same_subnet, ServiceKey};
 use rvs_config::services::ServiceTable;
 use rvs_ctrl::proto::{
     ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, Request, Response, RouteEntry, ServiceLaddrs, ServiceRates,
@@ -558,18 +558,6 @@ fn port_named<'a>(ports: &'a [PortInfo], dev: &str) -> Result<&'a PortInfo, Stri
     })
 }
 
-fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    }
-}
-
-fn covers(net: Ipv4Addr, len: u8, a: Ipv4Addr) -> bool {
-    (u32::from(net) ^ u32::from(a)) & mask(len) == 0
-}
-
 /// `addr add`: a unicast address not already on any port, not a VIP or FULLNAT local address.
 fn addr_add(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), String> {
     if len > 32 {
@@ -578,7 +566,7 @@ fn addr_add(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), S
     if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
         return Err(format!("{addr} is not a unicast address"));
     }
-    if len < 31 && (u32::from(addr) & !mask(len) == 0 || u32::from(addr) | mask(len) == u32::MAX) {
+    if len < 31 && (u32::from(addr) & !prefix_mask(len) == 0 || u32::from(addr) | prefix_mask(len) == u32::MAX) {
         return Err(format!("{addr}/{len}: that is the network or broadcast address of the prefix"));
     }
     if let Some(p) = r.ports.iter().find(|p| p.addrs.iter().any(|(a, _)| *a == addr)) {
@@ -613,7 +601,7 @@ fn addr_del(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), S
     let rest: Vec<(Ipv4Addr, u8)> = port.addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| *a).collect();
     for rt in r.routes.iter().filter(|rt| rt.port == port.id) {
         if let Some(gw) = rt.via {
-            if covers(addr, l, gw) && !rest.iter().any(|&(a, rl)| covers(a, rl, gw)) {
+            if same_subnet(addr, gw, l) && !rest.iter().any(|&(a, rl)| same_subnet(a, gw, rl)) {
                 return Err(format!(
                     "route {}/{} via {gw} needs {addr}/{l} (its gateway is reachable through it only): delete the route first",
                     rt.prefix, rt.len
@@ -631,7 +619,7 @@ fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, 
     if len > 32 {
         return Err(format!("{prefix}/{len}: prefix length over 32"));
     }
-    let net = Ipv4Addr::from(u32::from(prefix) & mask(len));
+    let net = Ipv4Addr::from(u32::from(prefix) & prefix_mask(len));
     if net != prefix {
         return Err(format!("{prefix}/{len}: host bits are set; the prefix is {net}/{len}"));
     }
@@ -641,7 +629,7 @@ fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, 
         return Err(format!("route {prefix}/{len}{via} exists: delete it first"));
     }
     for p in &r.ports {
-        if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & mask(l)) == prefix) {
+        if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & prefix_mask(l)) == prefix) {
             return Err(format!("{prefix}/{len} is the connected route of port {}", p.name));
         }
     }
@@ -649,7 +637,7 @@ fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, 
         if r.ports.iter().any(|p| p.addrs.iter().any(|(a, _)| *a == gw)) {
             return Err(format!("gateway {gw} is one of our own addresses"));
         }
-        if !port.addrs.iter().any(|&(a, l)| covers(a, l, gw)) {
+        if !port.addrs.iter().any(|&(a, l)| same_subnet(a, gw, l)) {
             return Err(format!("gateway {gw} is not on a connected subnet of port {dev}"));
         }
     }
@@ -683,7 +671,7 @@ fn route_del(
         }
         None => {
             for p in &r.ports {
-                if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & mask(l)) == prefix) {
+                if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & prefix_mask(l)) == prefix) {
                     return Err(format!(
                         "{prefix}/{len} is the connected route of port {}: delete its address instead",
                         p.name
@@ -702,7 +690,7 @@ fn route_entries(r: &Running) -> Vec<RouteEntry> {
     for p in &r.ports {
         for &(a, l) in &p.addrs {
             v.push(RouteEntry {
-                prefix: Ipv4Addr::from(u32::from(a) & mask(l)),
+                prefix: Ipv4Addr::from(u32::from(a) & prefix_mask(l)),
                 len: l,
                 via: None,
                 dev: p.name.clone(),

@@ -9,7 +9,10 @@
 //!
 //! A commented example is [`EXAMPLE`].
 
-use crate::model::{ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
+use crate::model::{
+    parse_real_addr, prefix_mask, same_subnet, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind,
+    Service, ServiceKey,
+};
 use crate::services::{self, ModelError, Problem, ServiceTable};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -905,7 +908,9 @@ impl Config {
             let mut reals: Vec<RealServer> = Vec::with_capacity(s.reals.len());
             for (k, r) in s.reals.iter().enumerate() {
                 let rat = |f: &str| format!("service[{i}].real[{k}].{f}");
-                let addr = parse_real_addr(&r.addr).map_err(|m| ConfigError::invalid(rat("addr"), m))?;
+                let addr = parse_real_addr(&r.addr).map_err(|e| {
+                    ConfigError::invalid(rat("addr"), format!("\"{}\" is not a valid IPv4 address[:port]", e.0))
+                })?;
                 let fwd: FwdMode = r.fwd.parse().map_err(|m: String| ConfigError::invalid(rat("fwd"), m))?;
                 let rs =
                     RealServer { addr, fwd, weight: r.weight, u_threshold: r.u_threshold, l_threshold: r.l_threshold };
@@ -967,20 +972,6 @@ impl Config {
     }
 }
 
-/// Netmask of a prefix length (0..=32).
-fn prefix_mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    }
-}
-
-fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
-    let m = prefix_mask(len);
-    u32::from(a) & m == u32::from(b) & m
-}
-
 /// Parse `A.B.C.D/LEN`; errors quote the input.
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let Some((ip, len)) = s.split_once('/') else {
@@ -1014,17 +1005,6 @@ fn check_interface_addr(ip: Ipv4Addr, len: u8) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// `RIP:PORT` or bare `RIP` (port 0 = service port).
-fn parse_real_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 0));
-    }
-    Err(format!("\"{s}\" is not a valid IPv4 address[:port]"))
 }
 
 /// `DDDD:BB:DD.F` or `BB:DD.F` (hex digits).

@@ -16,7 +16,8 @@
 
 use crate::proto::{Request, DEFAULT_MAX_CONNS, MAX_TIMEOUT_S};
 use rvs_config::model::{
-    is_contiguous_netmask, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
+    self, is_contiguous_netmask, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service,
+    ServiceKey,
 };
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -397,13 +398,7 @@ pub fn parse_service_addr(s: &str) -> Result<SocketAddr, ParseError> {
 
 /// `RIP[:PORT]` of `-r` (no port = the service port, as 0).
 pub fn parse_real_addr(s: &str) -> Result<SocketAddr, ParseError> {
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 0));
-    }
-    err(format!("'{s}' is not a valid IPv4 address[:port]"))
+    model::parse_real_addr(s).map_err(|e| ParseError(e.to_string()))
 }
 
 fn parse_num(o: Opt, v: &str, max: u32) -> Result<u32, ParseError> {

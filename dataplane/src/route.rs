@@ -1,5 +1,6 @@
 //! IPv4 routing table: connected and static routes, longest prefix match.
 
+pub use rvs_model::{prefix_mask, same_subnet};
 use std::net::Ipv4Addr;
 
 /// Where a matching destination goes.
@@ -25,15 +26,6 @@ impl std::fmt::Display for RouteError {
     }
 }
 
-/// Netmask of a prefix length (`len` ≤ 32).
-const fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - len as u32)
-    }
-}
-
 /// Routes grouped by prefix length: one hash map (masked prefix → route) per length in use,
 /// kept sorted by length, longest first. A lookup masks the destination once per length in use
 /// and probes the map, so the most specific match is the first hit. A gateway has a handful of
@@ -55,7 +47,7 @@ impl RouteTable {
         if len > 32 {
             return Err(RouteError::BadPrefixLen(len));
         }
-        let key = u32::from(prefix) & mask(len);
+        let key = u32::from(prefix) & prefix_mask(len);
         let i = match self.by_len.binary_search_by(|(l, _)| len.cmp(l)) {
             Ok(i) => i,
             Err(i) => {
@@ -72,7 +64,7 @@ impl RouteTable {
         if len > 32 {
             return None;
         }
-        let key = u32::from(prefix) & mask(len);
+        let key = u32::from(prefix) & prefix_mask(len);
         let i = self.by_len.binary_search_by(|(l, _)| len.cmp(l)).ok()?;
         let old = self.by_len[i].1.remove(&key)?;
         self.len -= 1;
@@ -84,7 +76,7 @@ impl RouteTable {
     /// Longest prefix match.
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<Route> {
         let d = u32::from(dst);
-        self.by_len.iter().find_map(|(l, m)| m.get(&(d & mask(*l))).copied())
+        self.by_len.iter().find_map(|(l, m)| m.get(&(d & prefix_mask(*l))).copied())
     }
     /// Egress port and the next-hop address to resolve by ARP (`via`, or `dst` when connected).
     pub fn next_hop(&self, dst: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {

@@ -8,8 +8,10 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
+mod net;
 mod stats;
 
+pub use net::{parse_real_addr, prefix_mask, same_subnet, BadRealAddr};
 pub use stats::RsStats;
 
 /// Transport protocol of a virtual service (`-t` / `-u` in ipvsadm).

@@ -306,7 +306,7 @@ pub const NO_STATS_SLOT: u32 = u32::MAX;
 impl Session {
     /// The virtual service (protocol, VIP:port) of the session.
     pub fn svc(&self) -> ServiceKey {
-        let proto = if self.key.proto == 17 { Proto::Udp } else { Proto::Tcp };
+        let proto = Proto::from_ip_proto(self.key.proto).unwrap_or(Proto::Tcp);
         ServiceKey { proto, vip: SocketAddr::V4(SocketAddrV4::new(self.key.dst, self.key.dport)) }
     }
     /// The cached (egress port index, next-hop MAC) of `dir`, when computed under `stamp`.
@@ -393,7 +393,7 @@ pub struct SessionView {
 impl SessionView {
     pub fn of(s: &Session, now_ns: u64) -> SessionView {
         SessionView {
-            proto: if s.key.proto == 17 { Proto::Udp } else { Proto::Tcp },
+            proto: Proto::from_ip_proto(s.key.proto).unwrap_or(Proto::Tcp),
             client: SocketAddrV4::new(s.key.src, s.key.sport),
             vip: SocketAddrV4::new(s.key.dst, s.key.dport),
             lip: (s.fwd == FwdMode::FullNat).then_some(s.laddr),
