@@ -186,12 +186,8 @@ impl Control {
             Request::GetLaddr { key } => self.laddrs(key),
             Request::SetTimeouts { tcp, tcpfin, udp } => self.tune(|t| set_timeouts(t, tcp, tcpfin, udp)),
             Request::GetTimeouts => {
-                let t = self.state.lock().run.tunables.timeouts;
-                Response::Timeouts {
-                    tcp: ns_to_s(t.tcp_established_ns),
-                    tcpfin: ns_to_s(t.tcp_fin_wait_ns),
-                    udp: ns_to_s(t.udp_ns),
-                }
+                let (tcp, tcpfin, udp) = self.state.lock().run.tunables.timeouts.ipvsadm();
+                Response::Timeouts { tcp, tcpfin, udp }
             }
             Request::SetExpireNodestConn { enabled } => self.tune(|t| {
                 t.expire_nodest_conn = enabled;
@@ -712,12 +708,6 @@ fn route_entries(r: &Running) -> Vec<RouteEntry> {
     v
 }
 
-const NS_PER_S: u64 = 1_000_000_000;
-
-fn ns_to_s(ns: u64) -> u32 {
-    u32::try_from(ns / NS_PER_S).unwrap_or(u32::MAX)
-}
-
 /// ipvsadm's `--set TCP TCPFIN UDP`: seconds, 0 leaves that timeout unchanged. Only the
 /// established, FIN_WAIT and UDP timeouts change; the other states keep theirs.
 fn set_timeouts(t: &mut Tunables, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), String> {
@@ -726,16 +716,7 @@ fn set_timeouts(t: &mut Tunables, tcp: u32, tcpfin: u32, udp: u32) -> Result<(),
             return Err(format!("{name} timeout {v} s is over the maximum {MAX_TIMEOUT_S} s"));
         }
     }
-    let ns = |s: u32| u64::from(s) * NS_PER_S;
-    if tcp != 0 {
-        t.timeouts.tcp_established_ns = ns(tcp);
-    }
-    if tcpfin != 0 {
-        t.timeouts.tcp_fin_wait_ns = ns(tcpfin);
-    }
-    if udp != 0 {
-        t.timeouts.udp_ns = ns(udp);
-    }
+    t.timeouts.set_ipvsadm(tcp, tcpfin, udp);
     Ok(())
 }
 
@@ -746,6 +727,8 @@ pub fn fmt_mac(m: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NS_PER_S: u64 = 1_000_000_000;
 
     #[test]
     fn set_timeouts_zero_keeps_and_max_is_checked() {
@@ -762,7 +745,7 @@ mod tests {
         let e = set_timeouts(&mut t, 0, MAX_TIMEOUT_S + 1, 0).unwrap_err();
         assert!(e.contains("tcpfin timeout 31536001 s is over the maximum"), "{e}");
         assert_eq!(t, cur, "refused --set changes nothing");
-        assert_eq!(ns_to_s(120 * NS_PER_S), 120);
+        assert_eq!(t.timeouts.ipvsadm(), (3600, 120, 60), "-L --timeout shows seconds");
     }
 
     use rvs_config::model::{FwdMode, Proto, RealServer, SchedKind, Service};

@@ -11,7 +11,7 @@
 
 use crate::model::{
     parse_real_addr, prefix_mask, same_subnet, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind,
-    Service, ServiceKey,
+    Service, ServiceKey, SessionTimeouts,
 };
 use crate::services::{self, ModelError, Problem, ServiceTable};
 use serde::Deserialize;
@@ -247,27 +247,17 @@ pub struct SessionsConfig {
 
 impl Default for SessionsConfig {
     fn default() -> Self {
-        // IPVS's default timeouts.
+        let ipvs = SessionTimeouts::IPVS;
         SessionsConfig {
             max_per_worker: 1 << 20,
-            tcp_syn_recv_s: 60,
-            tcp_established_s: 900,
-            tcp_fin_wait_s: 120,
-            tcp_close_s: 10,
-            udp_s: 300,
+            tcp_syn_recv_s: ipvs.tcp_syn_recv_s,
+            tcp_established_s: ipvs.tcp_established_s,
+            tcp_fin_wait_s: ipvs.tcp_fin_wait_s,
+            tcp_close_s: ipvs.tcp_close_s,
+            udp_s: ipvs.udp_s,
             expire_nodest_conn: false,
         }
     }
-}
-
-/// Session timeouts in nanoseconds (field names match `rvs_dataplane::conn::Timeouts`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionTimeoutsNs {
-    pub tcp_syn_recv_ns: u64,
-    pub tcp_established_ns: u64,
-    pub tcp_fin_wait_ns: u64,
-    pub tcp_close_ns: u64,
-    pub udp_ns: u64,
 }
 
 const NS_PER_S: u64 = 1_000_000_000;
@@ -589,15 +579,17 @@ impl Config {
         self.table.clone()
     }
 
-    pub fn timeouts_ns(&self) -> SessionTimeoutsNs {
+    /// The session timeouts: the file's `[sessions]` keys, IPVS's defaults for the states it has
+    /// no key for.
+    pub fn timeouts(&self) -> SessionTimeouts {
         let s = &self.sessions;
-        let ns = |v: u32| u64::from(v) * NS_PER_S;
-        SessionTimeoutsNs {
-            tcp_syn_recv_ns: ns(s.tcp_syn_recv_s),
-            tcp_established_ns: ns(s.tcp_established_s),
-            tcp_fin_wait_ns: ns(s.tcp_fin_wait_s),
-            tcp_close_ns: ns(s.tcp_close_s),
-            udp_ns: ns(s.udp_s),
+        SessionTimeouts {
+            tcp_syn_recv_s: s.tcp_syn_recv_s,
+            tcp_established_s: s.tcp_established_s,
+            tcp_fin_wait_s: s.tcp_fin_wait_s,
+            tcp_close_s: s.tcp_close_s,
+            udp_s: s.udp_s,
+            ..SessionTimeouts::IPVS
         }
     }
 
@@ -1091,7 +1083,7 @@ mod tests {
             }
         );
         assert!(!c.sessions.expire_nodest_conn);
-        assert_eq!(c.timeouts_ns().tcp_established_ns, 900 * NS_PER_S);
+        assert_eq!(c.timeouts().tcp_established_s, 900);
         assert_eq!(c.neigh.retry_ns(), 1_000_000_000);
         assert_eq!(c.neigh.reachable_ns(), 300 * NS_PER_S);
     }
@@ -1111,11 +1103,8 @@ mod tests {
         );
         assert!(c.service_table().is_empty());
         assert!(c.eal.args.is_empty());
-        let t = c.timeouts_ns();
-        assert_eq!(
-            (t.tcp_syn_recv_ns, t.tcp_fin_wait_ns, t.tcp_close_ns, t.udp_ns),
-            (60 * NS_PER_S, 120 * NS_PER_S, 10 * NS_PER_S, 300 * NS_PER_S)
-        );
+        let t = c.timeouts();
+        assert_eq!((t.tcp_syn_recv_s, t.tcp_fin_wait_s, t.tcp_close_s, t.udp_s), (60, 120, 10, 300));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 pub const MAX_LINE: usize = 1 << 20;
 
 /// Longest session timeout `--set` accepts, seconds (one year).
-pub const MAX_TIMEOUT_S: u32 = 31_536_000;
+pub const MAX_TIMEOUT_S: u32 = rvs_config::model::SessionTimeouts::MAX_S;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]

@@ -10,9 +10,11 @@ use std::str::FromStr;
 
 mod net;
 mod stats;
+mod timeouts;
 
 pub use net::{parse_real_addr, prefix_mask, same_subnet, BadRealAddr};
 pub use stats::RsStats;
+pub use timeouts::SessionTimeouts;
 
 /// Transport protocol of a virtual service (`-t` / `-u` in ipvsadm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
