@@ -11,7 +11,7 @@
 
 use crate::model::{
     parse_real_addr, prefix_mask, same_subnet, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind,
-    Service, ServiceKey, SessionTimeouts,
+    Service, ServiceKey, SessionTimeouts, UnknownName,
 };
 use crate::services::{self, ModelError, Problem, ServiceTable};
 use serde::Deserialize;
@@ -865,7 +865,8 @@ impl Config {
                 ConfigError::invalid(at("vip"), format!("\"{}\" is not a valid IPv4 address:port", s.vip))
             })?;
             let key = ServiceKey { proto: s.proto, vip };
-            let sched: SchedKind = s.sched.parse().map_err(|m: String| ConfigError::invalid(at("sched"), m))?;
+            let sched: SchedKind =
+                s.sched.parse().map_err(|e: UnknownName| ConfigError::invalid(at("sched"), e.to_string()))?;
             let persistence = match s.persistent {
                 None => {
                     if s.netmask.is_some() {
@@ -903,7 +904,8 @@ impl Config {
                 let addr = parse_real_addr(&r.addr).map_err(|e| {
                     ConfigError::invalid(rat("addr"), format!("\"{}\" is not a valid IPv4 address[:port]", e.0))
                 })?;
-                let fwd: FwdMode = r.fwd.parse().map_err(|m: String| ConfigError::invalid(rat("fwd"), m))?;
+                let fwd: FwdMode =
+                    r.fwd.parse().map_err(|e: UnknownName| ConfigError::invalid(rat("fwd"), e.to_string()))?;
                 let rs =
                     RealServer { addr, fwd, weight: r.weight, u_threshold: r.u_threshold, l_threshold: r.l_threshold };
                 let rs = services::validate_real(&key, &rs).map_err(|e| match e {
@@ -927,7 +929,9 @@ impl Config {
             }
             let client_addr: ClientAddrMode = match &s.client_addr {
                 None => ClientAddrMode::default(),
-                Some(m) => m.parse().map_err(|m: String| ConfigError::invalid(at("client_addr"), m))?,
+                Some(m) => {
+                    m.parse().map_err(|e: UnknownName| ConfigError::invalid(at("client_addr"), e.to_string()))?
+                }
             };
             let mut laddrs: Vec<IpAddr> = Vec::with_capacity(s.laddrs.len());
             for (k, l) in s.laddrs.iter().enumerate() {
