@@ -13,7 +13,7 @@ use rvs_ctrl::proto::{
 };
 use rvs_dataplane::conn::SessionFilter;
 use rvs_dataplane::snapshot::{PortInfo, StaticRoute, Tunables};
-use rvs_dataplane::Snapshot;
+use rvs_dataplane::{Snapshot, SnapshotError};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -78,7 +78,7 @@ impl Control {
         table: ServiceTable,
         tunables: Tunables,
         n_workers: usize,
-    ) -> Result<Control, String> {
+    ) -> Result<Control, SnapshotError> {
         let services: Vec<_> = table.list().into_iter().cloned().collect();
         let snap = Snapshot::build(1, ports.clone(), &routes, &services, tunables)?;
         let shared = Arc::new(Shared::new(snap, n_workers));
@@ -150,7 +150,7 @@ impl Control {
                 st.published = [prev, snap];
                 Response::Ok
             }
-            Err(message) => Response::Error { message },
+            Err(e) => Response::Error { message: e.to_string() },
         }
     }
 

@@ -39,7 +39,7 @@ pub enum DaemonError {
     #[error("mempool: {0}")]
     Mempool(dpdk_sys::DpdkError),
     #[error("configuration: {0}")]
-    Config(String),
+    Config(#[from] rvs_dataplane::SnapshotError),
     #[error("control socket {path}: {err}")]
     Socket { path: String, err: std::io::Error },
     #[error("signal handler: {0}")]

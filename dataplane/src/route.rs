@@ -12,18 +12,11 @@ pub struct Route {
     pub via: Option<Ipv4Addr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// Prefix length over 32.
+    #[error("prefix length /{0} is over 32")]
     BadPrefixLen(u8),
-}
-
-impl std::fmt::Display for RouteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RouteError::BadPrefixLen(l) => write!(f, "prefix length /{l} is over 32"),
-        }
-    }
 }
 
 /// Routes grouped by prefix length: one hash map (masked prefix → route) per length in use,
