@@ -5,15 +5,15 @@
 
 use crate::workers::{RsStats, Shared, WorkerMsg};
 use parking_lot::Mutex;
-use rvs_config::model::ServiceKey;
+use rvs_config::model::{prefix_mask, same_subnet, ServiceKey};
 use rvs_config::services::ServiceTable;
 use rvs_ctrl::proto::{
     ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, Request, Response, RouteEntry, ServiceLaddrs, ServiceRates,
-    ServiceStats, ServiceStatus, StatsRow, MAX_TIMEOUT_S,
+    ServiceStats, ServiceStatus, MAX_TIMEOUT_S,
 };
 use rvs_dataplane::conn::SessionFilter;
 use rvs_dataplane::snapshot::{PortInfo, StaticRoute, Tunables};
-use rvs_dataplane::Snapshot;
+use rvs_dataplane::{Snapshot, SnapshotError};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -78,7 +78,7 @@ impl Control {
         table: ServiceTable,
         tunables: Tunables,
         n_workers: usize,
-    ) -> Result<Control, String> {
+    ) -> Result<Control, SnapshotError> {
         let services: Vec<_> = table.list().into_iter().cloned().collect();
         let snap = Snapshot::build(1, ports.clone(), &routes, &services, tunables)?;
         let shared = Arc::new(Shared::new(snap, n_workers));
@@ -150,7 +150,7 @@ impl Control {
                 st.published = [prev, snap];
                 Response::Ok
             }
-            Err(message) => Response::Error { message },
+            Err(e) => Response::Error { message: e.to_string() },
         }
     }
 
@@ -186,12 +186,8 @@ impl Control {
             Request::GetLaddr { key } => self.laddrs(key),
             Request::SetTimeouts { tcp, tcpfin, udp } => self.tune(|t| set_timeouts(t, tcp, tcpfin, udp)),
             Request::GetTimeouts => {
-                let t = self.state.lock().run.tunables.timeouts;
-                Response::Timeouts {
-                    tcp: ns_to_s(t.tcp_established_ns),
-                    tcpfin: ns_to_s(t.tcp_fin_wait_ns),
-                    udp: ns_to_s(t.udp_ns),
-                }
+                let (tcp, tcpfin, udp) = self.state.lock().run.tunables.timeouts.ipvsadm();
+                Response::Timeouts { tcp, tcpfin, udp }
             }
             Request::SetExpireNodestConn { enabled } => self.tune(|t| {
                 t.expire_nodest_conn = enabled;
@@ -272,7 +268,7 @@ impl Control {
             .table
             .list()
             .into_iter()
-            .filter(|s| key.map_or(true, |k| k == s.key))
+            .filter(|s| key.is_none_or(|k| k == s.key))
             .map(|s| (s.key, s.reals.iter().map(|r| r.addr).collect()))
             .collect();
         match key {
@@ -384,7 +380,7 @@ impl Control {
             .run
             .ports
             .iter()
-            .filter(|p| dev.as_ref().map_or(true, |d| *d == p.name))
+            .filter(|p| dev.as_ref().is_none_or(|d| *d == p.name))
             .map(|p| PortAddrs {
                 name: p.name.clone(),
                 port_id: p.id,
@@ -423,7 +419,7 @@ impl Control {
                 missing_workers.push(w as u32);
                 continue;
             };
-            for e in entries.into_iter().filter(|e| port.map_or(true, |p| p == e.port)) {
+            for e in entries.into_iter().filter(|e| port.is_none_or(|p| p == e.port)) {
                 let n = merged.entry((u32::from(e.ip), e.port)).or_insert_with(|| NeighEntry {
                     ip: e.ip,
                     mac: None,
@@ -488,21 +484,17 @@ impl Control {
     }
 }
 
-fn row(s: &RsStats) -> StatsRow {
-    StatsRow { conns: s.conns, inpkts: s.inpkts, outpkts: s.outpkts, inbytes: s.inbytes, outbytes: s.outbytes }
-}
-
 /// `--stats` rows: each real server's figures minus its baseline; a service's are the sum.
 fn stats_rows(svcs: &[(ServiceKey, Vec<SocketAddr>)], cur: &StatsMap, base: &StatsMap) -> Vec<ServiceStats> {
     let zero = RsStats::default();
     svcs.iter()
         .map(|(key, reals)| {
-            let mut total = StatsRow::default();
+            let mut total = RsStats::default();
             let reals = reals
                 .iter()
                 .map(|a| {
                     let k = (*key, *a);
-                    let r = row(&cur.get(&k).unwrap_or(&zero).since(base.get(&k).unwrap_or(&zero)));
+                    let r = cur.get(&k).unwrap_or(&zero).since(base.get(&k).unwrap_or(&zero));
                     total.add(&r);
                     (*a, r)
                 })
@@ -562,18 +554,6 @@ fn port_named<'a>(ports: &'a [PortInfo], dev: &str) -> Result<&'a PortInfo, Stri
     })
 }
 
-fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    }
-}
-
-fn covers(net: Ipv4Addr, len: u8, a: Ipv4Addr) -> bool {
-    (u32::from(net) ^ u32::from(a)) & mask(len) == 0
-}
-
 /// `addr add`: a unicast address not already on any port, not a VIP or FULLNAT local address.
 fn addr_add(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), String> {
     if len > 32 {
@@ -582,7 +562,7 @@ fn addr_add(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), S
     if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
         return Err(format!("{addr} is not a unicast address"));
     }
-    if len < 31 && (u32::from(addr) & !mask(len) == 0 || u32::from(addr) | mask(len) == u32::MAX) {
+    if len < 31 && (u32::from(addr) & !prefix_mask(len) == 0 || u32::from(addr) | prefix_mask(len) == u32::MAX) {
         return Err(format!("{addr}/{len}: that is the network or broadcast address of the prefix"));
     }
     if let Some(p) = r.ports.iter().find(|p| p.addrs.iter().any(|(a, _)| *a == addr)) {
@@ -617,7 +597,7 @@ fn addr_del(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), S
     let rest: Vec<(Ipv4Addr, u8)> = port.addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| *a).collect();
     for rt in r.routes.iter().filter(|rt| rt.port == port.id) {
         if let Some(gw) = rt.via {
-            if covers(addr, l, gw) && !rest.iter().any(|&(a, rl)| covers(a, rl, gw)) {
+            if same_subnet(addr, gw, l) && !rest.iter().any(|&(a, rl)| same_subnet(a, gw, rl)) {
                 return Err(format!(
                     "route {}/{} via {gw} needs {addr}/{l} (its gateway is reachable through it only): delete the route first",
                     rt.prefix, rt.len
@@ -635,7 +615,7 @@ fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, 
     if len > 32 {
         return Err(format!("{prefix}/{len}: prefix length over 32"));
     }
-    let net = Ipv4Addr::from(u32::from(prefix) & mask(len));
+    let net = Ipv4Addr::from(u32::from(prefix) & prefix_mask(len));
     if net != prefix {
         return Err(format!("{prefix}/{len}: host bits are set; the prefix is {net}/{len}"));
     }
@@ -645,7 +625,7 @@ fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, 
         return Err(format!("route {prefix}/{len}{via} exists: delete it first"));
     }
     for p in &r.ports {
-        if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & mask(l)) == prefix) {
+        if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & prefix_mask(l)) == prefix) {
             return Err(format!("{prefix}/{len} is the connected route of port {}", p.name));
         }
     }
@@ -653,7 +633,7 @@ fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, 
         if r.ports.iter().any(|p| p.addrs.iter().any(|(a, _)| *a == gw)) {
             return Err(format!("gateway {gw} is one of our own addresses"));
         }
-        if !port.addrs.iter().any(|&(a, l)| covers(a, l, gw)) {
+        if !port.addrs.iter().any(|&(a, l)| same_subnet(a, gw, l)) {
             return Err(format!("gateway {gw} is not on a connected subnet of port {dev}"));
         }
     }
@@ -677,8 +657,8 @@ fn route_del(
     let found = r.routes.iter().position(|rt| {
         rt.prefix == prefix
             && rt.len == len
-            && via.map_or(true, |v| rt.via == Some(v))
-            && port.map_or(true, |p| rt.port == p)
+            && via.is_none_or(|v| rt.via == Some(v))
+            && port.is_none_or(|p| rt.port == p)
     });
     match found {
         Some(i) => {
@@ -687,7 +667,7 @@ fn route_del(
         }
         None => {
             for p in &r.ports {
-                if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & mask(l)) == prefix) {
+                if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & prefix_mask(l)) == prefix) {
                     return Err(format!(
                         "{prefix}/{len} is the connected route of port {}: delete its address instead",
                         p.name
@@ -706,7 +686,7 @@ fn route_entries(r: &Running) -> Vec<RouteEntry> {
     for p in &r.ports {
         for &(a, l) in &p.addrs {
             v.push(RouteEntry {
-                prefix: Ipv4Addr::from(u32::from(a) & mask(l)),
+                prefix: Ipv4Addr::from(u32::from(a) & prefix_mask(l)),
                 len: l,
                 via: None,
                 dev: p.name.clone(),
@@ -728,12 +708,6 @@ fn route_entries(r: &Running) -> Vec<RouteEntry> {
     v
 }
 
-const NS_PER_S: u64 = 1_000_000_000;
-
-fn ns_to_s(ns: u64) -> u32 {
-    u32::try_from(ns / NS_PER_S).unwrap_or(u32::MAX)
-}
-
 /// ipvsadm's `--set TCP TCPFIN UDP`: seconds, 0 leaves that timeout unchanged. Only the
 /// established, FIN_WAIT and UDP timeouts change; the other states keep theirs.
 fn set_timeouts(t: &mut Tunables, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), String> {
@@ -742,16 +716,7 @@ fn set_timeouts(t: &mut Tunables, tcp: u32, tcpfin: u32, udp: u32) -> Result<(),
             return Err(format!("{name} timeout {v} s is over the maximum {MAX_TIMEOUT_S} s"));
         }
     }
-    let ns = |s: u32| u64::from(s) * NS_PER_S;
-    if tcp != 0 {
-        t.timeouts.tcp_established_ns = ns(tcp);
-    }
-    if tcpfin != 0 {
-        t.timeouts.tcp_fin_wait_ns = ns(tcpfin);
-    }
-    if udp != 0 {
-        t.timeouts.udp_ns = ns(udp);
-    }
+    t.timeouts.set_ipvsadm(tcp, tcpfin, udp);
     Ok(())
 }
 
@@ -762,6 +727,8 @@ pub fn fmt_mac(m: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NS_PER_S: u64 = 1_000_000_000;
 
     #[test]
     fn set_timeouts_zero_keeps_and_max_is_checked() {
@@ -778,7 +745,7 @@ mod tests {
         let e = set_timeouts(&mut t, 0, MAX_TIMEOUT_S + 1, 0).unwrap_err();
         assert!(e.contains("tcpfin timeout 31536001 s is over the maximum"), "{e}");
         assert_eq!(t, cur, "refused --set changes nothing");
-        assert_eq!(ns_to_s(120 * NS_PER_S), 120);
+        assert_eq!(t.timeouts.ipvsadm(), (3600, 120, 60), "-L --timeout shows seconds");
     }
 
     use rvs_config::model::{FwdMode, Proto, RealServer, SchedKind, Service};
@@ -975,7 +942,7 @@ mod tests {
         let rows = stats_rows(&svcs, &[(a, st(8)), (b, st(9))].into(), &base);
         assert_eq!(
             rows[0].total,
-            StatsRow { conns: 3, inpkts: 30, outpkts: 0, inbytes: 300, outbytes: 0 },
+            RsStats { conns: 3, inpkts: 30, outpkts: 0, inbytes: 300, outbytes: 0 },
             "zeroed at 5"
         );
         assert_eq!(rows[1].total.conns, 9, "the other service untouched");
@@ -992,7 +959,7 @@ mod tests {
             Response::Stats { services } => {
                 assert_eq!(services.len(), 1);
                 assert_eq!(services[0].reals.len(), 2);
-                assert_eq!(services[0].total, StatsRow::default());
+                assert_eq!(services[0].total, RsStats::default());
             }
             other => panic!("{other:?}"),
         }

@@ -39,7 +39,7 @@ pub enum DaemonError {
     #[error("mempool: {0}")]
     Mempool(dpdk_sys::DpdkError),
     #[error("configuration: {0}")]
-    Config(String),
+    Config(#[from] rvs_dataplane::SnapshotError),
     #[error("control socket {path}: {err}")]
     Socket { path: String, err: std::io::Error },
     #[error("signal handler: {0}")]
@@ -433,13 +433,7 @@ fn collector(
                         weight: r.weight,
                         active,
                         inactive,
-                        counters: rs_stats.get(&(s.key, r.addr)).map(|c| metrics::RsCounters {
-                            conns: c.conns,
-                            inpkts: c.inpkts,
-                            outpkts: c.outpkts,
-                            inbytes: c.inbytes,
-                            outbytes: c.outbytes,
-                        }),
+                        counters: rs_stats.get(&(s.key, r.addr)).copied(),
                     })
                     .collect();
                 d.services.push(ServiceMetrics { service: s.key.to_string(), sched: s.sched.to_string(), reals });

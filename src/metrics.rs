@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use rvs_dataplane::RsStats;
+
 /// Longest request head accepted (request line + headers), bytes.
 pub const MAX_REQUEST: usize = 8192;
 /// Read and write deadline per connection.
@@ -24,16 +26,6 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_CLIENTS: usize = 16;
 /// Content type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Per-RS traffic counters (the stats helper's `RsStats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RsCounters {
-    pub conns: u64,
-    pub inpkts: u64,
-    pub outpkts: u64,
-    pub inbytes: u64,
-    pub outbytes: u64,
-}
 
 /// One real server of a service.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +38,7 @@ pub struct RsMetrics {
     pub active: u64,
     pub inactive: u64,
     /// `None` when the running build does not count per-RS traffic.
-    pub counters: Option<RsCounters>,
+    pub counters: Option<RsStats>,
 }
 
 /// One service (`TCP 203.0.113.100:80`) and its real servers.
@@ -92,10 +84,13 @@ enum Kind {
     Gauge,
 }
 
+/// One metric family: its type, its HELP text and its samples (labels, value).
+type Family = (Kind, String, Vec<(String, u64)>);
+
 /// Metric families in order of first use; each name gets one HELP and one TYPE line.
 struct Families {
     order: Vec<String>,
-    fams: HashMap<String, (Kind, String, Vec<(String, u64)>)>,
+    fams: HashMap<String, Family>,
 }
 
 impl Families {
@@ -502,7 +497,7 @@ mod tests {
                         weight: 1,
                         active: 1,
                         inactive: 0,
-                        counters: Some(RsCounters { conns: 7, inpkts: 70, outpkts: 0, inbytes: 7000, outbytes: 0 }),
+                        counters: Some(RsStats { conns: 7, inpkts: 70, outpkts: 0, inbytes: 7000, outbytes: 0 }),
                     },
                     RsMetrics { rs: "203.0.113.12:80".into(), fwd: "dr".into(), weight: 2, ..Default::default() },
                 ],

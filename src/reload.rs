@@ -17,6 +17,7 @@
 use crate::control::Control;
 use parking_lot::Mutex;
 use rvs_config::file::Config;
+use rvs_config::model::SessionTimeouts;
 use rvs_config::model::{RealServer, Service, ServiceKey};
 use rvs_config::services::ServiceTable;
 use rvs_ctrl::proto::{Request, Response};
@@ -163,17 +164,16 @@ fn real_changes(o: &RealServer, n: &RealServer) -> Vec<String> {
 /// Tunables: `old` running, `new` from the file. Timeouts are shown in seconds under the
 /// config's key names.
 pub fn diff_tunables(old: &Tunables, new: &Tunables, d: &mut Diff) {
-    let s = |ns: u64| ns / 1_000_000_000;
-    let (o, n) = (&old.timeouts, &new.timeouts);
+    let (o, n) = (SessionTimeouts::from(old.timeouts), SessionTimeouts::from(new.timeouts));
     for (name, a, b) in [
-        ("sessions.tcp_syn_recv_s", o.tcp_syn_recv_ns, n.tcp_syn_recv_ns),
-        ("sessions.tcp_established_s", o.tcp_established_ns, n.tcp_established_ns),
-        ("sessions.tcp_fin_wait_s", o.tcp_fin_wait_ns, n.tcp_fin_wait_ns),
-        ("sessions.tcp_close_s", o.tcp_close_ns, n.tcp_close_ns),
-        ("sessions.udp_s", o.udp_ns, n.udp_ns),
+        ("sessions.tcp_syn_recv_s", o.tcp_syn_recv_s, n.tcp_syn_recv_s),
+        ("sessions.tcp_established_s", o.tcp_established_s, n.tcp_established_s),
+        ("sessions.tcp_fin_wait_s", o.tcp_fin_wait_s, n.tcp_fin_wait_s),
+        ("sessions.tcp_close_s", o.tcp_close_s, n.tcp_close_s),
+        ("sessions.udp_s", o.udp_s, n.udp_s),
     ] {
         if a != b {
-            d.tunables.push(format!("{name} {} -> {}", s(a), s(b)));
+            d.tunables.push(format!("{name} {a} -> {b}"));
         }
     }
     if old.expire_nodest_conn != new.expire_nodest_conn {
@@ -239,17 +239,9 @@ pub fn tunables(cfg: &Config) -> Tunables {
     Tunables { timeouts: timeouts(cfg), expire_nodest_conn: cfg.sessions.expire_nodest_conn }
 }
 
-/// The config's session timeouts; the states it has no key for keep the dataplane defaults.
+/// The config's session timeouts; the states it has no key for keep IPVS's defaults.
 pub fn timeouts(cfg: &Config) -> Timeouts {
-    let t = cfg.timeouts_ns();
-    Timeouts {
-        tcp_syn_recv_ns: t.tcp_syn_recv_ns,
-        tcp_established_ns: t.tcp_established_ns,
-        tcp_fin_wait_ns: t.tcp_fin_wait_ns,
-        tcp_close_ns: t.tcp_close_ns,
-        udp_ns: t.udp_ns,
-        ..Timeouts::default()
-    }
+    Timeouts::from(cfg.timeouts())
 }
 
 /// Changes the process's log filter; returns an error naming what is wrong.
@@ -330,11 +322,8 @@ impl Reloader {
         };
         let table = ServiceTable::from_services(services).map_err(|e| e.to_string())?;
         let mut t = *self.applied.lock();
-        let ns = |s: u32| u64::from(s) * 1_000_000_000;
         if let Response::Timeouts { tcp, tcpfin, udp } = self.control.handle(Request::GetTimeouts) {
-            t.timeouts.tcp_established_ns = ns(tcp);
-            t.timeouts.tcp_fin_wait_ns = ns(tcpfin);
-            t.timeouts.udp_ns = ns(udp);
+            t.timeouts.set_ipvsadm(tcp, tcpfin, udp);
         }
         if let Response::ExpireNodestConn { enabled } = self.control.handle(Request::GetExpireNodestConn) {
             t.expire_nodest_conn = enabled;

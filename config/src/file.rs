@@ -9,7 +9,10 @@
 //!
 //! A commented example is [`EXAMPLE`].
 
-use crate::model::{ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
+use crate::model::{
+    parse_real_addr, prefix_mask, same_subnet, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind,
+    Service, ServiceKey, SessionTimeouts, UnknownName,
+};
 use crate::services::{self, ModelError, Problem, ServiceTable};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -244,27 +247,17 @@ pub struct SessionsConfig {
 
 impl Default for SessionsConfig {
     fn default() -> Self {
-        // IPVS's default timeouts.
+        let ipvs = SessionTimeouts::IPVS;
         SessionsConfig {
             max_per_worker: 1 << 20,
-            tcp_syn_recv_s: 60,
-            tcp_established_s: 900,
-            tcp_fin_wait_s: 120,
-            tcp_close_s: 10,
-            udp_s: 300,
+            tcp_syn_recv_s: ipvs.tcp_syn_recv_s,
+            tcp_established_s: ipvs.tcp_established_s,
+            tcp_fin_wait_s: ipvs.tcp_fin_wait_s,
+            tcp_close_s: ipvs.tcp_close_s,
+            udp_s: ipvs.udp_s,
             expire_nodest_conn: false,
         }
     }
-}
-
-/// Session timeouts in nanoseconds (field names match `rvs_dataplane::conn::Timeouts`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionTimeoutsNs {
-    pub tcp_syn_recv_ns: u64,
-    pub tcp_established_ns: u64,
-    pub tcp_fin_wait_ns: u64,
-    pub tcp_close_ns: u64,
-    pub udp_ns: u64,
 }
 
 const NS_PER_S: u64 = 1_000_000_000;
@@ -586,15 +579,17 @@ impl Config {
         self.table.clone()
     }
 
-    pub fn timeouts_ns(&self) -> SessionTimeoutsNs {
+    /// The session timeouts: the file's `[sessions]` keys, IPVS's defaults for the states it has
+    /// no key for.
+    pub fn timeouts(&self) -> SessionTimeouts {
         let s = &self.sessions;
-        let ns = |v: u32| u64::from(v) * NS_PER_S;
-        SessionTimeoutsNs {
-            tcp_syn_recv_ns: ns(s.tcp_syn_recv_s),
-            tcp_established_ns: ns(s.tcp_established_s),
-            tcp_fin_wait_ns: ns(s.tcp_fin_wait_s),
-            tcp_close_ns: ns(s.tcp_close_s),
-            udp_ns: ns(s.udp_s),
+        SessionTimeouts {
+            tcp_syn_recv_s: s.tcp_syn_recv_s,
+            tcp_established_s: s.tcp_established_s,
+            tcp_fin_wait_s: s.tcp_fin_wait_s,
+            tcp_close_s: s.tcp_close_s,
+            udp_s: s.udp_s,
+            ..SessionTimeouts::IPVS
         }
     }
 
@@ -870,7 +865,8 @@ impl Config {
                 ConfigError::invalid(at("vip"), format!("\"{}\" is not a valid IPv4 address:port", s.vip))
             })?;
             let key = ServiceKey { proto: s.proto, vip };
-            let sched: SchedKind = s.sched.parse().map_err(|m: String| ConfigError::invalid(at("sched"), m))?;
+            let sched: SchedKind =
+                s.sched.parse().map_err(|e: UnknownName| ConfigError::invalid(at("sched"), e.to_string()))?;
             let persistence = match s.persistent {
                 None => {
                     if s.netmask.is_some() {
@@ -888,10 +884,9 @@ impl Config {
                     Some(Persistence { timeout_s: t, netmask })
                 }
             };
-            services::validate_service_params(&key, sched, persistence.as_ref()).map_err(|e| match e {
+            services::validate_service_params(&key, persistence.as_ref()).map_err(|e| match e {
                 ModelError::InvalidService { problem, .. } => {
                     let f = match problem {
-                        Problem::SchedNotSupported(_) => "sched",
                         Problem::PersistTimeout(_) => "persistent",
                         Problem::PersistNetmask(_) => "netmask",
                         _ => "vip",
@@ -906,14 +901,16 @@ impl Config {
             let mut reals: Vec<RealServer> = Vec::with_capacity(s.reals.len());
             for (k, r) in s.reals.iter().enumerate() {
                 let rat = |f: &str| format!("service[{i}].real[{k}].{f}");
-                let addr = parse_real_addr(&r.addr).map_err(|m| ConfigError::invalid(rat("addr"), m))?;
-                let fwd: FwdMode = r.fwd.parse().map_err(|m: String| ConfigError::invalid(rat("fwd"), m))?;
+                let addr = parse_real_addr(&r.addr).map_err(|e| {
+                    ConfigError::invalid(rat("addr"), format!("\"{}\" is not a valid IPv4 address[:port]", e.0))
+                })?;
+                let fwd: FwdMode =
+                    r.fwd.parse().map_err(|e: UnknownName| ConfigError::invalid(rat("fwd"), e.to_string()))?;
                 let rs =
                     RealServer { addr, fwd, weight: r.weight, u_threshold: r.u_threshold, l_threshold: r.l_threshold };
                 let rs = services::validate_real(&key, &rs).map_err(|e| match e {
                     ModelError::InvalidReal { problem, .. } => {
                         let f = match problem {
-                            Problem::FwdNotSupported(_) => "fwd",
                             Problem::WeightTooBig(_) => "weight",
                             Problem::Thresholds { .. } => "l_threshold",
                             _ => "addr",
@@ -932,7 +929,9 @@ impl Config {
             }
             let client_addr: ClientAddrMode = match &s.client_addr {
                 None => ClientAddrMode::default(),
-                Some(m) => m.parse().map_err(|m: String| ConfigError::invalid(at("client_addr"), m))?,
+                Some(m) => {
+                    m.parse().map_err(|e: UnknownName| ConfigError::invalid(at("client_addr"), e.to_string()))?
+                }
             };
             let mut laddrs: Vec<IpAddr> = Vec::with_capacity(s.laddrs.len());
             for (k, l) in s.laddrs.iter().enumerate() {
@@ -969,20 +968,6 @@ impl Config {
     }
 }
 
-/// Netmask of a prefix length (0..=32).
-fn prefix_mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
-    }
-}
-
-fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
-    let m = prefix_mask(len);
-    u32::from(a) & m == u32::from(b) & m
-}
-
 /// Parse `A.B.C.D/LEN`; errors quote the input.
 pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let Some((ip, len)) = s.split_once('/') else {
@@ -1016,17 +1001,6 @@ fn check_interface_addr(ip: Ipv4Addr, len: u8) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// `RIP:PORT` or bare `RIP` (port 0 = service port).
-fn parse_real_addr(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 0));
-    }
-    Err(format!("\"{s}\" is not a valid IPv4 address[:port]"))
 }
 
 /// `DDDD:BB:DD.F` or `BB:DD.F` (hex digits).
@@ -1113,7 +1087,7 @@ mod tests {
             }
         );
         assert!(!c.sessions.expire_nodest_conn);
-        assert_eq!(c.timeouts_ns().tcp_established_ns, 900 * NS_PER_S);
+        assert_eq!(c.timeouts().tcp_established_s, 900);
         assert_eq!(c.neigh.retry_ns(), 1_000_000_000);
         assert_eq!(c.neigh.reachable_ns(), 300 * NS_PER_S);
     }
@@ -1133,11 +1107,8 @@ mod tests {
         );
         assert!(c.service_table().is_empty());
         assert!(c.eal.args.is_empty());
-        let t = c.timeouts_ns();
-        assert_eq!(
-            (t.tcp_syn_recv_ns, t.tcp_fin_wait_ns, t.tcp_close_ns, t.udp_ns),
-            (60 * NS_PER_S, 120 * NS_PER_S, 10 * NS_PER_S, 300 * NS_PER_S)
-        );
+        let t = c.timeouts();
+        assert_eq!((t.tcp_syn_recv_s, t.tcp_fin_wait_s, t.tcp_close_s, t.udp_s), (60, 120, 10, 300));
     }
 
     #[test]

@@ -4,16 +4,13 @@
 //! leaves a half-applied service behind. The same validation backs the TOML config, so a
 //! service refused by `rvsadm -A` is refused with the same words in `rvsd.toml`.
 
-use crate::model::{is_contiguous_netmask, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey};
+use crate::model::{is_contiguous_netmask, FwdMode, Persistence, Proto, RealServer, Service, ServiceKey};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Highest real-server weight ipvsadm accepts (`-w`).
 pub const MAX_WEIGHT: u32 = 65535;
-
-/// Every forwarding mode (used to list the supported ones).
-const ALL_FWDS: [FwdMode; 4] = [FwdMode::Dr, FwdMode::Tun, FwdMode::Nat, FwdMode::FullNat];
 
 /// Short upper-case name and ipvsadm/DPVS option of a forwarding mode.
 pub const fn fwd_label(m: FwdMode) -> (&'static str, &'static str) {
@@ -28,8 +25,6 @@ pub const fn fwd_label(m: FwdMode) -> (&'static str, &'static str) {
 /// What is wrong with a service or real server, without saying which one (see [`ModelError`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    SchedNotSupported(SchedKind),
-    FwdNotSupported(FwdMode),
     /// Persistence timeout outside 1..=[`Persistence::MAX_TIMEOUT_S`].
     PersistTimeout(u32),
     /// Persistence netmask that is not ones-then-zeros.
@@ -60,22 +55,6 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::SchedNotSupported(s) => {
-                let avail: Vec<&str> = SchedKind::ALL.iter().filter(|s| s.supported()).map(|s| s.name()).collect();
-                write!(f, "scheduler '{}' is not supported yet (available: {})", s.name(), avail.join(", "))
-            }
-            Problem::FwdNotSupported(m) => {
-                let (name, opt) = fwd_label(*m);
-                let avail: Vec<String> = ALL_FWDS
-                    .iter()
-                    .filter(|m| m.supported())
-                    .map(|m| {
-                        let (n, o) = fwd_label(*m);
-                        format!("{n} {o}")
-                    })
-                    .collect();
-                write!(f, "forwarding mode {name} ({opt}) is not supported yet (available: {})", avail.join(", "))
-            }
             Problem::PersistTimeout(t) => {
                 write!(f, "persistence timeout {t} s is not in 1..={} (-p)", Persistence::MAX_TIMEOUT_S)
             }
@@ -163,17 +142,11 @@ pub fn validate_key(key: &ServiceKey) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Check the service-wide settings (key, scheduler, persistence); not the real servers.
-pub fn validate_service_params(
-    key: &ServiceKey,
-    sched: SchedKind,
-    persistence: Option<&Persistence>,
-) -> Result<(), ModelError> {
+/// Check the service-wide settings (key, persistence; every scheduler is implemented); not the
+/// real servers.
+pub fn validate_service_params(key: &ServiceKey, persistence: Option<&Persistence>) -> Result<(), ModelError> {
     validate_key(key)?;
     let err = |problem| ModelError::InvalidService { key: *key, problem };
-    if !sched.supported() {
-        return Err(err(Problem::SchedNotSupported(sched)));
-    }
     if let Some(p) = persistence {
         if !(1..=Persistence::MAX_TIMEOUT_S).contains(&p.timeout_s) {
             return Err(err(Problem::PersistTimeout(p.timeout_s)));
@@ -211,9 +184,6 @@ pub fn validate_real(key: &ServiceKey, real: &RealServer) -> Result<RealServer, 
         return Err(err(Problem::FamilyMismatch));
     }
     check_host_ip(rs.addr.ip()).map_err(err)?;
-    if !rs.fwd.supported() {
-        return Err(err(Problem::FwdNotSupported(rs.fwd)));
-    }
     if !rs.fwd.maps_ports() && rs.addr.port() != key.vip.port() {
         return Err(err(Problem::PortMismatch { fwd: rs.fwd, rs_port: rs.addr.port(), svc_port: key.vip.port() }));
     }
@@ -228,7 +198,7 @@ pub fn validate_real(key: &ServiceKey, real: &RealServer) -> Result<RealServer, 
 
 /// Check a whole service and return it normalised (real-server ports filled in).
 pub fn validate_service(svc: &Service) -> Result<Service, ModelError> {
-    validate_service_params(&svc.key, svc.sched, svc.persistence.as_ref())?;
+    validate_service_params(&svc.key, svc.persistence.as_ref())?;
     let mut reals: Vec<RealServer> = Vec::with_capacity(svc.reals.len());
     for r in &svc.reals {
         let r = validate_real(&svc.key, r)?;
@@ -334,7 +304,7 @@ impl ServiceTable {
     /// `ipvsadm -E`: change scheduler, persistence and client-address mode; the real servers
     /// and local addresses are kept (those of the argument are ignored, as `-E` carries none).
     pub fn edit_service(&mut self, svc: Service) -> Result<(), ModelError> {
-        validate_service_params(&svc.key, svc.sched, svc.persistence.as_ref())?;
+        validate_service_params(&svc.key, svc.persistence.as_ref())?;
         let cur = self.services.get_mut(&svc.key).ok_or(ModelError::NoSuchService(svc.key))?;
         cur.sched = svc.sched;
         cur.persistence = svc.persistence;
@@ -453,6 +423,7 @@ impl ServiceTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SchedKind;
     use std::net::Ipv4Addr;
 
     fn key(s: &str) -> ServiceKey {
@@ -673,14 +644,12 @@ mod tests {
         let k = key("203.0.113.100:80");
         let mut t = table();
         for sched in SchedKind::ALL {
-            assert!(sched.supported());
             let mut s = svc("203.0.113.100:80", &[]);
             s.sched = sched;
             t.edit_service(s).unwrap_or_else(|e| panic!("{sched}: {e}"));
             assert_eq!(t.get(&k).unwrap().sched, sched);
         }
-        for (i, m) in ALL_FWDS.iter().enumerate() {
-            assert!(m.supported());
+        for (i, m) in FwdMode::ALL.iter().enumerate() {
             let mut r = rs(&format!("203.0.113.{}:80", 30 + i));
             r.fwd = *m;
             t.add_real(&k, r).unwrap_or_else(|e| panic!("{m:?}: {e}"));

@@ -4,8 +4,8 @@
 
 use crate::ipvsadm::save_lines;
 use crate::proto::{
-    ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, RouteEntry, ServiceLaddrs, ServiceRates, ServiceStats,
-    ServiceStatus, StatsRow,
+    ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, RouteEntry, RsStats, ServiceLaddrs, ServiceRates,
+    ServiceStats, ServiceStatus,
 };
 use rvs_config::model::{ClientAddrMode, Service};
 use std::fmt::Write;
@@ -103,7 +103,7 @@ pub fn format_stats(services: &[ServiceStats], exact: bool) -> String {
         "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
         "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
     );
-    let row = |o: &mut String, r: &StatsRow| {
+    let row = |o: &mut String, r: &RsStats| {
         for v in [r.conns, r.inpkts, r.outpkts, r.inbytes, r.outbytes] {
             largenum(o, v, exact);
         }
@@ -477,7 +477,7 @@ mod tests {
 
     #[test]
     fn stats_match_ipvsadm_layout() {
-        let r = |c, ip, op, ib, ob| StatsRow { conns: c, inpkts: ip, outpkts: op, inbytes: ib, outbytes: ob };
+        let r = |c, ip, op, ib, ob| RsStats { conns: c, inpkts: ip, outpkts: op, inbytes: ib, outbytes: ob };
         let out = format_stats(
             &[ServiceStats {
                 key: svc_key(Proto::Tcp, "203.0.113.100:80"),

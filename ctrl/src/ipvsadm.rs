@@ -16,9 +16,9 @@
 
 use crate::proto::{Request, DEFAULT_MAX_CONNS, MAX_TIMEOUT_S};
 use rvs_config::model::{
-    is_contiguous_netmask, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind, Service, ServiceKey,
+    self, is_contiguous_netmask, BadRealAddr, ClientAddrMode, FwdMode, Persistence, Proto, RealServer, SchedKind,
+    Service, ServiceKey, UnknownName,
 };
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Scheduler used when `-A`/`-E` give no `-s`.
@@ -139,20 +139,68 @@ impl Command {
     }
 }
 
-/// A command line that is not valid ipvsadm syntax.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError(pub String);
+/// A command line that is not valid ipvsadm syntax. The message (`Display`) is what rvsadm
+/// prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// An option rvsadm does not know (`--name` or `-c` as given).
+    #[error("unknown option '{0}'")]
+    UnknownOption(String),
+    /// An ipvsadm option rvs does not implement, with why.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// An option given without its value (`--name`, `-c`, as given).
+    #[error("option {0} needs a value")]
+    NeedsValue(String),
+    /// A long option without argument given `--name=VALUE`.
+    #[error("option --{0} takes no value")]
+    TakesNoValue(String),
+    /// The same option twice (its `-c (--name)` form).
+    #[error("option {0} given twice")]
+    GivenTwice(String),
+    /// A word that is neither an option nor an option's value.
+    #[error("unexpected argument '{0}'")]
+    UnexpectedArgument(String),
+    /// A numeric option out of range or not a number.
+    #[error("{opt}: '{value}' is not a number in 0..={max}")]
+    BadNumber { opt: String, value: String, max: u32 },
+    /// `-t`/`-u` that is not `VIP:PORT` (`no_port`: a bare address).
+    #[error("{}", bad_service_addr(.input, *.no_port))]
+    BadServiceAddr { input: String, no_port: bool },
+    /// `-r` that is not `RIP[:PORT]`.
+    #[error(transparent)]
+    BadRealAddr(#[from] BadRealAddr),
+    /// `-s` naming no scheduler.
+    #[error(transparent)]
+    UnknownName(#[from] UnknownName),
+    /// `--client-addr` naming no mode (`opt` is the option's `-c (--name)` form).
+    #[error("{opt}: {source}")]
+    ClientAddr { opt: String, source: UnknownName },
+    /// A command that needs a service got none (`cmd` as `-c (--name)`).
+    #[error("{0} needs a service: -t VIP:PORT or -u VIP:PORT")]
+    NeedsService(String),
+    /// A command that needs a real server got none.
+    #[error("{0} needs a real server: -r RIP[:PORT]")]
+    NeedsReal(String),
+    /// A command that needs a local address got none.
+    #[error("{0} needs a local address: -z LIP")]
+    NeedsLaddr(String),
+    /// Any other rule of the grammar (options that do not go together, subcommand usage, bad
+    /// values of one option), with its message.
+    #[error("{0}")]
+    Usage(String),
+}
 
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+fn bad_service_addr(input: &str, no_port: bool) -> String {
+    if no_port {
+        format!("'{input}' has no port: a service is VIP:PORT")
+    } else {
+        format!("'{input}' is not a valid IPv4 address:port")
     }
 }
 
-impl std::error::Error for ParseError {}
-
 fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(msg.into()))
+    Err(ParseError::Usage(msg.into()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,27 +437,18 @@ pub fn parse_service_addr(s: &str) -> Result<SocketAddr, ParseError> {
     if let Ok(sa) = s.parse::<SocketAddr>() {
         return Ok(sa);
     }
-    if s.parse::<IpAddr>().is_ok() {
-        return err(format!("'{s}' has no port: a service is VIP:PORT"));
-    }
-    err(format!("'{s}' is not a valid IPv4 address:port"))
+    Err(ParseError::BadServiceAddr { input: s.to_string(), no_port: s.parse::<IpAddr>().is_ok() })
 }
 
 /// `RIP[:PORT]` of `-r` (no port = the service port, as 0).
 pub fn parse_real_addr(s: &str) -> Result<SocketAddr, ParseError> {
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 0));
-    }
-    err(format!("'{s}' is not a valid IPv4 address[:port]"))
+    Ok(model::parse_real_addr(s)?)
 }
 
 fn parse_num(o: Opt, v: &str, max: u32) -> Result<u32, ParseError> {
     match v.parse::<u32>() {
         Ok(n) if n <= max => Ok(n),
-        _ => err(format!("{}: '{v}' is not a number in 0..={max}", opt_name(o))),
+        _ => Err(ParseError::BadNumber { opt: opt_name(o), value: v.to_string(), max }),
     }
 }
 
@@ -476,14 +515,14 @@ impl Seen {
             _ => self.given.contains(&o),
         };
         if dup {
-            return err(format!("option {} given twice", opt_name(o)));
+            return Err(ParseError::GivenTwice(opt_name(o)));
         }
         self.given.push(o);
         let v = val.unwrap_or("");
         match o {
             Opt::Tcp => self.svc = Some((Proto::Tcp, parse_service_addr(v)?)),
             Opt::Udp => self.svc = Some((Proto::Udp, parse_service_addr(v)?)),
-            Opt::Sched => self.sched = Some(v.parse().map_err(ParseError)?),
+            Opt::Sched => self.sched = Some(v.parse()?),
             Opt::Real => self.real = Some(parse_real_addr(v)?),
             Opt::Fwd(m) => self.fwd = Some(m),
             Opt::Weight => self.weight = Some(parse_num(o, v, 65535)?),
@@ -505,8 +544,9 @@ impl Seen {
                 })
             }
             Opt::Netmask => {
-                let m: Ipv4Addr =
-                    v.parse().map_err(|_| ParseError(format!("{}: '{v}' is not an IPv4 netmask", opt_name(o))))?;
+                let m: Ipv4Addr = v
+                    .parse()
+                    .map_err(|_| ParseError::Usage(format!("{}: '{v}' is not an IPv4 netmask", opt_name(o))))?;
                 if !is_contiguous_netmask(m) {
                     return err(format!("{}: '{v}' is not a contiguous netmask", opt_name(o)));
                 }
@@ -515,13 +555,16 @@ impl Seen {
             Opt::Numeric => self.numeric = true,
             Opt::Json => self.json = true,
             Opt::Laddr => {
-                self.laddr =
-                    Some(v.parse().map_err(|_| ParseError(format!("{}: '{v}' is not an IPv4 address", opt_name(o))))?)
+                self.laddr = Some(
+                    v.parse()
+                        .map_err(|_| ParseError::Usage(format!("{}: '{v}' is not an IPv4 address", opt_name(o))))?,
+                )
             }
             // DPVS binds a laddr to a port; rvs answers ARP for laddrs on every port.
             Opt::Ifname => {}
             Opt::ClientAddr => {
-                self.client_addr = Some(v.parse().map_err(|m: String| ParseError(format!("{}: {m}", opt_name(o))))?)
+                self.client_addr =
+                    Some(v.parse().map_err(|source| ParseError::ClientAddr { opt: opt_name(o), source })?)
             }
             Opt::ProxyProtocol => {
                 self.client_addr = Some(match v.to_ascii_lowercase().as_str() {
@@ -573,13 +616,13 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
             };
             let Some(s) = OPTS.iter().find(|s| s.long == name) else {
                 if let Some(u) = UNSUPPORTED.iter().find(|u| u.1 == name) {
-                    return err(u.2);
+                    return Err(ParseError::Unsupported(u.2));
                 }
-                return err(format!("unknown option '--{name}'"));
+                return Err(ParseError::UnknownOption(format!("--{name}")));
             };
             let three;
             let val = match (s.arg, inline) {
-                (Arg::No, Some(_)) => return err(format!("option --{name} takes no value")),
+                (Arg::No, Some(_)) => return Err(ParseError::TakesNoValue(name.to_string())),
                 (Arg::No, None) => None,
                 (Arg::Three, _) => {
                     let vals = match (inline, args.get(i..i + 3)) {
@@ -593,7 +636,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                 (_, Some(v)) => Some(v),
                 (Arg::Required, None) => {
                     let Some(v) = args.get(i) else {
-                        return err(format!("option --{name} needs a value"));
+                        return Err(ParseError::NeedsValue(format!("--{name}")));
                     };
                     i += 1;
                     Some(*v)
@@ -609,9 +652,9 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                 k += 1;
                 let Some(s) = OPTS.iter().find(|s| s.short == Some(c)) else {
                     if let Some(m) = unsupported_short(c) {
-                        return err(m);
+                        return Err(ParseError::Unsupported(m));
                     }
-                    return err(format!("unknown option '-{c}'"));
+                    return Err(ParseError::UnknownOption(format!("-{c}")));
                 };
                 let rest = &cluster[pos + c.len_utf8()..];
                 let val = match s.arg {
@@ -623,7 +666,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                     }
                     Arg::Required => {
                         let Some(v) = args.get(i) else {
-                            return err(format!("option -{c} needs a value"));
+                            return Err(ParseError::NeedsValue(format!("-{c}")));
                         };
                         i += 1;
                         Some(*v)
@@ -637,7 +680,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
                 seen.set(s.opt, val)?;
             }
         } else {
-            return err(format!("unexpected argument '{a}'"));
+            return Err(ParseError::UnexpectedArgument(a.to_string()));
         }
     }
     build(seen)
@@ -694,12 +737,9 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
         return err(format!("{} needs -p (--persistent)", opt_name(Opt::Netmask)));
     }
     let need_svc = || {
-        seen.svc
-            .map(|(proto, vip)| ServiceKey { proto, vip })
-            .ok_or_else(|| ParseError(format!("{} needs a service: -t VIP:PORT or -u VIP:PORT", cmd_name(cmd))))
+        seen.svc.map(|(proto, vip)| ServiceKey { proto, vip }).ok_or_else(|| ParseError::NeedsService(cmd_name(cmd)))
     };
-    let need_real =
-        || seen.real.ok_or_else(|| ParseError(format!("{} needs a real server: -r RIP[:PORT]", cmd_name(cmd))));
+    let need_real = || seen.real.ok_or_else(|| ParseError::NeedsReal(cmd_name(cmd)));
     let service = |key| Service {
         key,
         sched: seen.sched.unwrap_or(DEFAULT_SCHED),
@@ -710,8 +750,7 @@ fn build(seen: Seen) -> Result<Command, ParseError> {
         client_addr: seen.client_addr.unwrap_or_default(),
         reals: Vec::new(),
     };
-    let need_laddr =
-        || seen.laddr.ok_or_else(|| ParseError(format!("{} needs a local address: -z LIP", cmd_name(cmd))));
+    let need_laddr = || seen.laddr.ok_or_else(|| ParseError::NeedsLaddr(cmd_name(cmd)));
     let real = |addr| RealServer {
         addr,
         fwd: seen.fwd.unwrap_or(FwdMode::Dr),
@@ -769,7 +808,7 @@ pub fn parse_prefix(s: &str) -> Result<(Ipv4Addr, u8), ParseError> {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
     };
-    let addr: Ipv4Addr = a.parse().map_err(|_| ParseError(format!("'{s}': '{a}' is not an IPv4 address")))?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| ParseError::Usage(format!("'{s}': '{a}' is not an IPv4 address")))?;
     let len = match l {
         None => 32,
         Some(l) => match l.parse::<u8>() {
@@ -865,7 +904,7 @@ pub fn parse_route_subcommand<S: AsRef<str>>(args: &[S]) -> Result<Command, Pars
         None => None,
         Some(v) => Some(
             v.parse::<Ipv4Addr>()
-                .map_err(|_| ParseError(format!("route {}: via '{v}' is not an IPv4 address", w.verb)))?,
+                .map_err(|_| ParseError::Usage(format!("route {}: via '{v}' is not an IPv4 address", w.verb)))?,
         ),
     };
     match w.verb {
@@ -941,7 +980,7 @@ pub fn parse_laddr_subcommand<S: AsRef<str>>(args: &[S]) -> Result<Command, Pars
         };
         if let Some(proto) = proto {
             let Some(v) = rest.get(i) else {
-                return err(format!("option {a} needs a value"));
+                return Err(ParseError::NeedsValue(a.to_string()));
             };
             i += 1;
             if svc.is_some() {
@@ -953,14 +992,14 @@ pub fn parse_laddr_subcommand<S: AsRef<str>>(args: &[S]) -> Result<Command, Pars
         } else if a.starts_with('-') {
             return err(format!("unknown option '{a}' for laddr {verb}; {USE}"));
         } else if verb != "show" && lip.is_none() {
-            lip = Some(a.parse().map_err(|_| ParseError(format!("'{a}' is not an IPv4 address")))?);
+            lip = Some(a.parse().map_err(|_| ParseError::Usage(format!("'{a}' is not an IPv4 address")))?);
         } else {
             return err(format!("unexpected argument '{a}'; {USE}"));
         }
     }
     let need_svc =
-        || svc.ok_or_else(|| ParseError(format!("laddr {verb} needs a service: -t VIP:PORT or -u VIP:PORT")));
-    let need_lip = || lip.ok_or_else(|| ParseError(format!("laddr {verb} needs a local address (LIP)")));
+        || svc.ok_or_else(|| ParseError::Usage(format!("laddr {verb} needs a service: -t VIP:PORT or -u VIP:PORT")));
+    let need_lip = || lip.ok_or_else(|| ParseError::Usage(format!("laddr {verb} needs a local address (LIP)")));
     match verb {
         "add" => Ok(Command::AddLaddr { key: need_svc()?, addr: need_lip()? }),
         "del" | "delete" => Ok(Command::DelLaddr { key: need_svc()?, addr: need_lip()? }),
@@ -1126,7 +1165,7 @@ mod tests {
     fn bad(s: &str, want: &str) {
         match p(s) {
             Ok(c) => panic!("{s:?} parsed as {c:?}, expected an error containing {want:?}"),
-            Err(e) => assert!(e.0.contains(want), "{s:?}: {:?} lacks {want:?}", e.0),
+            Err(e) => assert!(e.to_string().contains(want), "{s:?}: {:?} lacks {want:?}", e.to_string()),
         }
     }
     fn key(proto: Proto, s: &str) -> ServiceKey {
@@ -1254,7 +1293,7 @@ mod tests {
         assert_eq!(p("show"), Ok(Command::GetLaddr { key: None, json: false }));
         assert_eq!(p("show -t 203.0.113.100:80 --json"), Ok(Command::GetLaddr { key: Some(tk()), json: true }));
         let e = |s: &str, want: &str| {
-            let m = p(s).expect_err(s).0;
+            let m = p(s).expect_err(s).to_string();
             assert!(m.contains(want), "{s:?}: {m:?} lacks {want:?}");
         };
         e("", "usage: rvsadm laddr add|del");
@@ -1565,7 +1604,7 @@ mod tests {
             parse_addr_subcommand(&w("show dev lan --json")),
             Ok(Command::AddrShow { dev: Some("lan".into()), json: true })
         );
-        let e = |r: Result<Command, ParseError>| r.unwrap_err().0;
+        let e = |r: Result<Command, ParseError>| r.unwrap_err().to_string();
         assert!(
             e(parse_addr_subcommand(&w("add 203.0.113.5/33 dev lan"))).contains("prefix length '33' is not in 0..=32")
         );

@@ -11,8 +11,8 @@ pub mod server;
 pub use client::{request, Client, ClientError};
 pub use ipvsadm::{Command, ParseError};
 pub use proto::{
-    ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, Request, Response, RouteEntry, ServiceLaddrs, ServiceRates,
-    ServiceStats, ServiceStatus, StatsRow,
+    ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, Request, Response, RouteEntry, RsStats, ServiceLaddrs,
+    ServiceRates, ServiceStats, ServiceStatus,
 };
 pub use server::{Handler, Server, ServerHandle};
 

@@ -5,6 +5,8 @@
 //! `"status"`, e.g. `{"op":"del_service","key":{"proto":"tcp","vip":"203.0.113.100:80"}}` →
 //! `{"status":"ok"}`.
 
+/// ipvsadm's five traffic counters of `--stats` (the model's type, serialised with its field names).
+pub use rvs_config::model::RsStats;
 use rvs_config::model::{RealServer, Service, ServiceKey};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -13,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 pub const MAX_LINE: usize = 1 << 20;
 
 /// Longest session timeout `--set` accepts, seconds (one year).
-pub const MAX_TIMEOUT_S: u32 = 31_536_000;
+pub const MAX_TIMEOUT_S: u32 = rvs_config::model::SessionTimeouts::MAX_S;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -249,32 +251,12 @@ pub struct ServiceStatus {
     pub conns: Vec<(u64, u64)>,
 }
 
-/// ipvsadm's five traffic counters (`in` = client → real server, `out` = real server → client).
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StatsRow {
-    pub conns: u64,
-    pub inpkts: u64,
-    pub outpkts: u64,
-    pub inbytes: u64,
-    pub outbytes: u64,
-}
-
-impl StatsRow {
-    pub fn add(&mut self, o: &StatsRow) {
-        self.conns = self.conns.saturating_add(o.conns);
-        self.inpkts = self.inpkts.saturating_add(o.inpkts);
-        self.outpkts = self.outpkts.saturating_add(o.outpkts);
-        self.inbytes = self.inbytes.saturating_add(o.inbytes);
-        self.outbytes = self.outbytes.saturating_add(o.outbytes);
-    }
-}
-
 /// One service's `--stats`: `total` is the sum of `reals`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ServiceStats {
     pub key: ServiceKey,
-    pub total: StatsRow,
-    pub reals: Vec<(SocketAddr, StatsRow)>,
+    pub total: RsStats,
+    pub reals: Vec<(SocketAddr, RsStats)>,
 }
 
 /// ipvsadm's five rates, per second.
@@ -559,10 +541,10 @@ mod tests {
             Response::Stats {
                 services: vec![ServiceStats {
                     key: key(),
-                    total: StatsRow { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 },
+                    total: RsStats { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 },
                     reals: vec![(
                         "203.0.113.11:80".parse().unwrap(),
-                        StatsRow { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 },
+                        RsStats { conns: 1, inpkts: 2, outpkts: 3, inbytes: 4, outbytes: 5 },
                     )],
                 }],
             },

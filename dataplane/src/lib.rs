@@ -20,4 +20,4 @@ pub mod worker;
 
 pub use buf::{PacketBuf, VecBuf};
 pub use counters::{Counters, DropReason, RsStats};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotError};

@@ -1,5 +1,6 @@
 //! IPv4 routing table: connected and static routes, longest prefix match.
 
+pub use rvs_model::{prefix_mask, same_subnet};
 use std::net::Ipv4Addr;
 
 /// Where a matching destination goes.
@@ -11,35 +12,11 @@ pub struct Route {
     pub via: Option<Ipv4Addr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
     /// Prefix length over 32.
+    #[error("prefix length /{0} is over 32")]
     BadPrefixLen(u8),
-}
-
-impl std::fmt::Display for RouteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RouteError::BadPrefixLen(l) => write!(f, "prefix length /{l} is over 32"),
-        }
-    }
-}
-
-/// Netmask of a prefix length (lengths past 32 count as 32).
-pub const fn mask(len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else if len >= 32 {
-        u32::MAX
-    } else {
-        u32::MAX << (32 - len as u32)
-    }
-}
-
-/// Whether `a` and `b` share the first `len` bits.
-#[inline]
-pub fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
-    (u32::from(a) ^ u32::from(b)) & mask(len) == 0
 }
 
 /// Routes grouped by prefix length: one hash map (masked prefix → route) per length in use,
@@ -63,7 +40,7 @@ impl RouteTable {
         if len > 32 {
             return Err(RouteError::BadPrefixLen(len));
         }
-        let key = u32::from(prefix) & mask(len);
+        let key = u32::from(prefix) & prefix_mask(len);
         let i = match self.by_len.binary_search_by(|(l, _)| len.cmp(l)) {
             Ok(i) => i,
             Err(i) => {
@@ -80,7 +57,7 @@ impl RouteTable {
         if len > 32 {
             return None;
         }
-        let key = u32::from(prefix) & mask(len);
+        let key = u32::from(prefix) & prefix_mask(len);
         let i = self.by_len.binary_search_by(|(l, _)| len.cmp(l)).ok()?;
         let old = self.by_len[i].1.remove(&key)?;
         self.len -= 1;
@@ -92,7 +69,7 @@ impl RouteTable {
     /// Longest prefix match.
     pub fn lookup(&self, dst: Ipv4Addr) -> Option<Route> {
         let d = u32::from(dst);
-        self.by_len.iter().find_map(|(l, m)| m.get(&(d & mask(*l))).copied())
+        self.by_len.iter().find_map(|(l, m)| m.get(&(d & prefix_mask(*l))).copied())
     }
     /// Egress port and the next-hop address to resolve by ARP (`via`, or `dst` when connected).
     pub fn next_hop(&self, dst: Ipv4Addr) -> Option<(u16, Ipv4Addr)> {

@@ -4,7 +4,7 @@
 //! the one it replaces lists which services changed ([`Changes`]) so workers update only those.
 
 use crate::conn::Timeouts;
-use crate::route::{Route, RouteTable};
+use crate::route::{Route, RouteError, RouteTable};
 use crate::sched::MaglevTable;
 use hashbrown::{HashMap, HashSet};
 use rvs_model::SchedKind;
@@ -12,6 +12,23 @@ use rvs_model::{FwdMode, Proto, Service, ServiceKey};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Why a snapshot does not build from its ports, routes and services.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("port {port}: prefix length /{len} of {addr} is over 32")]
+    PortPrefixLen { port: String, addr: Ipv4Addr, len: u8 },
+    #[error("port {port}: {source}")]
+    PortRoute { port: String, source: RouteError },
+    #[error("route {prefix}/{len}: port id {port} does not exist")]
+    NoSuchPort { prefix: Ipv4Addr, len: u8, port: u16 },
+    #[error("route {prefix}/{len}: {source}")]
+    Route { prefix: Ipv4Addr, len: u8, source: RouteError },
+    #[error("service {0}: IPv6 VIPs are not forwarded yet")]
+    Ipv6Vip(ServiceKey),
+    #[error("service {key}: IPv6 local address {addr} is not supported yet")]
+    Ipv6Laddr { key: ServiceKey, addr: IpAddr },
+}
 
 /// Source of [`Snapshot::id`]s: unique per build in this process.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -122,7 +139,7 @@ impl Snapshot {
         static_routes: &[StaticRoute],
         services: &[Service],
         tunables: Tunables,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, SnapshotError> {
         Snapshot::build_from(None, generation, ports, static_routes, services, tunables)
     }
 
@@ -136,27 +153,27 @@ impl Snapshot {
         static_routes: &[StaticRoute],
         services: &[Service],
         tunables: Tunables,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, SnapshotError> {
         let mut routes = RouteTable::new();
         let mut local_addrs = HashMap::new();
         for p in &ports {
             for &(addr, len) in &p.addrs {
                 if len > 32 {
-                    return Err(format!("port {}: prefix length /{len} of {addr} is over 32", p.name));
+                    return Err(SnapshotError::PortPrefixLen { port: p.name.clone(), addr, len });
                 }
                 local_addrs.insert(addr, p.id);
                 routes
                     .insert(addr, len, Route { port: p.id, via: None })
-                    .map_err(|e| format!("port {}: {e}", p.name))?;
+                    .map_err(|source| SnapshotError::PortRoute { port: p.name.clone(), source })?;
             }
         }
         for r in static_routes {
             if !ports.iter().any(|p| p.id == r.port) {
-                return Err(format!("route {}/{}: port id {} does not exist", r.prefix, r.len, r.port));
+                return Err(SnapshotError::NoSuchPort { prefix: r.prefix, len: r.len, port: r.port });
             }
             routes
                 .insert(r.prefix, r.len, Route { port: r.port, via: r.via })
-                .map_err(|e| format!("route {}/{}: {e}", r.prefix, r.len))?;
+                .map_err(|source| SnapshotError::Route { prefix: r.prefix, len: r.len, source })?;
         }
         let mut vips = HashSet::new();
         let mut laddrs = HashSet::new();
@@ -169,7 +186,7 @@ impl Snapshot {
         for s in services {
             let v4 = match s.key.vip.ip() {
                 IpAddr::V4(v4) => v4,
-                IpAddr::V6(_) => return Err(format!("service {}: IPv6 VIPs are not forwarded yet", s.key)),
+                IpAddr::V6(_) => return Err(SnapshotError::Ipv6Vip(s.key)),
             };
             vips.insert(v4);
             for l in &s.laddrs {
@@ -177,9 +194,7 @@ impl Snapshot {
                     IpAddr::V4(l4) => {
                         laddrs.insert(*l4);
                     }
-                    IpAddr::V6(_) => {
-                        return Err(format!("service {}: IPv6 local address {l} is not supported yet", s.key))
-                    }
+                    IpAddr::V6(_) => return Err(SnapshotError::Ipv6Laddr { key: s.key, addr: *l }),
                 }
             }
             let proto = s.key.proto.ip_proto();

@@ -8,6 +8,26 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
+mod net;
+mod stats;
+mod timeouts;
+
+pub use net::{parse_real_addr, prefix_mask, same_subnet, BadRealAddr};
+pub use stats::RsStats;
+pub use timeouts::SessionTimeouts;
+
+/// A word that names no forwarding mode, scheduler or client-address mode (the `FromStr` error
+/// of [`FwdMode`], [`SchedKind`] and [`ClientAddrMode`]); holds the word as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownName {
+    #[error("unknown forwarding mode '{0}' (expected dr, tun, nat or fullnat)")]
+    FwdMode(String),
+    #[error("unknown scheduler '{0}' (expected one of rr, wrr, lc, wlc, sh, dh, fo, mh)")]
+    Sched(String),
+    #[error("unknown client-address mode '{0}' (expected toa, proxy-v2 or none)")]
+    ClientAddr(String),
+}
+
 /// Transport protocol of a virtual service (`-t` / `-u` in ipvsadm).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -58,6 +78,9 @@ pub enum FwdMode {
 }
 
 impl FwdMode {
+    /// Every forwarding method, in ipvsadm's option order (-g, -i, -m) then -b.
+    pub const ALL: [FwdMode; 4] = [FwdMode::Dr, FwdMode::Tun, FwdMode::Nat, FwdMode::FullNat];
+
     /// The word in the "Forward" column of `ipvsadm -L -n`.
     pub const fn ipvsadm_name(self) -> &'static str {
         match self {
@@ -66,10 +89,6 @@ impl FwdMode {
             FwdMode::Nat => "Masq",
             FwdMode::FullNat => "FullNat",
         }
-    }
-    /// Whether this release can forward with it (the others are refused with a clear message).
-    pub const fn supported(self) -> bool {
-        matches!(self, FwdMode::Dr | FwdMode::Tun | FwdMode::Nat | FwdMode::FullNat)
     }
     /// Whether the real-server port may differ from the service port. DR and TUN deliver the
     /// packet with its destination port untouched, so the RS must listen on the service port;
@@ -80,14 +99,14 @@ impl FwdMode {
 }
 
 impl FromStr for FwdMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
         match s.to_ascii_lowercase().as_str() {
             "dr" | "route" | "gatewaying" | "g" => Ok(FwdMode::Dr),
             "tun" | "tunnel" | "ipip" | "i" => Ok(FwdMode::Tun),
             "nat" | "masq" | "masquerading" | "m" => Ok(FwdMode::Nat),
             "fullnat" | "fnat" | "b" => Ok(FwdMode::FullNat),
-            _ => Err(format!("unknown forwarding mode '{s}' (expected dr, tun, nat or fullnat)")),
+            _ => Err(UnknownName::FwdMode(s.to_string())),
         }
     }
 }
@@ -133,25 +152,11 @@ impl SchedKind {
             SchedKind::Mh => "mh",
         }
     }
-    /// Whether this release implements it (the others are refused with a clear message).
-    pub const fn supported(self) -> bool {
-        matches!(
-            self,
-            SchedKind::Rr
-                | SchedKind::Wrr
-                | SchedKind::Lc
-                | SchedKind::Wlc
-                | SchedKind::Sh
-                | SchedKind::Dh
-                | SchedKind::Fo
-                | SchedKind::Mh
-        )
-    }
 }
 
 impl FromStr for SchedKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
         Ok(match s {
             "rr" => SchedKind::Rr,
             "wrr" => SchedKind::Wrr,
@@ -161,7 +166,7 @@ impl FromStr for SchedKind {
             "dh" => SchedKind::Dh,
             "fo" => SchedKind::Fo,
             "mh" => SchedKind::Mh,
-            _ => return Err(format!("unknown scheduler '{s}' (expected one of rr, wrr, lc, wlc, sh, dh, fo, mh)")),
+            _ => return Err(UnknownName::Sched(s.to_string())),
         })
     }
 }
@@ -270,13 +275,13 @@ impl fmt::Display for ClientAddrMode {
 }
 
 impl FromStr for ClientAddrMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
         match s.to_ascii_lowercase().as_str() {
             "toa" => Ok(ClientAddrMode::Toa),
             "proxy" | "proxy2" | "proxyv2" | "proxy_v2" | "proxy-v2" | "v2" => Ok(ClientAddrMode::ProxyV2),
             "none" | "off" => Ok(ClientAddrMode::None),
-            _ => Err(format!("unknown client-address mode '{s}' (expected toa, proxy-v2 or none)")),
+            _ => Err(UnknownName::ClientAddr(s.to_string())),
         }
     }
 }

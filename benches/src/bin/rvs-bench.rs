@@ -469,7 +469,7 @@ fn snapshot(
         mtu: 1500,
     };
     let clients = StaticRoute { prefix: Ipv4Addr::new(192, 0, 2, 0), len: 24, port: b.port, via: Some(net::GW) };
-    Snapshot::build_from(prev, gen, vec![port], &[clients], &all, tunables).map(Arc::new)
+    Snapshot::build_from(prev, gen, vec![port], &[clients], &all, tunables).map(Arc::new).map_err(|e| e.to_string())
 }
 
 fn vip_of(proto: u8) -> SocketAddrV4 {

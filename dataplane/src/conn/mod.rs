@@ -8,7 +8,7 @@
 
 mod index;
 
-use rvs_model::{FwdMode, Proto, ServiceKey};
+use rvs_model::{FwdMode, Proto, ServiceKey, SessionTimeouts};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// The 5-tuple of a packet as it arrives.
@@ -106,7 +106,8 @@ impl ConnState {
     }
 }
 
-/// Timeouts per state, nanoseconds. Defaults are IPVS's (`tcp_timeouts[]`, UDP 300 s).
+/// Timeouts per state, nanoseconds: the per-packet form of [`SessionTimeouts`] (seconds), from
+/// which it is built; [`Default`] is IPVS's ([`SessionTimeouts::IPVS`]).
 /// `ipvsadm --set tcp tcpfin udp` changes `tcp_established_ns`, `tcp_fin_wait_ns`, `udp_ns`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -123,21 +124,57 @@ pub struct Timeouts {
     pub udp_ns: u64,
 }
 
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// Seconds to nanoseconds.
+const fn s_to_ns(s: u32) -> u64 {
+    s as u64 * NS_PER_S
+}
+
+/// Nanoseconds to whole seconds (saturating at `u32::MAX`).
+fn ns_to_s(ns: u64) -> u32 {
+    u32::try_from(ns / NS_PER_S).unwrap_or(u32::MAX)
+}
+
 impl Default for Timeouts {
     fn default() -> Self {
-        const S: u64 = 1_000_000_000;
+        Timeouts::from(SessionTimeouts::IPVS)
+    }
+}
+
+impl From<SessionTimeouts> for Timeouts {
+    fn from(t: SessionTimeouts) -> Self {
         Timeouts {
-            tcp_syn_sent_ns: 120 * S,
-            tcp_syn_recv_ns: 60 * S,
-            tcp_established_ns: 900 * S,
-            tcp_fin_wait_ns: 120 * S,
-            tcp_time_wait_ns: 120 * S,
-            tcp_close_ns: 10 * S,
-            tcp_close_wait_ns: 60 * S,
-            tcp_last_ack_ns: 30 * S,
-            tcp_listen_ns: 120 * S,
-            tcp_synack_ns: 120 * S,
-            udp_ns: 300 * S,
+            tcp_syn_sent_ns: s_to_ns(t.tcp_syn_sent_s),
+            tcp_syn_recv_ns: s_to_ns(t.tcp_syn_recv_s),
+            tcp_established_ns: s_to_ns(t.tcp_established_s),
+            tcp_fin_wait_ns: s_to_ns(t.tcp_fin_wait_s),
+            tcp_time_wait_ns: s_to_ns(t.tcp_time_wait_s),
+            tcp_close_ns: s_to_ns(t.tcp_close_s),
+            tcp_close_wait_ns: s_to_ns(t.tcp_close_wait_s),
+            tcp_last_ack_ns: s_to_ns(t.tcp_last_ack_s),
+            tcp_listen_ns: s_to_ns(t.tcp_listen_s),
+            tcp_synack_ns: s_to_ns(t.tcp_synack_s),
+            udp_ns: s_to_ns(t.udp_s),
+        }
+    }
+}
+
+impl From<Timeouts> for SessionTimeouts {
+    /// Whole seconds (fractions dropped, saturating at `u32::MAX`).
+    fn from(t: Timeouts) -> Self {
+        SessionTimeouts {
+            tcp_syn_sent_s: ns_to_s(t.tcp_syn_sent_ns),
+            tcp_syn_recv_s: ns_to_s(t.tcp_syn_recv_ns),
+            tcp_established_s: ns_to_s(t.tcp_established_ns),
+            tcp_fin_wait_s: ns_to_s(t.tcp_fin_wait_ns),
+            tcp_time_wait_s: ns_to_s(t.tcp_time_wait_ns),
+            tcp_close_s: ns_to_s(t.tcp_close_ns),
+            tcp_close_wait_s: ns_to_s(t.tcp_close_wait_ns),
+            tcp_last_ack_s: ns_to_s(t.tcp_last_ack_ns),
+            tcp_listen_s: ns_to_s(t.tcp_listen_ns),
+            tcp_synack_s: ns_to_s(t.tcp_synack_ns),
+            udp_s: ns_to_s(t.udp_ns),
         }
     }
 }
@@ -157,6 +194,23 @@ impl Timeouts {
             ConnState::TcpSynAck => self.tcp_synack_ns,
             ConnState::Udp => self.udp_ns,
         }
+    }
+    /// ipvsadm's `--set TCP TCPFIN UDP`, seconds; 0 leaves that timeout unchanged. Only the
+    /// established, FIN_WAIT and UDP timeouts change; the other states keep theirs.
+    pub fn set_ipvsadm(&mut self, tcp: u32, tcpfin: u32, udp: u32) {
+        if tcp != 0 {
+            self.tcp_established_ns = s_to_ns(tcp);
+        }
+        if tcpfin != 0 {
+            self.tcp_fin_wait_ns = s_to_ns(tcpfin);
+        }
+        if udp != 0 {
+            self.udp_ns = s_to_ns(udp);
+        }
+    }
+    /// ipvsadm's `-L --timeout` figures `(tcp, tcpfin, udp)`, whole seconds.
+    pub fn ipvsadm(&self) -> (u32, u32, u32) {
+        (ns_to_s(self.tcp_established_ns), ns_to_s(self.tcp_fin_wait_ns), ns_to_s(self.udp_ns))
     }
 }
 
@@ -307,7 +361,7 @@ pub const NO_STATS_SLOT: u32 = u32::MAX;
 impl Session {
     /// The virtual service (protocol, VIP:port) of the session.
     pub fn svc(&self) -> ServiceKey {
-        let proto = if self.key.proto == 17 { Proto::Udp } else { Proto::Tcp };
+        let proto = Proto::from_ip_proto(self.key.proto).unwrap_or(Proto::Tcp);
         ServiceKey { proto, vip: SocketAddr::V4(SocketAddrV4::new(self.key.dst, self.key.dport)) }
     }
     /// The cached (egress port index, next-hop MAC) of `dir`, when computed under `stamp`.
@@ -414,7 +468,7 @@ pub struct SessionView {
 impl SessionView {
     pub fn of(s: &Session, now_ns: u64) -> SessionView {
         SessionView {
-            proto: if s.key.proto == 17 { Proto::Udp } else { Proto::Tcp },
+            proto: Proto::from_ip_proto(s.key.proto).unwrap_or(Proto::Tcp),
             client: SocketAddrV4::new(s.key.src, s.key.sport),
             vip: SocketAddrV4::new(s.key.dst, s.key.dport),
             lip: (s.fwd == FwdMode::FullNat).then_some(s.laddr),

@@ -60,7 +60,7 @@ mod tests {
     use rvs_model::{RealServer, SchedKind};
 
     fn pick(kind: SchedKind, reals: &[RealServer], conns: &[(u32, u32)]) -> Option<usize> {
-        SchedState::new(kind, reals).unwrap().pick(reals, &ctx(conns))
+        SchedState::new(kind, reals).pick(reals, &ctx(conns))
     }
 
     #[test]
@@ -88,7 +88,7 @@ mod tests {
         let mut a = rs(1, 1);
         a.u_threshold = 2;
         let reals = [a, rs(2, 1)];
-        let mut s = SchedState::new(SchedKind::Lc, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Lc, &reals);
         // a is idler but at its threshold.
         assert_eq!(s.pick(&reals, &ctx(&[(2, 0), (9, 0)])), Some(1));
         assert_eq!(s.pick(&reals, &ctx(&[(1, 0), (9, 0)])), Some(0));
@@ -119,7 +119,7 @@ mod tests {
         // Connections that never close: wlc keeps overhead/weight level, so counts follow
         // the weights.
         let reals = [rs(1, 1), rs(2, 3), rs(3, 2), rs(4, 0)];
-        let mut s = SchedState::new(SchedKind::Wlc, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Wlc, &reals);
         let mut conns = [(0u32, 0u32); 4];
         for _ in 0..600 {
             let i = s.pick(&reals, &ctx(&conns)).unwrap();
@@ -138,7 +138,7 @@ mod tests {
         reals[2].weight = 0;
         assert_eq!(pick(SchedKind::Fo, &reals, &c), Some(3));
         // Always the same one while nothing changes, whatever the load.
-        let mut s = SchedState::new(SchedKind::Fo, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Fo, &reals);
         for k in 0..10 {
             assert_eq!(s.pick(&reals, &ctx(&[(0, 0), (1, 0), (0, 0), (k, k)])), Some(3));
         }

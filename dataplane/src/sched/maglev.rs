@@ -389,8 +389,8 @@ mod tests {
     fn lookups_are_sticky_and_follow_the_table() {
         let reals = many(10, 1);
         let t = Arc::new(MaglevTable::build(&reals, 65537));
-        let mut w1 = SchedState::new_with_table(SchedKind::Mh, &reals, Some(t.clone())).unwrap();
-        let mut w2 = SchedState::new(SchedKind::Mh, &reals).unwrap();
+        let mut w1 = SchedState::new_with_table(SchedKind::Mh, &reals, Some(t.clone()));
+        let mut w2 = SchedState::new(SchedKind::Mh, &reals);
         assert!(Arc::ptr_eq(w1.maglev_table().unwrap(), &t), "a matching table is shared, not rebuilt");
         let mut hits = [0usize; 10];
         for c in clients() {
@@ -408,7 +408,7 @@ mod tests {
     fn fallback_when_overloaded() {
         let mut reals = many(5, 1);
         reals[2].u_threshold = 1;
-        let mut s = SchedState::new(SchedKind::Mh, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Mh, &reals);
         let idle = [(0, 0); 5];
         let busy = [(0, 0), (0, 0), (1, 0), (0, 0), (0, 0)];
         let mut moved = 0;
@@ -419,7 +419,7 @@ mod tests {
                 assert_ne!(now, 2);
                 // Deterministic: the same fallback every time, on every worker.
                 assert_eq!(s.pick(&reals, &ctx_from(c, &busy)), Some(now));
-                let mut other = SchedState::new(SchedKind::Mh, &reals).unwrap();
+                let mut other = SchedState::new(SchedKind::Mh, &reals);
                 assert_eq!(other.pick(&reals, &ctx_from(c, &busy)), Some(now));
                 moved += 1;
             } else {
@@ -430,7 +430,7 @@ mod tests {
         // Only one server left available: everyone lands there, quickly enough.
         let mut all = reals.clone();
         all.iter_mut().for_each(|r| r.u_threshold = 1);
-        let mut s = SchedState::new(SchedKind::Mh, &all).unwrap();
+        let mut s = SchedState::new(SchedKind::Mh, &all);
         let one_left = [(1, 0), (1, 0), (1, 0), (0, 0), (1, 0)];
         assert!(clients().all(|c| s.pick(&all, &ctx_from(c, &one_left)) == Some(3)));
         assert_eq!(s.pick(&all, &ctx(&[(1, 0); 5])), None);
@@ -440,10 +440,10 @@ mod tests {
     fn tables_given_and_rebuilt() {
         let reals = many(4, 1);
         let t = Arc::new(MaglevTable::build(&reals, 4093));
-        let mut s = SchedState::new_with_table(SchedKind::Mh, &reals, Some(t.clone())).unwrap();
+        let mut s = SchedState::new_with_table(SchedKind::Mh, &reals, Some(t.clone()));
         // A table for another list is not used; the state builds its own, of that size.
         let fewer = many(3, 1);
-        let mut s2 = SchedState::new_with_table(SchedKind::Mh, &fewer, Some(t.clone())).unwrap();
+        let mut s2 = SchedState::new_with_table(SchedKind::Mh, &fewer, Some(t.clone()));
         assert!(!Arc::ptr_eq(s2.maglev_table().unwrap(), &t));
         assert!(s2.maglev_table().unwrap().matches(&fewer));
         assert_eq!(s2.maglev_table().unwrap().size(), 4093);
@@ -462,7 +462,7 @@ mod tests {
         assert!(s2.pick(&reals[..1], &c) == Some(0));
         assert_eq!(s2.pick(&[], &c), None);
         // Other kinds ignore tables.
-        let s3 = SchedState::new_with_table(SchedKind::Rr, &reals, Some(t)).unwrap();
+        let s3 = SchedState::new_with_table(SchedKind::Rr, &reals, Some(t));
         assert!(s3.maglev_table().is_none());
     }
 
@@ -472,7 +472,7 @@ mod tests {
         let t = MaglevTable::build(&reals, 251);
         let c = owned(&t, 300);
         assert!(c[..251].iter().all(|&k| k == 1) && c[251..].iter().all(|&k| k == 0));
-        let mut s = SchedState::new_with_table(SchedKind::Mh, &reals, Some(Arc::new(t))).unwrap();
+        let mut s = SchedState::new_with_table(SchedKind::Mh, &reals, Some(Arc::new(t)));
         // Only servers past the table are available: no entry leads there, None after M probes.
         let mut conns = vec![(1u32, 0u32); 300];
         conns[260] = (0, 0);

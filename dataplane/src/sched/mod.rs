@@ -108,21 +108,16 @@ fn overloaded(was: bool, r: &RealServer, (active, inactive): (u32, u32)) -> bool
 }
 
 impl SchedState {
-    /// State for a new service. Every `SchedKind` is implemented; the `Result` stays for kinds
-    /// a build may leave out. mh builds its table here (size [`MaglevTable::DEFAULT_SIZE`]);
+    /// State for a new service. mh builds its table here (size [`MaglevTable::DEFAULT_SIZE`]);
     /// use [`SchedState::new_with_table`] to hand it one built off the packet path.
-    pub fn new(kind: SchedKind, reals: &[RealServer]) -> Result<Self, String> {
+    pub fn new(kind: SchedKind, reals: &[RealServer]) -> Self {
         Self::new_with_table(kind, reals, None)
     }
 
     /// As [`SchedState::new`], with mh using `table` when it was built from this very list
     /// ([`MaglevTable::matches`]); otherwise mh builds its own, of `table`'s size when one was
     /// given, else of the default size. Other kinds ignore `table`.
-    pub fn new_with_table(
-        kind: SchedKind,
-        reals: &[RealServer],
-        table: Option<Arc<MaglevTable>>,
-    ) -> Result<Self, String> {
+    pub fn new_with_table(kind: SchedKind, reals: &[RealServer], table: Option<Arc<MaglevTable>>) -> Self {
         let k = match kind {
             SchedKind::Rr => KindState::Rr(RrState::default()),
             SchedKind::Wrr => KindState::Wrr(WrrState::new(reals)),
@@ -136,7 +131,7 @@ impl SchedState {
                 other => Arc::new(MaglevTable::build(reals, other.map_or(MaglevTable::DEFAULT_SIZE, |t| t.size()))),
             }),
         };
-        Ok(SchedState { kind: k, known: Self::known_of(reals), overloaded: vec![false; reals.len()] })
+        SchedState { kind: k, known: Self::known_of(reals), overloaded: vec![false; reals.len()] }
     }
 
     fn known_of(reals: &[RealServer]) -> Vec<(SocketAddr, u32)> {
@@ -318,8 +313,8 @@ mod tests {
     #[test]
     fn every_kind_is_implemented() {
         for k in ALL {
-            assert_eq!(SchedState::new(k, &[]).unwrap().kind(), k);
-            assert_eq!(SchedState::new(k, &[rs(1, 1)]).unwrap().kind(), k);
+            assert_eq!(SchedState::new(k, &[]).kind(), k);
+            assert_eq!(SchedState::new(k, &[rs(1, 1)]).kind(), k);
         }
     }
 
@@ -335,7 +330,7 @@ mod tests {
             seed % n
         };
         for k in ALL {
-            let mut s = SchedState::new(k, &[]).unwrap();
+            let mut s = SchedState::new(k, &[]);
             for round in 0..300 {
                 let n = rnd(8) as usize;
                 let mut reals = many(n, 1);
@@ -369,12 +364,12 @@ mod tests {
     #[test]
     fn empty_and_all_zero_give_none() {
         for k in ALL {
-            let mut s = SchedState::new(k, &[]).unwrap();
+            let mut s = SchedState::new(k, &[]);
             assert_eq!(s.pick(&[], &ctx(&[])), None);
             let zero = [rs(1, 0), rs(2, 0)];
             s.update(&zero);
             assert_eq!(picks(&mut s, &zero, 3), vec![None; 3]);
-            let mut s = SchedState::new(k, &zero).unwrap();
+            let mut s = SchedState::new(k, &zero);
             assert_eq!(picks(&mut s, &zero, 3), vec![None; 3]);
             // A list the state never saw (no update) must not panic either.
             let other = [rs(1, 1), rs(2, 1), rs(3, 1), rs(4, 1)];
@@ -385,14 +380,14 @@ mod tests {
     #[test]
     fn rr_strict_alternation() {
         let reals = [rs(1, 1), rs(2, 5), rs(3, 1)];
-        let mut s = SchedState::new(SchedKind::Rr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Rr, &reals);
         assert_eq!(picks(&mut s, &reals, 7), some(&[0, 1, 2, 0, 1, 2, 0]));
     }
 
     #[test]
     fn rr_skips_weight_zero_and_re_adds() {
         let reals = [rs(1, 1), rs(2, 0), rs(3, 1)];
-        let mut s = SchedState::new(SchedKind::Rr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Rr, &reals);
         assert_eq!(picks(&mut s, &reals, 4), some(&[0, 2, 0, 2]));
         // Reweight server 2 to 1: it joins the rotation (after .3, last picked, comes .1).
         let reals2 = [rs(1, 1), rs(2, 1), rs(3, 1)];
@@ -414,7 +409,7 @@ mod tests {
     #[test]
     fn rr_update_after_removing_the_next_server() {
         let reals = [rs(1, 1), rs(2, 1), rs(3, 1), rs(4, 1)];
-        let mut s = SchedState::new(SchedKind::Rr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Rr, &reals);
         assert_eq!(picks(&mut s, &reals, 2), some(&[0, 1]));
         // The one just picked (index 1) and the one to come (index 2) leave: go on with .4.
         let reals2 = [rs(1, 1), rs(4, 1)];
@@ -433,7 +428,7 @@ mod tests {
     #[test]
     fn wrr_ratio_3_to_1() {
         let reals = [rs(1, 3), rs(2, 1)];
-        let mut s = SchedState::new(SchedKind::Wrr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Wrr, &reals);
         let p = picks(&mut s, &reals, 400);
         assert_eq!(p.iter().filter(|&&x| x == Some(0)).count(), 300);
         assert_eq!(p.iter().filter(|&&x| x == Some(1)).count(), 100);
@@ -445,7 +440,7 @@ mod tests {
     fn wrr_interleaving_4_3_2() {
         // ip_vs_wrr: mw 4, di 1. cw 4: A. cw 3: A B. cw 2: A B C. cw 1: A B C.
         let reals = [rs(1, 4), rs(2, 3), rs(3, 2)];
-        let mut s = SchedState::new(SchedKind::Wrr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Wrr, &reals);
         let seq = some(&[0, 0, 1, 0, 1, 2, 0, 1, 2]);
         assert_eq!(picks(&mut s, &reals, 9), seq);
         assert_eq!(picks(&mut s, &reals, 9), seq);
@@ -455,18 +450,18 @@ mod tests {
     fn wrr_gcd_and_zero_weights() {
         // Weights 4 and 2 (gcd 2) behave as 2:1; the weight-0 server is never picked.
         let reals = [rs(1, 4), rs(2, 0), rs(3, 2)];
-        let mut s = SchedState::new(SchedKind::Wrr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Wrr, &reals);
         assert_eq!(picks(&mut s, &reals, 6), some(&[0, 0, 2, 0, 0, 2]));
         // Equal weights: plain rotation.
         let eq = [rs(1, 5), rs(2, 5), rs(3, 5)];
-        let mut s = SchedState::new(SchedKind::Wrr, &eq).unwrap();
+        let mut s = SchedState::new(SchedKind::Wrr, &eq);
         assert_eq!(picks(&mut s, &eq, 6), some(&[0, 1, 2, 0, 1, 2]));
     }
 
     #[test]
     fn wrr_update_keeps_working() {
         let reals = [rs(1, 4), rs(2, 3), rs(3, 2)];
-        let mut s = SchedState::new(SchedKind::Wrr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Wrr, &reals);
         assert_eq!(picks(&mut s, &reals, 3), some(&[0, 0, 1]));
         // Remove the server picked last (index 1) and the heavy one goes to weight 0.
         let reals2 = [rs(1, 0), rs(3, 2)];
@@ -489,7 +484,7 @@ mod tests {
     #[test]
     fn wrr_long_run_ratios() {
         let reals = [rs(1, 5), rs(2, 1), rs(3, 0), rs(4, 3), rs(5, 7)];
-        let mut s = SchedState::new(SchedKind::Wrr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Wrr, &reals);
         let p = picks(&mut s, &reals, 16 * 100);
         for (i, w) in [5, 1, 0, 3, 7].into_iter().enumerate() {
             assert_eq!(p.iter().filter(|&&x| x == Some(i)).count(), w * 100, "server {i}");
@@ -505,7 +500,7 @@ mod tests {
             b.u_threshold = 10;
             b.l_threshold = 5;
             let reals = [a, b];
-            let mut s = SchedState::new(kind, &reals).unwrap();
+            let mut s = SchedState::new(kind, &reals);
             let p = |s: &mut SchedState, c: &[(u32, u32)]| s.pick(&reals, &ctx(c));
             // Under the thresholds: both.
             assert_eq!(p(&mut s, &[(1, 1), (0, 0)]), Some(0));
@@ -538,7 +533,7 @@ mod tests {
     #[test]
     fn zero_thresholds_never_overload() {
         let reals = [rs(1, 1), rs(2, 1)];
-        let mut s = SchedState::new(SchedKind::Rr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Rr, &reals);
         let c = [(u32::MAX, u32::MAX), (u32::MAX, u32::MAX)];
         assert_eq!(s.pick(&reals, &ctx(&c)), Some(0));
         assert_eq!(s.pick(&reals, &ctx(&c)), Some(1));
@@ -551,7 +546,7 @@ mod tests {
         let mut a = rs(1, 4);
         a.u_threshold = 1;
         let reals = [a, rs(2, 3), rs(3, 2)];
-        let mut s = SchedState::new(SchedKind::Wrr, &reals).unwrap();
+        let mut s = SchedState::new(SchedKind::Wrr, &reals);
         // a overloaded: b and c keep their 3:2 share.
         let c = [(1, 0), (0, 0), (0, 0)];
         let p: Vec<_> = (0..50).map(|_| s.pick(&reals, &ctx(&c))).collect();

@@ -22,9 +22,7 @@ pub(super) struct SvcSched {
     pub(super) slots: Vec<u32>,
     /// The definition this state was built from (its real servers), shared with the snapshot.
     pub(super) def: Arc<Service>,
-    /// `None` when this build does not implement the scheduler (every new flow is then
-    /// NoRealServer; rvsd refuses such services before they get here).
-    pub(super) state: Option<SchedState>,
+    pub(super) state: SchedState,
     /// Some server has an upper threshold: pass connection counts whatever the scheduler.
     pub(super) thresholds: bool,
 }
@@ -142,10 +140,7 @@ pub(super) fn update(sched: &mut HashMap<u64, SvcSched>, svc: &Arc<Service>, sna
         Some(s) if *s.def == **svc => s.def = Arc::clone(svc),
         Some(s) if s.kind == svc.sched => {
             if s.def.reals != svc.reals {
-                match s.state.as_mut() {
-                    Some(st) => st.update_with_table(&svc.reals, snap.maglev.get(&svc.key).cloned()),
-                    None => s.state = new_sched(svc, snap),
-                }
+                s.state.update_with_table(&svc.reals, snap.maglev.get(&svc.key).cloned());
             }
             s.thresholds = svc.reals.iter().any(|r| r.u_threshold > 0);
             if s.def.reals.iter().map(|r| r.addr).ne(svc.reals.iter().map(|r| r.addr)) {
@@ -166,14 +161,8 @@ pub(super) fn update(sched: &mut HashMap<u64, SvcSched>, svc: &Arc<Service>, sna
     }
 }
 
-fn new_sched(svc: &Service, snap: &Snapshot) -> Option<SchedState> {
-    match SchedState::new_with_table(svc.sched, &svc.reals, snap.maglev.get(&svc.key).cloned()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(service = %svc.key, "no scheduler, new flows are dropped: {e}");
-            None
-        }
-    }
+fn new_sched(svc: &Service, snap: &Snapshot) -> SchedState {
+    SchedState::new_with_table(svc.sched, &svc.reals, snap.maglev.get(&svc.key).cloned())
 }
 
 /// Schedulers that look at connection counts (all but the rotating and hashing ones).
@@ -217,7 +206,7 @@ impl<B: PacketBuf> State<B> {
     /// Ask the service's scheduler for a real server (index into `svc.reals`).
     pub(super) fn pick(&mut self, svc: &Service, client: Ipv4Addr, client_port: u16, dest: Ipv4Addr) -> Option<usize> {
         let ss = self.sched.get_mut(&sched_id(&svc.key))?;
-        let state = ss.state.as_mut()?;
+        let state = &mut ss.state;
         let conns: &[(u32, u32)] = if needs_conns(ss.kind) || ss.thresholds {
             self.scratch.clear();
             for (i, r) in svc.reals.iter().enumerate() {

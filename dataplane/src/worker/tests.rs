@@ -1,7 +1,6 @@
 use super::sched::sched_id;
 use super::*;
 use crate::buf::VecBuf;
-use crate::route::same_subnet;
 use crate::snapshot::PortInfo;
 use crate::snapshot::StaticRoute;
 use crate::wire::hex;
@@ -201,16 +200,6 @@ fn failing_allocations_never_panic() {
         }
     }
     assert!(w.counters().drops_of(DropReason::NoBuffer) > 0);
-}
-
-#[test]
-fn same_subnet_edges() {
-    let a = Ipv4Addr::new(203, 0, 113, 2);
-    assert!(same_subnet(a, Ipv4Addr::new(203, 0, 113, 200), 24));
-    assert!(!same_subnet(a, Ipv4Addr::new(203, 0, 114, 2), 24));
-    assert!(same_subnet(a, Ipv4Addr::new(1, 2, 3, 4), 0));
-    assert!(same_subnet(a, a, 32) && !same_subnet(a, Ipv4Addr::new(203, 0, 113, 3), 32));
-    assert!(same_subnet(a, a, 40), "over-long prefixes are clamped, not a panic");
 }
 
 /// A buffer whose NIC claims (or not) to have verified the IPv4 header checksum.
