@@ -96,11 +96,11 @@ impl ConnState {
     }
     /// Whether a SYN on a session in this state opens a new connection on the same tuple
     /// (IPVS's `is_new_conn_expected` with conn_reuse_mode 1 and bit 2 for NOOUTPUT: TIME_WAIT,
-    /// CLOSE, and FIN_WAIT of a DR/TUN session).
+    /// CLOSE, and FIN_WAIT of a session whose replies bypass rvs, DR and TUN).
     pub fn reusable(self, fwd: FwdMode) -> bool {
         match self {
             ConnState::TcpTimeWait | ConnState::TcpClose => true,
-            ConnState::TcpFinWait => matches!(fwd, FwdMode::Dr | FwdMode::Tun),
+            ConnState::TcpFinWait => !crate::mode::sees_replies(fwd),
             _ => false,
         }
     }
