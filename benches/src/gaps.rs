@@ -268,11 +268,12 @@ impl WorkerRun {
     }
     /// Total length of the attributed long gaps, ms.
     pub fn long_ms(&self) -> f64 {
-        self.long_gaps.iter().map(|g| g.us).sum::<f64>() / 1e3
+        // A fold from +0.0: `sum` of no f64 is -0.0, which prints as "-0.0".
+        self.long_gaps.iter().fold(0.0, |a, g| a + g.us) / 1e3
     }
     /// The worker's run-queue wait counted at the attributed long gaps, ms.
     pub fn long_wait_ms(&self) -> Option<f64> {
-        self.long_gaps.iter().map(|g| g.run_wait_us).sum::<Option<f64>>().map(|w| w / 1e3)
+        self.long_gaps.iter().try_fold(0.0, |a, g| g.run_wait_us.map(|w| a + w)).map(|w| w / 1e3)
     }
     /// Every long gap was seen one by one (none only counted).
     pub fn complete(&self) -> bool {
@@ -418,6 +419,11 @@ mod tests {
         assert_eq!(j["gaps_over_100us"]["unexplained_with_page_faults"], 1);
         assert_eq!(j["gaps_over_100us"]["covered_by_run_queue_wait"], 1);
         assert_eq!(j["gaps_over_100us"]["longest"][0]["us"], 1000.0);
+        let none = WorkerRun::default();
+        assert!(none.long_ms() == 0.0 && none.long_ms().is_sign_positive());
+        assert!(none.long_wait_ms().is_some_and(f64::is_sign_positive));
+        let unread = WorkerRun { long_gaps: vec![gap(200.0, 1, None, None)], long: 1, ..WorkerRun::default() };
+        assert_eq!(unread.long_wait_ms(), None);
         let partial = WorkerRun { long: 4, ..run };
         assert!(!partial.complete());
     }
