@@ -473,3 +473,179 @@ pub fn markdown(
     }
     m
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Figures;
+
+    fn machine(vm: bool, perf: bool, huge: bool, load: &str, thp: &str) -> MachineInfo {
+        MachineInfo {
+            cpu: "Test CPU".into(),
+            cpus: 2,
+            vm,
+            perf_counters: perf,
+            mem_gib: 23.5,
+            kernel: "Linux 6.1".into(),
+            dpdk: "22.11.4".into(),
+            date: "2026-01-01 00:00 UTC".into(),
+            tsc_hz: 2_300_000_000,
+            huge,
+            hugepage_kib: Some(2048),
+            page_kib: Some(4),
+            eal_args: vec!["--no-pci".into()],
+            load: load.into(),
+            thp: thp.into(),
+        }
+    }
+
+    fn case(mode: FwdMode, workload: Workload, sessions: usize) -> CaseResult {
+        CaseResult {
+            mode,
+            workload,
+            sessions,
+            fig: Figures {
+                mpps: 10.0,
+                ns_pkt: 100.0,
+                cycles_pkt: 230.0,
+                pipe_ns_pkt: 50.0,
+                p50: 1,
+                p99: 2,
+                p999: 3,
+                max: 4,
+                ..Figures::default()
+            },
+            base: Figures { mpps: 20.0, ns_pkt: 50.0, ..Figures::default() },
+            conns_per_s: None,
+            bytes_per_session: Some(300.0),
+            heap_bytes: Some(300_000),
+            created: 0,
+            expired: 0,
+            live_end: 0,
+            rx: 0,
+            tx: 0,
+            drops: 0,
+            verified: 7,
+            errors: vec![],
+            notes: vec![],
+        }
+    }
+
+    const T: Timing = Timing { seconds: 2.0, short: false };
+
+    #[test]
+    fn machine_facts_come_from_the_machine() {
+        let md = markdown(
+            &machine(true, false, true, "0.99 1.10 1.21 1/79 31529", "always [madvise] never"),
+            &[],
+            None,
+            &[],
+            None,
+            T,
+        );
+        assert!(md.contains("| CPU | Test CPU (2 logical CPUs), TSC 2.300 GHz |"), "{md}");
+        assert!(md.contains("| EAL | `--no-pci` (2 MiB hugepages) |"), "{md}");
+        assert!(md.contains("| transparent huge pages | `always [madvise] never` (each worker's session slab and index are `madvise(MADV_HUGEPAGE)`d, as rvsd does) |"));
+        assert!(md.contains("The bench ran alone (a load average near 1 is the bench itself). The machine is a VM (`Test CPU`), without performance counters, and its memory latency"));
+        let md = markdown(
+            &machine(false, true, false, "2.50 1.10 1.21 1/79 31529", "always madvise [never]"),
+            &[],
+            None,
+            &[],
+            None,
+            T,
+        );
+        assert!(md.contains("| EAL | `--no-pci` (no hugepages: 4 KiB pages, more TLB misses) |"), "{md}");
+        assert!(md.contains("**The machine was shared**: other jobs ran on its 2 CPUs"));
+        assert!(md.contains("The machine is not a VM (`Test CPU`), with performance counters.\n"));
+        assert!(md.contains("(disabled: each worker's `madvise(MADV_HUGEPAGE)`"));
+    }
+
+    #[test]
+    fn bench_facts_come_from_the_code() {
+        let md = markdown(&machine(true, false, true, "1.0", ""), &[], None, &[], None, T);
+        for fact in [
+            "Frames are 60 bytes (64 on a wire with the FCS)",
+            "(clients 192.0.2.1-250 × ports)",
+            "a TCP (:80) and a UDP (:53) service on 203.0.113.100 with 8 real servers",
+            "local addresses (198.51.100.x)",
+            "Per burst of 32 the timed loop does",
+            "1. `rte_pktmbuf_alloc_bulk` 32 mbufs",
+            "on the 32, as rvsd's loop calls it (from 16k sessions on",
+            "1 output frame in 257 is checked",
+            "4. every 1 ms `worker.tick(now)`",
+            "in 4 slices per case",
+            "per burst of 32, in ns",
+            "At 1k it is dominated by what the table reserves up front; the 1M and 10M figures",
+            "the clock jumps 1000 s and `tick` expires everything",
+            "with 1 packet in 5 a SYN of a new flow (their SYN_RECV timeout is 1 s; between passes the clock jumps 2 s",
+            "a pool of max(N, 64k) tuples with every timeout at 20 ms",
+            "## Targets (one worker, 64-byte packets)",
+        ] {
+            assert!(md.contains(fact), "missing {fact:?} in\n{md}");
+        }
+        let sizes = TableSizes::measure();
+        assert!(sizes.slab_entry >= sizes.session && sizes.index_per_session > 0, "{sizes:?}");
+        assert!(md.contains(&format!("the session slab ({}-byte entries", sizes.slab_entry)));
+        assert!(md.contains(&format!("`size_of::<Session>()` is {} bytes", sizes.session)));
+    }
+
+    #[test]
+    fn tables_keep_their_layout() {
+        let results =
+            [case(FwdMode::Dr, Workload::Established, 1_000), case(FwdMode::Nat, Workload::Established, 1_000_000)];
+        let md = markdown(&machine(true, false, true, "1.0", ""), &results, None, &[], None, T);
+        assert!(md.contains("\n## established\n\n| mode | sessions | Mpps | ns/pkt | cycles/pkt | pipeline ns/pkt | burst p50 / p99 / p99.9 / max (ns) | bare Mpps | ratio | ns/pkt over bare | conns/s | bytes/session | check |\n|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|\n"), "{md}");
+        assert!(md.contains("\n| DR | 1k | 10.00 | 100.0 | 230 | 50.0 | 1 / 2 / 3 / 4 | 20.00 | 0.50 | +50.0 | - | 300 | ok (7 verified) |\n"), "{md}");
+        assert!(!md.contains("## new"), "no rows, no section");
+        assert!(md.contains("| established, 1M sessions, DR ≥ 15 Mpps | not run | - |"));
+        assert!(md.contains("| established, 1M sessions, NAT ≥ 10 Mpps | 10.00 Mpps (pipeline alone 50.0 ns/pkt = 20.0 Mpps; bare forwarder 20.00 Mpps) | **met** |"), "{md}");
+        assert!(md.contains("| new connections FULLNAT ≥ 1.5 M/s per core | not run | - |"));
+        assert!(md.contains("| ≤ 160 bytes per session (both directions) | NAT 300 B at 1M | **not met** |"));
+        // 300 B × 10M = 2.79 GiB.
+        assert!(md.contains("| 10M sessions < 2 GiB | not run; extrapolated from the largest run: 2.79 GiB | **not met** (extrapolated) |"), "{md}");
+    }
+
+    #[test]
+    fn control_plane_section_and_target() {
+        let c = ControlResult {
+            services: 10_000,
+            table_ms: 300.0,
+            first_build_ms: 200.0,
+            build_ms: vec![4.0, 5.0],
+            control_cpu: Some(0),
+            run: WorkerRun::default(),
+            baseline: WorkerRun::default(),
+            errors: vec![],
+        };
+        let md = markdown(&machine(true, false, true, "1.0", ""), &[], Some(&c), &[], None, T);
+        assert!(md.contains("10000 services × 10 real servers (DR, wrr)."), "{md}");
+        assert!(md.contains("For each gap above 100 µs the worker notes"));
+        assert!(md.contains("- No gap above 100 µs while publishing.\n"));
+        assert!(md.contains("| control plane: 10,000 services applied < 1 s | 500 ms (table 300 ms + snapshot 200 ms); one change republished in max 5 ms | **met** |"), "{md}");
+        assert!(md.contains("| no worker gap > 100 µs while publishing | 0.0 µs max"), "{md}");
+        assert!(md.contains("its CPU's times could not be read."));
+        let run = WorkerRun { irq_ms: Some(10.0), softirq_ms: Some(20.0), steal_ms: Some(0.0), ..WorkerRun::default() };
+        assert!(gap_sentences(&run).ends_with(
+            "its CPU spent 10 ms in interrupts, 20 ms in softirqs and had 0 ms stolen by the hypervisor (/proc/stat, 10 ms resolution)."
+        ));
+    }
+
+    #[test]
+    fn preemption_sentence_counts_what_the_counters_cover() {
+        let g = |us: f64, nv: u64, wait: f64| LongGap {
+            us,
+            switch: false,
+            tick: false,
+            nonvoluntary: nv,
+            voluntary: 0,
+            run_wait_us: Some(wait),
+            faults: Some(0),
+        };
+        let r = WorkerRun { long: 2, long_gaps: vec![g(900.0, 1, 850.0), g(300.0, 1, 50.0)], ..WorkerRun::default() };
+        assert_eq!(
+            preemption_sentence(&r),
+            "All 2 gaps above 100 µs while publishing coincide with an involuntary context switch of the worker thread (preemption by the OS, not rvs code). The thread's run-queue wait (runnable while another task ran on its CPU) covers the gap to within 100 µs in 1 of the 2 gaps; the largest remainder (gap minus that wait) is 250.0 µs. In 1 gaps (longest 300.0 µs) the thread waited less than half of the gap: it stayed on its CPU as far as the guest kernel counts (no page fault in 1 of them), time these counters do not break down (they count neither interrupt handling nor time the hypervisor did not run the vCPU)."
+        );
+    }
+}
