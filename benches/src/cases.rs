@@ -283,7 +283,10 @@ pub fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> 
     let mut w: Worker<Pkt> = Worker::new(cfg, snap);
     // As rvsd's worker thread does.
     let huge_ranges = rvs::workers::advise_tables(&w);
-    notes.push(format!("session slab and index: {huge_ranges} of 2 ranges advised to transparent huge pages"));
+    notes.push(format!(
+        "session slab and index: {huge_ranges} of {} ranges advised to transparent huge pages",
+        w.table_memory().len()
+    ));
     d.learn(&mut w);
 
     // Established flows (established, mix): open them, measuring the heap they take.

@@ -78,6 +78,7 @@ pub struct Driver<'a> {
 }
 
 impl<'a> Driver<'a> {
+    /// A driver of `b`'s port for forwarding mode `mode`, checking one output frame in `verify_every`.
     pub fn new(b: &'a Bench, mode: FwdMode, verify_every: u64) -> Driver<'a> {
         Driver {
             b,
