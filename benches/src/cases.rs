@@ -342,11 +342,7 @@ pub fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> 
                 f.push(client_frame(i, false));
                 f.push(client_frame(i, true));
             }
-            let mut seq = Vec::with_capacity(2 * n_fresh);
-            for k in shuffled(n_fresh, &mut rng) {
-                seq.push(2 * k);
-                seq.push(2 * k + 1);
-            }
+            let seq = pairs_sequence(&shuffled(n_fresh, &mut rng));
             (f, seq)
         }
         Workload::Mix => {
@@ -357,15 +353,7 @@ pub fn run_case(b: &Bench, mode: FwdMode, wl: Workload, n: usize, t: Timing) -> 
             }
             let est_order = shuffled(n_est, &mut rng);
             let fresh_order = shuffled(n_fresh, &mut rng);
-            // MIX_EST_PER_NEW (4) packets of established flows, then 1 SYN of a new flow: 20 % new flows.
-            let mut seq = Vec::with_capacity(n_est + n_fresh);
-            let mut fi = fresh_order.iter().cycle();
-            for (j, e) in est_order.iter().enumerate() {
-                seq.push(*e);
-                if j % MIX_EST_PER_NEW == MIX_EST_PER_NEW - 1 {
-                    seq.push(n_est as u32 + *fi.next().expect("non-empty"));
-                }
-            }
+            let seq = mix_sequence(&est_order, &fresh_order, n_est as u32);
             (f, seq)
         }
     };
@@ -506,6 +494,27 @@ fn failed(mode: FwdMode, wl: Workload, n: usize, e: String) -> CaseResult {
     }
 }
 
+/// The frame order of new and churn: flow `k`'s two frames (at 2k, 2k + 1: SYN, then ACK) back
+/// to back, flows in the order `flows`.
+pub fn pairs_sequence(flows: &[u32]) -> Vec<u32> {
+    flows.iter().flat_map(|&k| [2 * k, 2 * k + 1]).collect()
+}
+
+/// The frame order of mix: MIX_EST_PER_NEW packets of established flows (`est_order`), then the
+/// SYN of a new flow (`fresh_order`, its frames from `fresh_at` on, reused round-robin): 1 packet
+/// in MIX_EST_PER_NEW + 1 is a new flow.
+pub fn mix_sequence(est_order: &[u32], fresh_order: &[u32], fresh_at: u32) -> Vec<u32> {
+    let mut seq = Vec::with_capacity(est_order.len() + est_order.len() / MIX_EST_PER_NEW);
+    let mut fresh = fresh_order.iter().cycle();
+    for (j, &e) in est_order.iter().enumerate() {
+        seq.push(e);
+        if j % MIX_EST_PER_NEW == MIX_EST_PER_NEW - 1 {
+            seq.push(fresh_at + fresh.next().expect("mix has fresh flows"));
+        }
+    }
+    seq
+}
+
 /// Estimated memory (GiB) of an established case of `n` sessions: measured bytes per session
 /// plus the frames built in advance (one per flow, two with the replies of NAT/FULLNAT, and the
 /// flow's first packet while opening) and the 4-byte order of each.
@@ -534,6 +543,14 @@ mod tests {
         assert_eq!(names, ["established", "new", "mix", "churn"]);
         let modes: Vec<&str> = MODES.iter().map(|m| mode_name(*m)).collect();
         assert_eq!(modes, ["DR", "NAT", "FULLNAT", "TUN"]);
+    }
+
+    #[test]
+    fn frame_orders_of_new_and_mix() {
+        assert_eq!(pairs_sequence(&[2, 0, 1]), [4, 5, 0, 1, 2, 3]);
+        // 10 established packets, new-flow frames from 100 on, 2 new flows reused in turn.
+        let est: Vec<u32> = (0..10).collect();
+        assert_eq!(mix_sequence(&est, &[1, 0], 100), [0, 1, 2, 3, 101, 4, 5, 6, 7, 100, 8, 9]);
     }
 
     #[test]
