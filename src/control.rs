@@ -272,7 +272,7 @@ impl Control {
             .table
             .list()
             .into_iter()
-            .filter(|s| key.map_or(true, |k| k == s.key))
+            .filter(|s| key.is_none_or(|k| k == s.key))
             .map(|s| (s.key, s.reals.iter().map(|r| r.addr).collect()))
             .collect();
         match key {
@@ -384,7 +384,7 @@ impl Control {
             .run
             .ports
             .iter()
-            .filter(|p| dev.as_ref().map_or(true, |d| *d == p.name))
+            .filter(|p| dev.as_ref().is_none_or(|d| *d == p.name))
             .map(|p| PortAddrs {
                 name: p.name.clone(),
                 port_id: p.id,
@@ -423,7 +423,7 @@ impl Control {
                 missing_workers.push(w as u32);
                 continue;
             };
-            for e in entries.into_iter().filter(|e| port.map_or(true, |p| p == e.port)) {
+            for e in entries.into_iter().filter(|e| port.is_none_or(|p| p == e.port)) {
                 let n = merged.entry((u32::from(e.ip), e.port)).or_insert_with(|| NeighEntry {
                     ip: e.ip,
                     mac: None,
@@ -677,8 +677,8 @@ fn route_del(
     let found = r.routes.iter().position(|rt| {
         rt.prefix == prefix
             && rt.len == len
-            && via.map_or(true, |v| rt.via == Some(v))
-            && port.map_or(true, |p| rt.port == p)
+            && via.is_none_or(|v| rt.via == Some(v))
+            && port.is_none_or(|p| rt.port == p)
     });
     match found {
         Some(i) => {

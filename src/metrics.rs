@@ -92,10 +92,13 @@ enum Kind {
     Gauge,
 }
 
+/// One metric family: its type, HELP text and samples as (rendered labels, value).
+type Family = (Kind, String, Vec<(String, u64)>);
+
 /// Metric families in order of first use; each name gets one HELP and one TYPE line.
 struct Families {
     order: Vec<String>,
-    fams: HashMap<String, (Kind, String, Vec<(String, u64)>)>,
+    fams: HashMap<String, Family>,
 }
 
 impl Families {

@@ -345,17 +345,20 @@ fn wrk_every_mode() {
     assert!(rvsd.stop().success(), "rvsd did not exit cleanly");
 }
 
+/// (start time, result) of each curl of a [`Traffic`] loop.
+type CurlLog = Arc<Mutex<Vec<(Instant, Result<String, String>)>>>;
+
 /// A client curl loop in the background: (start time, result) of each curl.
 struct Traffic {
     stop: Arc<AtomicBool>,
-    results: Arc<Mutex<Vec<(Instant, Result<String, String>)>>>,
+    results: CurlLog,
     handle: Option<thread::JoinHandle<()>>,
 }
 
 impl Traffic {
     fn start(lab: &Arc<Lab>, url: String) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
-        let results: Arc<Mutex<Vec<(Instant, Result<String, String>)>>> = Arc::default();
+        let results: CurlLog = Arc::default();
         let handle = {
             let (lab, stop, results) = (lab.clone(), stop.clone(), results.clone());
             thread::spawn(move || {

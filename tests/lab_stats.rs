@@ -31,7 +31,7 @@ fn json(rvsd: &Rvsd, args: &[&str]) -> Value {
 }
 
 /// `total` of the one service in a `--stats --json` / `--rate --json` service list.
-fn total<'a>(services: &'a Value, field: &str) -> u64 {
+fn total(services: &Value, field: &str) -> u64 {
     let svc = services.as_array().and_then(|a| a.first()).unwrap_or_else(|| panic!("no service in {services}"));
     svc["total"][field].as_u64().unwrap_or_else(|| panic!("no total.{field} in {svc}"))
 }
