@@ -11,7 +11,8 @@
 //! answer and the split is within one per worker" instead of strict alternation.
 //!
 //! Needs root, `ip netns`, nginx, wrk, tcpdump, scapy and every workspace binary built
-//! (`cargo build --workspace --bins`; deploy/test.sh does it). Labs run one at a time
+//! (`cargo build --workspace --bins`; deploy/test.sh does it); without root or `ip netns` they
+//! fail, unless RVS_SKIP_LAB=1 skips them. Labs run one at a time
 //! (tests/common LabSlot); each test has its own prefix (m1..m10).
 
 mod common;

@@ -2,7 +2,7 @@
 //! and per-RS statistics and rates under real traffic, zeroing, the session list, and
 //! `rvsadm -S | rvsadm -R` round trips of every kind of service.
 //!
-//! Need root and `ip netns` (skipped loudly otherwise) and the workspace binaries built.
+//! Need root and `ip netns` (failing without them unless RVS_SKIP_LAB=1 skips them) and the workspace binaries built.
 //! Prefixes s1..s3.
 
 mod common;
