@@ -84,7 +84,7 @@ enum Kind {
     Gauge,
 }
 
-/// One metric family: its type, its HELP text and its samples (labels, value).
+/// One metric family: its type, HELP text and samples as (rendered labels, value).
 type Family = (Kind, String, Vec<(String, u64)>);
 
 /// Metric families in order of first use; each name gets one HELP and one TYPE line.

@@ -1,7 +1,7 @@
 //! End-to-end tests of rvsd in LVS-DR mode, in the namespace lab of deploy/lab.sh:
 //! client -> router -> {rvs, rs1, rs2, rs3} with VIP 203.0.113.100.
 //!
-//! Need root and `ip netns` (skipped loudly otherwise), and every workspace
+//! Need root and `ip netns` (failing without them unless RVS_SKIP_LAB=1 skips them), and every workspace
 //! binary built (`cargo build --workspace --bins`; deploy/test.sh does it).
 //! Each test has its own lab prefix (t1..t8), so they run side by side.
 

@@ -11,7 +11,8 @@
 //! answer and the split is within one per worker" instead of strict alternation.
 //!
 //! Needs root, `ip netns`, nginx, wrk, tcpdump, scapy and every workspace binary built
-//! (`cargo build --workspace --bins`; deploy/test.sh does it). Labs run one at a time
+//! (`cargo build --workspace --bins`; deploy/test.sh does it); without root or `ip netns` they
+//! fail, unless RVS_SKIP_LAB=1 skips them. Labs run one at a time
 //! (tests/common LabSlot); each test has its own prefix (m1..m10).
 
 mod common;
@@ -345,17 +346,20 @@ fn wrk_every_mode() {
     assert!(rvsd.stop().success(), "rvsd did not exit cleanly");
 }
 
+/// (start time, result) of each curl of a [`Traffic`] loop.
+type CurlLog = Arc<Mutex<Vec<(Instant, Result<String, String>)>>>;
+
 /// A client curl loop in the background: (start time, result) of each curl.
 struct Traffic {
     stop: Arc<AtomicBool>,
-    results: Arc<Mutex<Vec<(Instant, Result<String, String>)>>>,
+    results: CurlLog,
     handle: Option<thread::JoinHandle<()>>,
 }
 
 impl Traffic {
     fn start(lab: &Arc<Lab>, url: String) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
-        let results: Arc<Mutex<Vec<(Instant, Result<String, String>)>>> = Arc::default();
+        let results: CurlLog = Arc::default();
         let handle = {
             let (lab, stop, results) = (lab.clone(), stop.clone(), results.clone());
             thread::spawn(move || {

@@ -2,7 +2,7 @@
 //! --reload and SIGHUP) under traffic, refused reloads, the Prometheus endpoint checked with
 //! promtool, and the control socket's permissions and robustness.
 //!
-//! Need root and `ip netns` (skipped loudly otherwise) and every workspace binary built
+//! Need root and `ip netns` (failing without them unless RVS_SKIP_LAB=1 skips them) and every workspace binary built
 //! (`cargo build --workspace --bins`). Lab prefixes p1..p5.
 
 mod common;
@@ -11,7 +11,6 @@ use common::{out_str, run, rvsadm_bin, wait_until, Lab, Rvsd};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -82,14 +81,14 @@ impl CurlLoop {
 
 #[test]
 fn reload_adds_and_removes_real_servers_under_traffic() {
-    let Some(lab) = Lab::up("p1") else { return };
+    let Some(lab) = Lab::up_with("p1", &["wrk"]) else { return };
     let lab = Arc::new(lab);
     let mut rvsd = Rvsd::start_with_config(&lab, &config(&lab, &service(&[11, 12])));
     assert_eq!(listed_rs(&rvsd), ["203.0.113.11:80", "203.0.113.12:80"]);
     let curls = CurlLoop::start(&lab);
     let wrk = {
         let lab = Arc::clone(&lab);
-        thread::spawn(move || which("wrk").then(|| lab.client_wrk(URL, 6)))
+        thread::spawn(move || lab.client_wrk(URL, 6))
     };
     thread::sleep(Duration::from_secs(1));
 
@@ -128,14 +127,9 @@ fn reload_adds_and_removes_real_servers_under_traffic() {
     assert!(bodies.iter().any(|b| b == "rs3"), "rs3 never answered after being added: {bodies:?}");
     let tail: Vec<&String> = bodies.iter().rev().take(6).collect();
     assert!(tail.iter().all(|b| *b != "rs1"), "rs1 still answers new connections after removal: {tail:?}");
-    match wrk {
-        Some(w) => {
-            assert!(w.socket_errors.is_none(), "wrk socket errors during reloads: {}", w.output);
-            assert!(w.non_2xx.is_none(), "wrk non-2xx during reloads: {}", w.output);
-            assert!(w.requests > 0, "{}", w.output);
-        }
-        None => eprintln!("NOTE: wrk not installed; only the curl loop was checked"),
-    }
+    assert!(wrk.socket_errors.is_none(), "wrk socket errors during reloads: {}", wrk.output);
+    assert!(wrk.non_2xx.is_none(), "wrk non-2xx during reloads: {}", wrk.output);
+    assert!(wrk.requests > 0, "{}", wrk.output);
     let log = std::fs::read_to_string(&rvsd.log).unwrap_or_default();
     assert!(
         log.contains("real server added: TCP 203.0.113.100:80 -> 203.0.113.13:80"),
@@ -200,14 +194,9 @@ fn broken_config_is_refused_and_traffic_continues() {
     assert!(rvsd.stop().success());
 }
 
-/// Whether a program is on PATH.
-fn which(prog: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {prog}")]).output().is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn metrics_endpoint_validates_with_promtool() {
-    let Some(lab) = Lab::up("p3") else { return };
+    let Some(lab) = Lab::up_with("p3", &["promtool"]) else { return };
     let extra = format!("[metrics]\nlisten = \"127.0.0.1:{METRICS_PORT}\"\n{}", service(&[11, 12]));
     let rvsd = Rvsd::start_with_config(&lab, &config(&lab, &extra));
     for i in 0..6 {
@@ -241,15 +230,11 @@ fn metrics_endpoint_validates_with_promtool() {
     );
     assert_eq!(String::from_utf8_lossy(&o404.stdout), "404");
 
-    if which("promtool") {
-        let path = lab.state.join("metrics.txt");
-        std::fs::write(&path, &text).unwrap();
-        let o = run(&["sh", "-c", &format!("promtool check metrics < {}", path.display())], 20);
-        eprintln!("promtool check metrics: {}", out_str(&o));
-        assert!(o.status.success(), "promtool check metrics failed: {}", out_str(&o));
-    } else {
-        eprintln!("\n!!!!!!!! promtool not installed (apt-get install prometheus): metrics text NOT validated by promtool !!!!!!!!\n");
-    }
+    let path = lab.state.join("metrics.txt");
+    std::fs::write(&path, &text).unwrap();
+    let o = run(&["sh", "-c", &format!("promtool check metrics < {}", path.display())], 20);
+    eprintln!("promtool check metrics: {}", out_str(&o));
+    assert!(o.status.success(), "promtool check metrics failed: {}", out_str(&o));
     assert!(rvsd.stop().success());
 }
 

@@ -2,7 +2,7 @@
 //! persistence keeps a client on one real server whichever worker its connections land on;
 //! sh and mh are sticky per client; lc and wlc use every server.
 //!
-//! Need root and `ip netns` (skipped loudly otherwise) and the workspace binaries built.
+//! Need root and `ip netns` (failing without them unless RVS_SKIP_LAB=1 skips them) and the workspace binaries built.
 //! Prefixes q1..q3.
 
 mod common;

@@ -2,7 +2,7 @@
 //! and per-RS statistics and rates under real traffic, zeroing, the session list, and
 //! `rvsadm -S | rvsadm -R` round trips of every kind of service.
 //!
-//! Need root and `ip netns` (skipped loudly otherwise) and the workspace binaries built.
+//! Need root and `ip netns` (failing without them unless RVS_SKIP_LAB=1 skips them) and the workspace binaries built.
 //! Prefixes s1..s3.
 
 mod common;
@@ -31,7 +31,7 @@ fn json(rvsd: &Rvsd, args: &[&str]) -> Value {
 }
 
 /// `total` of the one service in a `--stats --json` / `--rate --json` service list.
-fn total<'a>(services: &'a Value, field: &str) -> u64 {
+fn total(services: &Value, field: &str) -> u64 {
     let svc = services.as_array().and_then(|a| a.first()).unwrap_or_else(|| panic!("no service in {services}"));
     svc["total"][field].as_u64().unwrap_or_else(|| panic!("no total.{field} in {svc}"))
 }

@@ -13,6 +13,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod prereq;
+
 /// The right to run a lab: an exclusive `flock` on [`LAB_LOCK`], so labs run one
 /// at a time across test threads, test binaries and concurrent `cargo test` runs
 /// (on a 2-core machine several labs, each with an rvsd of 2 polling workers, a
@@ -81,27 +83,12 @@ pub fn out_str(o: &Output) -> String {
     )
 }
 
-/// True when the lab tests can run (root + `ip netns`). Otherwise prints a loud
-/// notice: the caller then returns, i.e. the test is skipped.
-pub fn lab_supported(test: &str) -> bool {
-    let uid = Command::new("id").arg("-u").output().ok();
-    let root = uid.as_ref().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false);
-    if !root {
-        eprintln!("\n!!!!! SKIPPING lab test (lab {test}): not running as root !!!!!\n");
-        return false;
-    }
-    let netns = Command::new("ip")
-        .args(["netns", "list"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !netns {
-        eprintln!("\n!!!!! SKIPPING lab test (lab {test}): `ip netns` is unavailable !!!!!\n");
-        return false;
-    }
-    true
+/// True when this lab test may run: root and `ip netns` are there (and `tools` on PATH) and
+/// `RVS_SKIP_LAB=1` is not set. False when skipped (a `SKIPPED:` line on stderr); panics,
+/// failing the test with what is missing, when it cannot run and no skip was asked. See
+/// [`prereq`].
+pub fn lab_supported(test: &str, tools: &[&str]) -> bool {
+    prereq::check(&format!("lab {test}"), tools)
 }
 
 fn lab_sh() -> String {
@@ -120,10 +107,15 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Brings the lab up, or returns None (test skipped, loudly) when the
-    /// machine cannot run labs.
+    /// Brings the lab up, or returns None when `RVS_SKIP_LAB=1` skips lab tests (reported
+    /// as SKIPPED); fails the test when the machine cannot run labs (see [`lab_supported`]).
     pub fn up(prefix: &str) -> Option<Lab> {
-        if !lab_supported(prefix) {
+        Lab::up_with(prefix, &[])
+    }
+
+    /// [`Lab::up`] for a test that also needs `tools` on PATH (checked like root).
+    pub fn up_with(prefix: &str, tools: &[&str]) -> Option<Lab> {
+        if !lab_supported(prefix, tools) {
             return None;
         }
         let slot = LabSlot::acquire();

@@ -1,20 +1,17 @@
 //! Runs selftest.sh (two network namespaces, real IPIP traffic through rvs-ipip-decap) against
-//! the binary cargo just built. Needs root; skipped with a loud message otherwise.
+//! the binary cargo just built. Needs root and `ip netns`: without them it fails, naming what is
+//! missing, unless RVS_SKIP_LAB=1 skips it (a `SKIPPED:` line on stderr, like the lab tests).
 
 use std::process::Command;
 
-fn is_root() -> bool {
-    // `id -u` rather than libc::geteuid: this crate has no libc dependency.
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
-}
+// The workspace's one skip/fail rule for tests that need the machine (no dependencies).
+#[path = "../../../tests/common/prereq.rs"]
+#[allow(dead_code)]
+mod prereq;
 
 #[test]
 fn ipip_decap_in_network_namespaces() {
-    if !is_root() {
-        eprintln!();
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        eprintln!("!!! SKIPPED rvs-ipip-decap selftest: needs root (network namespaces) !!!");
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    if !prereq::check("rvs-ipip-decap selftest", &[]) {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/selftest.sh");
