@@ -12,7 +12,7 @@ LOG="$STATE/rvsd.log"
 SOCK="$STATE/rvsd.sock"
 RVSD_PID=
 
-[[ $(id -u) -eq 0 ]] || { echo "demo.sh: run as root (sudo bash deploy/demo.sh)" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || { echo "demo.sh: run as root (bash deploy/demo.sh as root)" >&2; exit 1; }
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -20,7 +20,7 @@ fn source_towards(pi: &PortInfo, nh: Ipv4Addr) -> Option<Ipv4Addr> {
     pi.addrs.iter().find(|(a, l)| crate::route::same_subnet(*a, nh, *l)).or(pi.addrs.first()).map(|(a, _)| *a)
 }
 
-/// Encapsulate towards the session's real server along `plan` (`Ok(Err(NoRoute))` without an
+/// Encapsulate towards the session's real server along `plan` (`Err(NoRoute)` without an
 /// outer source: not a TUN plan).
 fn encap<B: PacketBuf>(
     pkt: &mut B,
