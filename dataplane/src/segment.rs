@@ -60,6 +60,7 @@ pub struct Segment {
 
 impl Segment {
     /// Parse the IPv4 header at offset `l3` of `frame` and the TCP or UDP header behind it.
+    #[inline]
     pub fn parse(frame: &[u8], l3: usize) -> Result<Segment, SegmentError> {
         let bytes = frame.get(l3..).ok_or(SegmentError::Truncated)?;
         let ip = ipv4::Packet::new_checked(bytes).map_err(|e| match e {
@@ -72,6 +73,7 @@ impl Segment {
     /// The segment behind an IPv4 header already validated (`ipv4::Packet::new_checked`),
     /// which starts at frame offset `l3`. Later fragments are refused (`NotTcpUdp`); a first
     /// fragment is accepted and marked [`Segment::partial`].
+    #[inline]
     pub fn parse_after(ip: &ipv4::Packet<&[u8]>, l3: usize) -> Result<Segment, SegmentError> {
         if ip.frag_offset() != 0 {
             return Err(SegmentError::NotTcpUdp);

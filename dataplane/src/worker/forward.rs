@@ -198,6 +198,7 @@ impl<B: PacketBuf> State<B> {
 
 /// Forward a packet of session `s` going `dir` along `plan`: rvs is an IP hop (TTL checked by
 /// the caller), then the mode's rewrite, then the real server's traffic figures.
+#[inline(always)]
 fn forward_session<B: PacketBuf>(
     cx: &mut ModeCx,
     rs_stats: &mut [RsSlot],
@@ -231,6 +232,7 @@ fn forward_session<B: PacketBuf>(
 
 /// Remember in session `s` the hop a packet takes along `plan` when its neighbour is resolved,
 /// and send it there; otherwise leave it to `send_via` (ARP, holding).
+#[inline]
 fn cache_hop<B>(
     snap: &Snapshot,
     neigh: &crate::neigh::NeighTable<B>,
