@@ -7,6 +7,7 @@ use crate::workers::{RsStats, Shared, WorkerMsg};
 use parking_lot::Mutex;
 use rvs_config::model::{prefix_mask, same_subnet, ServiceKey};
 use rvs_config::services::ServiceTable;
+use rvs_config::ModelError;
 use rvs_ctrl::proto::{
     ConnEntry, NeighEntry, PortAddrs, PortReport, RateRow, Request, Response, RouteEntry, ServiceLaddrs, ServiceRates,
     ServiceStats, ServiceStatus, MAX_TIMEOUT_S,
@@ -31,6 +32,82 @@ pub const RATE_MAX_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Per-(service, real server) traffic.
 pub type StatsMap = HashMap<(ServiceKey, SocketAddr), RsStats>;
+
+/// Why a control request was refused. The message is what rvsadm prints; it names the
+/// address, prefix, port, route or service concerned (the variants carry them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// A service-table edit the model refuses.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The changed state does not compile into a snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("no such service: {0}")]
+    UnknownService(ServiceKey),
+    /// `ports`: the names there are.
+    #[error("no port named '{dev}' (ports: {})", .ports.join(", "))]
+    NoSuchPort { dev: String, ports: Vec<String> },
+    #[error("{addr}/{len}: prefix length over 32")]
+    PrefixTooLong { addr: Ipv4Addr, len: u8 },
+    #[error("{0} is not a unicast address")]
+    NotUnicast(Ipv4Addr),
+    #[error("{addr}/{len}: that is the network or broadcast address of the prefix")]
+    NetworkOrBroadcast { addr: Ipv4Addr, len: u8 },
+    #[error("{addr} is already an address of port {port}")]
+    AddrExists { addr: Ipv4Addr, port: String },
+    #[error("{addr} is the VIP of service {service}: an interface address would take its traffic")]
+    AddrIsVip { addr: Ipv4Addr, service: ServiceKey },
+    #[error("{addr} is a local address (laddr) of service {service}")]
+    AddrIsLaddr { addr: Ipv4Addr, service: ServiceKey },
+    /// `has`: the port's addresses.
+    #[error("{addr}/{len} is not an address of port {dev} (it has: {})", fmt_cidrs(.has))]
+    NoSuchAddr { addr: Ipv4Addr, len: u8, dev: String, has: Vec<(Ipv4Addr, u8)> },
+    /// Deleting `addr/len` would leave the gateway of the static route `prefix/prefix_len` unreachable.
+    #[error(
+        "route {prefix}/{prefix_len} via {gw} needs {addr}/{len} (its gateway is reachable through it only): delete the route first"
+    )]
+    AddrNeededByRoute { prefix: Ipv4Addr, prefix_len: u8, gw: Ipv4Addr, addr: Ipv4Addr, len: u8 },
+    #[error("{prefix}/{len}: host bits are set; the prefix is {net}/{len}")]
+    HostBitsSet { prefix: Ipv4Addr, len: u8, net: Ipv4Addr },
+    #[error("route {prefix}/{len}{} exists: delete it first", via_suffix(.via))]
+    RouteExists { prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr> },
+    /// `route add` of a prefix that is a port address's connected route.
+    #[error("{prefix}/{len} is the connected route of port {port}")]
+    ConnectedRoute { prefix: Ipv4Addr, len: u8, port: String },
+    /// `route del` of a connected route.
+    #[error("{prefix}/{len} is the connected route of port {port}: delete its address instead")]
+    DelConnectedRoute { prefix: Ipv4Addr, len: u8, port: String },
+    #[error("no static route {prefix}/{len}{}", via_suffix(.via))]
+    NoSuchRoute { prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr> },
+    #[error("gateway {0} is one of our own addresses")]
+    GatewayIsOurs(Ipv4Addr),
+    #[error("gateway {gw} is not on a connected subnet of port {dev}")]
+    GatewayNotConnected { gw: Ipv4Addr, dev: String },
+    /// `--set`: `name` is tcp, tcpfin or udp; `max` is [`MAX_TIMEOUT_S`].
+    #[error("{name} timeout {value} s is over the maximum {max} s")]
+    TimeoutTooLong { name: &'static str, value: u32, max: u32 },
+}
+
+/// The wire boundary: rvsadm gets the message.
+impl From<ControlError> for Response {
+    fn from(e: ControlError) -> Response {
+        Response::Error { message: e.to_string() }
+    }
+}
+
+/// `A/L, B/M` or `none`.
+fn fmt_cidrs(addrs: &[(Ipv4Addr, u8)]) -> String {
+    if addrs.is_empty() {
+        return "none".to_string();
+    }
+    addrs.iter().map(|(a, l)| format!("{a}/{l}")).collect::<Vec<_>>().join(", ")
+}
+
+/// ` via GW` or nothing.
+fn via_suffix(via: &Option<Ipv4Addr>) -> String {
+    via.map(|v| format!(" via {v}")).unwrap_or_default()
+}
 
 /// The reload hook `rvsadm --reload` runs (set by rvsd's reloader).
 pub type ReloadHook = Box<dyn Fn() -> Response + Send + Sync>;
@@ -110,8 +187,8 @@ impl Control {
     /// configuration reload does). Ports, their addresses and the routes stay as they run
     /// (including `addr`/`route` changes). Refused, with nothing changed, if the snapshot does
     /// not build.
-    pub fn replace(&self, table: ServiceTable, tunables: Tunables) -> Response {
-        self.change(|r| {
+    pub fn replace(&self, table: ServiceTable, tunables: Tunables) -> Result<(), ControlError> {
+        self.try_change(|r| {
             r.table = table;
             r.tunables = tunables;
             Ok(())
@@ -125,55 +202,52 @@ impl Control {
 
     /// Apply `f` to a copy of the running state; publish it if it validates and compiles into a
     /// snapshot, else leave the running state untouched.
-    fn change(&self, f: impl FnOnce(&mut Running) -> Result<(), String>) -> Response {
+    fn try_change(&self, f: impl FnOnce(&mut Running) -> Result<(), ControlError>) -> Result<(), ControlError> {
         let mut st = self.state.lock();
         let mut next = st.run.clone();
-        if let Err(message) = f(&mut next) {
-            return Response::Error { message };
-        }
+        f(&mut next)?;
         let services: Vec<_> = next.table.list().into_iter().cloned().collect();
         let prev = Arc::clone(&st.published[1]);
-        match Snapshot::build_from(
+        let snap = Snapshot::build_from(
             Some(&prev),
             st.generation + 1,
             next.ports.clone(),
             &next.routes,
             &services,
             next.tunables,
-        ) {
-            Ok(snap) => {
-                st.generation += 1;
-                st.run = next;
-                let snap = Arc::new(snap);
-                self.shared.snapshot.store(Arc::clone(&snap));
-                // The oldest one is dropped here (freed if no worker still runs on it).
-                st.published = [prev, snap];
-                Response::Ok
-            }
-            Err(e) => Response::Error { message: e.to_string() },
-        }
+        )?;
+        st.generation += 1;
+        st.run = next;
+        let snap = Arc::new(snap);
+        self.shared.snapshot.store(Arc::clone(&snap));
+        // The oldest one is dropped here (freed if no worker still runs on it).
+        st.published = [prev, snap];
+        Ok(())
+    }
+
+    /// [`Control::try_change`], answered for rvsadm.
+    fn change(&self, f: impl FnOnce(&mut Running) -> Result<(), ControlError>) -> Response {
+        self.try_change(f).map_or_else(Response::from, |()| Response::Ok)
     }
 
     /// Apply `f` to a copy of the service table; publish it if it validates and compiles.
-    fn mutate(&self, f: impl FnOnce(&mut ServiceTable) -> Result<(), String>) -> Response {
-        self.change(|r| f(&mut r.table))
+    fn mutate(&self, f: impl FnOnce(&mut ServiceTable) -> Result<(), ModelError>) -> Response {
+        self.change(|r| Ok(f(&mut r.table)?))
     }
 
     /// Apply `f` to a copy of the tunables and publish them with the current table.
-    fn tune(&self, f: impl FnOnce(&mut Tunables) -> Result<(), String>) -> Response {
+    fn tune(&self, f: impl FnOnce(&mut Tunables) -> Result<(), ControlError>) -> Response {
         self.change(|r| f(&mut r.tunables))
     }
 
     pub fn handle(&self, req: Request) -> Response {
         match req {
-            Request::AddService { service } => self.mutate(|t| t.add_service(service).map_err(|e| e.to_string())),
-            Request::EditService { service } => self.mutate(|t| t.edit_service(service).map_err(|e| e.to_string())),
-            Request::DelService { key } => self.mutate(|t| t.del_service(&key).map(drop).map_err(|e| e.to_string())),
-            Request::AddReal { key, real } => self.mutate(|t| t.add_real(&key, real).map_err(|e| e.to_string())),
-            Request::EditReal { key, real } => self.mutate(|t| t.edit_real(&key, real).map_err(|e| e.to_string())),
-            Request::DelReal { key, addr } => {
-                self.mutate(|t| t.del_real(&key, addr).map(drop).map_err(|e| e.to_string()))
-            }
+            Request::AddService { service } => self.mutate(|t| t.add_service(service)),
+            Request::EditService { service } => self.mutate(|t| t.edit_service(service)),
+            Request::DelService { key } => self.mutate(|t| t.del_service(&key).map(drop)),
+            Request::AddReal { key, real } => self.mutate(|t| t.add_real(&key, real)),
+            Request::EditReal { key, real } => self.mutate(|t| t.edit_real(&key, real)),
+            Request::DelReal { key, addr } => self.mutate(|t| t.del_real(&key, addr).map(drop)),
             Request::Clear => self.mutate(|t| {
                 t.clear();
                 Ok(())
@@ -181,8 +255,8 @@ impl Control {
             Request::List { key } => self.list(key),
             Request::LinkShow => self.link_show(),
             Request::Version => Response::Version { version: crate::version().to_string() },
-            Request::AddLaddr { key, addr } => self.mutate(|t| t.add_laddr(&key, addr).map_err(|e| e.to_string())),
-            Request::DelLaddr { key, addr } => self.mutate(|t| t.del_laddr(&key, addr).map_err(|e| e.to_string())),
+            Request::AddLaddr { key, addr } => self.mutate(|t| t.add_laddr(&key, addr)),
+            Request::DelLaddr { key, addr } => self.mutate(|t| t.del_laddr(&key, addr)),
             Request::GetLaddr { key } => self.laddrs(key),
             Request::SetTimeouts { tcp, tcpfin, udp } => self.tune(|t| set_timeouts(t, tcp, tcpfin, udp)),
             Request::GetTimeouts => {
@@ -226,7 +300,7 @@ impl Control {
         let services = match key {
             Some(k) => match st.run.table.get(&k) {
                 Some(s) => vec![ServiceLaddrs { key: k, laddrs: s.laddrs.clone() }],
-                None => return Response::Error { message: format!("service {k} does not exist") },
+                None => return ControlError::Model(ModelError::NoSuchService(k)).into(),
             },
             None => st
                 .run
@@ -254,14 +328,14 @@ impl Control {
         }
         if let Some(k) = key {
             if services.is_empty() {
-                return Response::Error { message: format!("no such service: {k}") };
+                return ControlError::UnknownService(k).into();
             }
         }
         Response::Services { services }
     }
 
     /// `(service, [real servers])` of the table, one service or all (error if it does not exist).
-    fn service_reals(&self, key: Option<ServiceKey>) -> Result<Vec<(ServiceKey, Vec<SocketAddr>)>, Response> {
+    fn service_reals(&self, key: Option<ServiceKey>) -> Result<Vec<(ServiceKey, Vec<SocketAddr>)>, ControlError> {
         let st = self.state.lock();
         let v: Vec<_> = st
             .run
@@ -272,7 +346,7 @@ impl Control {
             .map(|s| (s.key, s.reals.iter().map(|r| r.addr).collect()))
             .collect();
         match key {
-            Some(k) if v.is_empty() => Err(Response::error(format!("no such service: {k}"))),
+            Some(k) if v.is_empty() => Err(ControlError::UnknownService(k)),
             _ => Ok(v),
         }
     }
@@ -281,7 +355,7 @@ impl Control {
     fn stats(&self, key: Option<ServiceKey>) -> Response {
         let svcs = match self.service_reals(key) {
             Ok(v) => v,
-            Err(e) => return e,
+            Err(e) => return e.into(),
         };
         self.shared.refresh(FRESH_WAIT);
         let cur = self.shared.service_stats();
@@ -296,7 +370,7 @@ impl Control {
     fn rate(&self, key: Option<ServiceKey>) -> Response {
         let svcs = match self.service_reals(key) {
             Ok(v) => v,
-            Err(e) => return e,
+            Err(e) => return e.into(),
         };
         let mut prev = self.rate_prev.lock();
         let (t0, s0) = match prev.take() {
@@ -322,7 +396,7 @@ impl Control {
     /// `-Z`: the current figures become the baseline of one service's real servers, or of all.
     fn zero(&self, key: Option<ServiceKey>) -> Response {
         if let Err(e) = self.service_reals(key) {
-            return e;
+            return e.into();
         }
         self.shared.refresh(FRESH_WAIT);
         let cur = self.shared.service_stats();
@@ -334,7 +408,7 @@ impl Control {
     fn conns(&self, key: Option<ServiceKey>, real: Option<SocketAddr>, max: u32) -> Response {
         if let Some(k) = key {
             if self.state.lock().run.table.get(&k).is_none() {
-                return Response::error(format!("no such service: {k}"));
+                return ControlError::UnknownService(k).into();
             }
         }
         let filter = SessionFilter { service: key, real };
@@ -372,8 +446,8 @@ impl Control {
     fn addr_show(&self, dev: Option<String>) -> Response {
         let st = self.state.lock();
         if let Some(d) = &dev {
-            if let Err(message) = port_named(&st.run.ports, d) {
-                return Response::Error { message };
+            if let Err(e) = port_named(&st.run.ports, d) {
+                return e.into();
             }
         }
         let ports = st
@@ -393,7 +467,7 @@ impl Control {
     }
 
     /// The port id of `dev` (None: all), or an error naming the ports there are.
-    fn port_id(&self, dev: Option<&str>) -> Result<Option<u16>, String> {
+    fn port_id(&self, dev: Option<&str>) -> Result<Option<u16>, ControlError> {
         match dev {
             None => Ok(None),
             Some(d) => port_named(&self.state.lock().run.ports, d).map(|p| Some(p.id)),
@@ -408,7 +482,7 @@ impl Control {
     fn neigh_show(&self, dev: Option<String>) -> Response {
         let port = match self.port_id(dev.as_deref()) {
             Ok(p) => p,
-            Err(message) => return Response::Error { message },
+            Err(e) => return e.into(),
         };
         let names = self.port_names();
         let answers = self.shared.ask(WORKER_WAIT, |reply| WorkerMsg::NeighShow { reply });
@@ -442,7 +516,7 @@ impl Control {
     fn neigh_flush(&self, dev: Option<String>) -> Response {
         let port = match self.port_id(dev.as_deref()) {
             Ok(p) => p,
-            Err(message) => return Response::Error { message },
+            Err(e) => return e.into(),
         };
         let answers = self.shared.ask(WORKER_WAIT, |reply| WorkerMsg::NeighFlush { port, reply });
         let mut removed = 0u64;
@@ -547,61 +621,61 @@ fn zero_baseline(base: &mut StatsMap, cur: &StatsMap, key: Option<ServiceKey>) {
     }
 }
 
-fn port_named<'a>(ports: &'a [PortInfo], dev: &str) -> Result<&'a PortInfo, String> {
-    ports.iter().find(|p| p.name == dev).ok_or_else(|| {
-        let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
-        format!("no port named '{dev}' (ports: {})", names.join(", "))
-    })
+fn port_named<'a>(ports: &'a [PortInfo], dev: &str) -> Result<&'a PortInfo, ControlError> {
+    ports.iter().find(|p| p.name == dev).ok_or_else(|| no_port(ports, dev))
+}
+
+fn no_port(ports: &[PortInfo], dev: &str) -> ControlError {
+    ControlError::NoSuchPort { dev: dev.to_string(), ports: ports.iter().map(|p| p.name.clone()).collect() }
 }
 
 /// `addr add`: a unicast address not already on any port, not a VIP or FULLNAT local address.
-fn addr_add(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), String> {
+fn addr_add(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), ControlError> {
     if len > 32 {
-        return Err(format!("{addr}/{len}: prefix length over 32"));
+        return Err(ControlError::PrefixTooLong { addr, len });
     }
     if addr.is_unspecified() || addr.is_broadcast() || addr.is_multicast() || addr.is_loopback() {
-        return Err(format!("{addr} is not a unicast address"));
+        return Err(ControlError::NotUnicast(addr));
     }
     if len < 31 && (u32::from(addr) & !prefix_mask(len) == 0 || u32::from(addr) | prefix_mask(len) == u32::MAX) {
-        return Err(format!("{addr}/{len}: that is the network or broadcast address of the prefix"));
+        return Err(ControlError::NetworkOrBroadcast { addr, len });
     }
     if let Some(p) = r.ports.iter().find(|p| p.addrs.iter().any(|(a, _)| *a == addr)) {
-        return Err(format!("{addr} is already an address of port {}", p.name));
+        return Err(ControlError::AddrExists { addr, port: p.name.clone() });
     }
     for s in r.table.list() {
         if s.key.vip.ip() == std::net::IpAddr::V4(addr) {
-            return Err(format!("{addr} is the VIP of service {}: an interface address would take its traffic", s.key));
+            return Err(ControlError::AddrIsVip { addr, service: s.key });
         }
         if s.laddrs.contains(&std::net::IpAddr::V4(addr)) {
-            return Err(format!("{addr} is a local address (laddr) of service {}", s.key));
+            return Err(ControlError::AddrIsLaddr { addr, service: s.key });
         }
     }
-    let pi = r.ports.iter().position(|p| p.name == dev).ok_or_else(|| port_named(&r.ports, dev).unwrap_err())?;
+    let pi = r.ports.iter().position(|p| p.name == dev).ok_or_else(|| no_port(&r.ports, dev))?;
     r.ports[pi].addrs.push((addr, len));
     Ok(())
 }
 
 /// `addr del`: the address must be on the port (a /32 given matches any prefix length), and no
 /// static route's gateway may be reachable only through it.
-fn addr_del(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), String> {
-    let pi = r.ports.iter().position(|p| p.name == dev).ok_or_else(|| port_named(&r.ports, dev).unwrap_err())?;
+fn addr_del(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), ControlError> {
+    let pi = r.ports.iter().position(|p| p.name == dev).ok_or_else(|| no_port(&r.ports, dev))?;
     let port = &r.ports[pi];
     let Some(i) = port.addrs.iter().position(|&(a, l)| a == addr && (l == len || len == 32)) else {
-        let have: Vec<String> = port.addrs.iter().map(|(a, l)| format!("{a}/{l}")).collect();
-        return Err(format!(
-            "{addr}/{len} is not an address of port {dev} (it has: {})",
-            if have.is_empty() { "none".to_string() } else { have.join(", ") }
-        ));
+        return Err(ControlError::NoSuchAddr { addr, len, dev: dev.to_string(), has: port.addrs.clone() });
     };
     let (_, l) = port.addrs[i];
     let rest: Vec<(Ipv4Addr, u8)> = port.addrs.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, a)| *a).collect();
     for rt in r.routes.iter().filter(|rt| rt.port == port.id) {
         if let Some(gw) = rt.via {
             if same_subnet(addr, gw, l) && !rest.iter().any(|&(a, rl)| same_subnet(a, gw, rl)) {
-                return Err(format!(
-                    "route {}/{} via {gw} needs {addr}/{l} (its gateway is reachable through it only): delete the route first",
-                    rt.prefix, rt.len
-                ));
+                return Err(ControlError::AddrNeededByRoute {
+                    prefix: rt.prefix,
+                    prefix_len: rt.len,
+                    gw,
+                    addr,
+                    len: l,
+                });
             }
         }
     }
@@ -611,30 +685,27 @@ fn addr_del(r: &mut Running, addr: Ipv4Addr, len: u8, dev: &str) -> Result<(), S
 
 /// `route add`: a proper prefix (no host bits), not a duplicate of a static or connected route,
 /// the gateway on a connected subnet of the port and not one of our addresses.
-fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, dev: &str) -> Result<(), String> {
+fn route_add(r: &mut Running, prefix: Ipv4Addr, len: u8, via: Option<Ipv4Addr>, dev: &str) -> Result<(), ControlError> {
     if len > 32 {
-        return Err(format!("{prefix}/{len}: prefix length over 32"));
+        return Err(ControlError::PrefixTooLong { addr: prefix, len });
     }
     let net = Ipv4Addr::from(u32::from(prefix) & prefix_mask(len));
     if net != prefix {
-        return Err(format!("{prefix}/{len}: host bits are set; the prefix is {net}/{len}"));
+        return Err(ControlError::HostBitsSet { prefix, len, net });
     }
     let port = port_named(&r.ports, dev)?;
     if let Some(rt) = r.routes.iter().find(|rt| rt.prefix == prefix && rt.len == len) {
-        let via = rt.via.map(|v| format!(" via {v}")).unwrap_or_default();
-        return Err(format!("route {prefix}/{len}{via} exists: delete it first"));
+        return Err(ControlError::RouteExists { prefix, len, via: rt.via });
     }
-    for p in &r.ports {
-        if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & prefix_mask(l)) == prefix) {
-            return Err(format!("{prefix}/{len} is the connected route of port {}", p.name));
-        }
+    if let Some(p) = r.ports.iter().find(|p| connects(p, prefix, len)) {
+        return Err(ControlError::ConnectedRoute { prefix, len, port: p.name.clone() });
     }
     if let Some(gw) = via {
         if r.ports.iter().any(|p| p.addrs.iter().any(|(a, _)| *a == gw)) {
-            return Err(format!("gateway {gw} is one of our own addresses"));
+            return Err(ControlError::GatewayIsOurs(gw));
         }
         if !port.addrs.iter().any(|&(a, l)| same_subnet(a, gw, l)) {
-            return Err(format!("gateway {gw} is not on a connected subnet of port {dev}"));
+            return Err(ControlError::GatewayNotConnected { gw, dev: dev.to_string() });
         }
     }
     let id = port.id;
@@ -649,7 +720,7 @@ fn route_del(
     len: u8,
     via: Option<Ipv4Addr>,
     dev: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), ControlError> {
     let port = match dev {
         Some(d) => Some(port_named(&r.ports, d)?.id),
         None => None,
@@ -665,18 +736,16 @@ fn route_del(
             r.routes.remove(i);
             Ok(())
         }
-        None => {
-            for p in &r.ports {
-                if p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & prefix_mask(l)) == prefix) {
-                    return Err(format!(
-                        "{prefix}/{len} is the connected route of port {}: delete its address instead",
-                        p.name
-                    ));
-                }
-            }
-            Err(format!("no static route {prefix}/{len}{}", via.map(|v| format!(" via {v}")).unwrap_or_default()))
-        }
+        None => match r.ports.iter().find(|p| connects(p, prefix, len)) {
+            Some(p) => Err(ControlError::DelConnectedRoute { prefix, len, port: p.name.clone() }),
+            None => Err(ControlError::NoSuchRoute { prefix, len, via }),
+        },
     }
+}
+
+/// Whether `prefix/len` is the connected route of one of the port's addresses.
+fn connects(p: &PortInfo, prefix: Ipv4Addr, len: u8) -> bool {
+    p.addrs.iter().any(|&(a, l)| l == len && Ipv4Addr::from(u32::from(a) & prefix_mask(l)) == prefix)
 }
 
 /// Connected routes (one per port address) then static routes, as `route show` lists them.
@@ -710,10 +779,10 @@ fn route_entries(r: &Running) -> Vec<RouteEntry> {
 
 /// ipvsadm's `--set TCP TCPFIN UDP`: seconds, 0 leaves that timeout unchanged. Only the
 /// established, FIN_WAIT and UDP timeouts change; the other states keep theirs.
-fn set_timeouts(t: &mut Tunables, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), String> {
-    for (name, v) in [("tcp", tcp), ("tcpfin", tcpfin), ("udp", udp)] {
-        if v > MAX_TIMEOUT_S {
-            return Err(format!("{name} timeout {v} s is over the maximum {MAX_TIMEOUT_S} s"));
+fn set_timeouts(t: &mut Tunables, tcp: u32, tcpfin: u32, udp: u32) -> Result<(), ControlError> {
+    for (name, value) in [("tcp", tcp), ("tcpfin", tcpfin), ("udp", udp)] {
+        if value > MAX_TIMEOUT_S {
+            return Err(ControlError::TimeoutTooLong { name, value, max: MAX_TIMEOUT_S });
         }
     }
     t.timeouts.set_ipvsadm(tcp, tcpfin, udp);
@@ -742,7 +811,7 @@ mod tests {
         assert_eq!(t.timeouts.udp_ns, 60 * NS_PER_S);
         assert_eq!(t.timeouts.tcp_syn_recv_ns, before.tcp_syn_recv_ns, "other states untouched");
         let cur = t;
-        let e = set_timeouts(&mut t, 0, MAX_TIMEOUT_S + 1, 0).unwrap_err();
+        let e = set_timeouts(&mut t, 0, MAX_TIMEOUT_S + 1, 0).unwrap_err().to_string();
         assert!(e.contains("tcpfin timeout 31536001 s is over the maximum"), "{e}");
         assert_eq!(t, cur, "refused --set changes nothing");
         assert_eq!(t.timeouts.ipvsadm(), (3600, 120, 60), "-L --timeout shows seconds");
@@ -903,6 +972,114 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_typed_and_keep_their_text() {
+        let c = control();
+        let mut run = c.state.lock().run.clone();
+        let e = route_add(&mut run, ip("198.51.100.1"), 24, None, "lan").unwrap_err();
+        assert_eq!(e, ControlError::HostBitsSet { prefix: ip("198.51.100.1"), len: 24, net: ip("198.51.100.0") });
+        assert_eq!(e.to_string(), "198.51.100.1/24: host bits are set; the prefix is 198.51.100.0/24");
+        // What rvsadm gets is exactly that text.
+        let answer = c.handle(Request::RouteAdd { prefix: ip("198.51.100.1"), len: 24, via: None, dev: "lan".into() });
+        assert_eq!(error(answer), e.to_string());
+        assert!(matches!(
+            route_del(&mut run, ip("203.0.113.0"), 24, None, None),
+            Err(ControlError::DelConnectedRoute { port, .. }) if port == "lan"
+        ));
+        assert_eq!(
+            addr_add(&mut run, ip("192.0.2.1"), 24, "wan"),
+            Err(ControlError::NoSuchPort { dev: "wan".into(), ports: vec!["lan".into()] })
+        );
+        let mut t = Tunables::default();
+        assert_eq!(
+            set_timeouts(&mut t, MAX_TIMEOUT_S + 1, 0, 0),
+            Err(ControlError::TimeoutTooLong { name: "tcp", value: MAX_TIMEOUT_S + 1, max: MAX_TIMEOUT_S })
+        );
+        // Model refusals pass through with the model's text.
+        let dup = Service::new(key(), SchedKind::Rr);
+        assert_eq!(
+            error(c.handle(Request::AddService { service: dup })),
+            "service TCP 203.0.113.100:80 already exists"
+        );
+        assert_eq!(c.snapshot_generation(), 1, "nothing published");
+    }
+
+    #[test]
+    fn error_messages_are_the_rvsadm_texts() {
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.254"));
+        let svc = key();
+        for (e, want) in [
+            (ControlError::UnknownService(svc), "no such service: TCP 203.0.113.100:80"),
+            (ControlError::Model(ModelError::NoSuchService(svc)), "service TCP 203.0.113.100:80 does not exist"),
+            (
+                ControlError::NoSuchPort { dev: "wan".into(), ports: vec!["lan".into(), "dmz".into()] },
+                "no port named 'wan' (ports: lan, dmz)",
+            ),
+            (ControlError::NoSuchPort { dev: "wan".into(), ports: vec![] }, "no port named 'wan' (ports: )"),
+            (ControlError::PrefixTooLong { addr: a, len: 33 }, "192.0.2.1/33: prefix length over 32"),
+            (ControlError::NotUnicast(ip("224.0.0.1")), "224.0.0.1 is not a unicast address"),
+            (
+                ControlError::NetworkOrBroadcast { addr: ip("192.0.2.0"), len: 24 },
+                "192.0.2.0/24: that is the network or broadcast address of the prefix",
+            ),
+            (ControlError::AddrExists { addr: a, port: "lan".into() }, "192.0.2.1 is already an address of port lan"),
+            (
+                ControlError::AddrIsVip { addr: a, service: svc },
+                "192.0.2.1 is the VIP of service TCP 203.0.113.100:80: an interface address would take its traffic",
+            ),
+            (
+                ControlError::AddrIsLaddr { addr: a, service: svc },
+                "192.0.2.1 is a local address (laddr) of service TCP 203.0.113.100:80",
+            ),
+            (
+                ControlError::NoSuchAddr { addr: a, len: 24, dev: "lan".into(), has: vec![] },
+                "192.0.2.1/24 is not an address of port lan (it has: none)",
+            ),
+            (
+                ControlError::NoSuchAddr { addr: a, len: 24, dev: "lan".into(), has: vec![(b, 24), (a, 32)] },
+                "192.0.2.1/24 is not an address of port lan (it has: 192.0.2.254/24, 192.0.2.1/32)",
+            ),
+            (
+                ControlError::AddrNeededByRoute { prefix: ip("0.0.0.0"), prefix_len: 0, gw: b, addr: a, len: 24 },
+                "route 0.0.0.0/0 via 192.0.2.254 needs 192.0.2.1/24 (its gateway is reachable through it only): \
+                 delete the route first",
+            ),
+            (
+                ControlError::RouteExists { prefix: ip("10.0.0.0"), len: 8, via: Some(b) },
+                "route 10.0.0.0/8 via 192.0.2.254 exists: delete it first",
+            ),
+            (
+                ControlError::RouteExists { prefix: ip("10.0.0.0"), len: 8, via: None },
+                "route 10.0.0.0/8 exists: delete it first",
+            ),
+            (
+                ControlError::ConnectedRoute { prefix: ip("192.0.2.0"), len: 24, port: "lan".into() },
+                "192.0.2.0/24 is the connected route of port lan",
+            ),
+            (
+                ControlError::DelConnectedRoute { prefix: ip("192.0.2.0"), len: 24, port: "lan".into() },
+                "192.0.2.0/24 is the connected route of port lan: delete its address instead",
+            ),
+            (ControlError::NoSuchRoute { prefix: ip("10.0.0.0"), len: 8, via: None }, "no static route 10.0.0.0/8"),
+            (
+                ControlError::NoSuchRoute { prefix: ip("10.0.0.0"), len: 8, via: Some(b) },
+                "no static route 10.0.0.0/8 via 192.0.2.254",
+            ),
+            (ControlError::GatewayIsOurs(a), "gateway 192.0.2.1 is one of our own addresses"),
+            (
+                ControlError::GatewayNotConnected { gw: a, dev: "lan".into() },
+                "gateway 192.0.2.1 is not on a connected subnet of port lan",
+            ),
+            (
+                ControlError::TimeoutTooLong { name: "udp", value: 31_536_001, max: MAX_TIMEOUT_S },
+                "udp timeout 31536001 s is over the maximum 31536000 s",
+            ),
+        ] {
+            assert_eq!(e.to_string(), want);
+            assert_eq!(Response::from(e), Response::Error { message: want.to_string() });
+        }
+    }
+
+    #[test]
     fn rates_come_from_two_samples() {
         let k = (key(), rs("203.0.113.11:80"));
         let k2 = (key(), rs("203.0.113.12:80"));
@@ -990,6 +1167,7 @@ mod tests {
         c.set_reload_hook(Box::new(move || {
             let c = weak.upgrade().expect("control alive");
             c.replace(ServiceTable::new(), Tunables { expire_nodest_conn: true, ..Tunables::default() })
+                .map_or_else(Response::from, |()| Response::Ok)
         }));
         assert_eq!(c.handle(Request::Reload), Response::Ok);
         assert_eq!(c.snapshot_generation(), gen + 1, "one publication");

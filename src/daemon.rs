@@ -281,7 +281,8 @@ fn serve(
                 n.count(&res);
                 match res {
                     Ok(diff) => rvs_ctrl::proto::Response::Reloaded { changes: diff.lines() },
-                    Err(message) => rvs_ctrl::proto::Response::Error { message },
+                    // The wire boundary: rvsadm gets the message.
+                    Err(e) => rvs_ctrl::proto::Response::Error { message: e.to_string() },
                 }
             }));
         }

@@ -14,12 +14,13 @@
 //! The diff is computed against the *running* service table and tunables, so what is reported
 //! is what the reload actually changes.
 
-use crate::control::Control;
+use crate::control::{Control, ControlError};
 use parking_lot::Mutex;
-use rvs_config::file::Config;
+use rvs_config::file::{Config, ConfigError};
 use rvs_config::model::SessionTimeouts;
 use rvs_config::model::{RealServer, Service, ServiceKey};
 use rvs_config::services::ServiceTable;
+use rvs_config::ModelError;
 use rvs_ctrl::proto::{Request, Response};
 use rvs_dataplane::conn::Timeouts;
 use rvs_dataplane::snapshot::Tunables;
@@ -244,8 +245,37 @@ pub fn timeouts(cfg: &Config) -> Timeouts {
     Timeouts::from(cfg.timeouts())
 }
 
+/// Why a reload was refused (the running state is then unchanged). The message is what
+/// rvsadm and the log show.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not read, parse or validate; names the file and field.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The control plane refused the new services and tunables.
+    #[error(transparent)]
+    Refused(#[from] ControlError),
+    /// The running services do not form a table again (cannot happen; not assumed).
+    #[error(transparent)]
+    Running(#[from] ModelError),
+    /// The control plane answered the listing of the running services with something else.
+    #[error("cannot list the running services: {0:?}")]
+    Listing(Box<Response>),
+}
+
+/// Why the log filter was not changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogFilterError {
+    /// The filter does not parse.
+    #[error("log.level \"{level}\": {source}")]
+    Parse { level: String, source: tracing_subscriber::filter::ParseError },
+    /// The subscriber holding the filter is gone.
+    #[error(transparent)]
+    Reload(#[from] tracing_subscriber::reload::Error),
+}
+
 /// Changes the process's log filter; returns an error naming what is wrong.
-pub type LogSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+pub type LogSetter = Box<dyn Fn(&str) -> Result<(), LogFilterError> + Send + Sync>;
 
 /// Re-reads and applies the config file; one reload at a time.
 pub struct Reloader {
@@ -273,9 +303,9 @@ impl Reloader {
 
     /// Re-read the file and apply it. `Err` (with the file and field named) leaves the running
     /// state untouched.
-    pub fn reload(&self) -> Result<Diff, String> {
+    pub fn reload(&self) -> Result<Diff, ReloadError> {
         let _one = self.busy.lock();
-        let new = Config::from_path(&self.path).map_err(|e| e.to_string())?;
+        let new = Config::from_path(&self.path)?;
         let (table, running_t) = self.running()?;
         let log = self.log.lock().clone();
         let mut d = diff(&self.started, &table, &running_t, &log, &new);
@@ -285,11 +315,8 @@ impl Reloader {
         }
         let new_tunables = tunables(&new);
         // One snapshot: the workers see the old table or the new one, never a mix.
-        match self.control.replace(new.service_table(), new_tunables) {
-            Response::Ok => *self.applied.lock() = new_tunables,
-            Response::Error { message } => return Err(message),
-            other => return Err(format!("unexpected answer from the control plane: {other:?}")),
-        }
+        self.control.replace(new.service_table(), new_tunables)?;
+        *self.applied.lock() = new_tunables;
         if let (Some(set), Some(_)) = (&self.set_log, &d.log_level) {
             match set(&new.log.level) {
                 Ok(()) => *self.log.lock() = new.log.level.clone(),
@@ -300,7 +327,7 @@ impl Reloader {
     }
 
     /// Reload and log the outcome; the answer for rvsadm.
-    pub fn reload_logged(&self, trigger: &str) -> Result<Diff, String> {
+    pub fn reload_logged(&self, trigger: &str) -> Result<Diff, ReloadError> {
         let r = self.reload();
         match &r {
             Ok(d) => {
@@ -315,12 +342,12 @@ impl Reloader {
     }
 
     /// The running service table and tunables, as the control plane has them.
-    fn running(&self) -> Result<(ServiceTable, Tunables), String> {
+    fn running(&self) -> Result<(ServiceTable, Tunables), ReloadError> {
         let services = match self.control.handle(Request::List { key: None }) {
             Response::Services { services } => services.into_iter().map(|s| s.service).collect(),
-            other => return Err(format!("cannot list the running services: {other:?}")),
+            other => return Err(ReloadError::Listing(Box::new(other))),
         };
-        let table = ServiceTable::from_services(services).map_err(|e| e.to_string())?;
+        let table = ServiceTable::from_services(services)?;
         let mut t = *self.applied.lock();
         if let Response::Timeouts { tcp, tcpfin, udp } = self.control.handle(Request::GetTimeouts) {
             t.timeouts.set_ipvsadm(tcp, tcpfin, udp);
@@ -346,6 +373,22 @@ mod tests {
 
     fn d(old: &Config, new: &Config) -> Diff {
         diff(old, &old.service_table(), &tunables(old), &old.log.level, new)
+    }
+
+    #[test]
+    fn unreadable_file_is_a_config_error_and_changes_nothing() {
+        let control =
+            Arc::new(Control::new(vec![], vec![], vec![], ServiceTable::new(), Tunables::default(), 0).unwrap());
+        let path = PathBuf::from("/nonexistent/rvs-reload-test.toml");
+        let r = Reloader::new(path.clone(), Arc::clone(&control), cfg(SVC), None);
+        let e = r.reload().unwrap_err();
+        let text = e.to_string();
+        match e {
+            ReloadError::Config(c) => assert_eq!(text, c.to_string(), "the config's own message"),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        assert!(text.contains("/nonexistent/rvs-reload-test.toml"), "{text}");
+        assert_eq!(control.snapshot_generation(), 1, "nothing published");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
+use rvs::reload::LogFilterError;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,9 +53,10 @@ fn main() -> ExitCode {
         tracing::info!("RUST_LOG is set: it overrides the config's log.level");
         None
     } else {
-        let set = move |level: &str| -> Result<(), String> {
-            let f = EnvFilter::try_new(level).map_err(|e| format!("log.level \"{level}\": {e}"))?;
-            handle.reload(f).map_err(|e| e.to_string())
+        let set = move |level: &str| -> Result<(), LogFilterError> {
+            let f = EnvFilter::try_new(level)
+                .map_err(|source| LogFilterError::Parse { level: level.to_string(), source })?;
+            Ok(handle.reload(f)?)
         };
         if let Err(e) = set(&cfg.log.level) {
             tracing::warn!("{e}; logging at info");
