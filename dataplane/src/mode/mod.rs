@@ -261,3 +261,70 @@ fn routed(snap: &Snapshot, dst: Ipv4Addr) -> Result<Plan, DropReason> {
 fn client_and_vip(s: &Session) -> (SocketAddrV4, SocketAddrV4) {
     (SocketAddrV4::new(s.key.src, s.key.sport), SocketAddrV4::new(s.key.dst, s.key.dport))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::{ca_flags, ConnTable, Timeouts};
+    use crate::wire::hex;
+    use rvs_model::{ClientAddrMode, Proto, SchedKind, ServiceKey};
+    use std::net::{IpAddr, SocketAddr};
+
+    const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10), 40000);
+    const VIP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 100), 80);
+    const RS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 11), 8080);
+    const LADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 3), 5001);
+
+    fn session(fwd: FwdMode, laddr: SocketAddrV4) -> Session {
+        let key = FlowKey { proto: 6, src: *CLIENT.ip(), dst: *VIP.ip(), sport: CLIENT.port(), dport: VIP.port() };
+        ConnTable::new(16, Timeouts::default()).new_session(key, RS, fwd, laddr, 0x02, 0)
+    }
+
+    /// The reply key of each mode, written out: RIP:rport → client (NAT), → LIP:lport
+    /// (FULLNAT), none where replies bypass rvs.
+    #[test]
+    fn reply_keys_per_mode() {
+        let unspec = Opened::NOTHING.laddr;
+        let rk = |src: SocketAddrV4, dst: SocketAddrV4| FlowKey {
+            proto: 6,
+            src: *src.ip(),
+            dst: *dst.ip(),
+            sport: src.port(),
+            dport: dst.port(),
+        };
+        assert_eq!(reply_key(&session(FwdMode::Nat, unspec)), Some(rk(RS, CLIENT)));
+        assert_eq!(reply_key(&session(FwdMode::FullNat, LADDR)), Some(rk(RS, LADDR)));
+        assert_eq!(reply_key(&session(FwdMode::Dr, unspec)), None);
+        assert_eq!(reply_key(&session(FwdMode::Tun, unspec)), None);
+        for fwd in FwdMode::ALL {
+            assert_eq!(sees_replies(fwd), matches!(fwd, FwdMode::Nat | FwdMode::FullNat), "{fwd:?}");
+        }
+    }
+
+    /// FULLNAT takes a local port (TCP with the service's client-address mode, UDP without
+    /// one) and gives it back; without local addresses the flow is refused; the other modes
+    /// take nothing.
+    #[test]
+    fn open_and_close() {
+        let syn = hex("0200000000010200000000fe08004500003c1c4640004006b7d3c633640acb0071649c4000503e2a5b7100000000a002faf079e80000020405b40402080a0a1b2c3d0000000001030307");
+        let udp = hex(
+            "0200000000010200000000fe080045000026222240004011b202c633640acb007164cf0800350012a07668656c6c6f207276730a",
+        );
+        let (tcp_seg, udp_seg) = (Segment::parse(&syn, 14).unwrap(), Segment::parse(&udp, 14).unwrap());
+        let mut svc = Service::new(ServiceKey { proto: Proto::Tcp, vip: SocketAddr::V4(VIP) }, SchedKind::Rr);
+        let mut lports = LocalPorts::new(0, 1);
+        assert_eq!(open(FwdMode::FullNat, &svc, &tcp_seg, &mut lports), Err(DropReason::NoLocalAddr));
+        svc.laddrs = vec![IpAddr::V4(*LADDR.ip())];
+        svc.client_addr = ClientAddrMode::ProxyV2;
+        let o = open(FwdMode::FullNat, &svc, &tcp_seg, &mut lports).unwrap();
+        assert_eq!((*o.laddr.ip(), o.ca_flags), (*LADDR.ip(), ca_flags::MODE_PROXY));
+        let free = lports.available(*LADDR.ip()).unwrap();
+        close(FwdMode::FullNat, o.laddr, &mut lports);
+        assert_eq!(lports.available(*LADDR.ip()), Some(free + 1));
+        let u = open(FwdMode::FullNat, &svc, &udp_seg, &mut lports).unwrap();
+        assert_eq!(u.ca_flags, 0, "no client address in UDP");
+        for fwd in [FwdMode::Dr, FwdMode::Tun, FwdMode::Nat] {
+            assert_eq!(open(fwd, &svc, &tcp_seg, &mut lports), Ok(Opened::NOTHING), "{fwd:?}");
+        }
+    }
+}

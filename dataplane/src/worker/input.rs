@@ -199,7 +199,9 @@ impl<B: PacketBuf> State<B> {
         }
         let key = &seg.key;
         let (proto, src, dst, sport, dport) = (key.proto, key.src, key.dst, key.sport, key.dport);
-        let kind = if seg.is_tcp() { Proto::Tcp } else { Proto::Udp };
+        let Some(kind) = Proto::from_ip_proto(proto) else {
+            return Verdict::Drop(DropReason::MalformedL4);
+        };
         if let Some(svc) = snap.service(kind, dst, dport) {
             return self.new_flow(snap, svc, pkt, &mut seg, now, io);
         }
