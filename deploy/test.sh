@@ -65,6 +65,11 @@ if [[ -n $skipped ]]; then
     echo "test.sh: $(grep -c . <<<"$skipped") test(s) SKIPPED, not run (so not proven):"
     sed 's/^/  /' <<<"$skipped"
 fi
+# One closing line over every test binary: cargo's last "test result" is a doc-test's, often 0.
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
+nskipped=0
+[[ -z $skipped ]] || nskipped="$(grep -c . <<<"$skipped")"
+echo "tests: $((passed - nskipped)) passed, ${failed} failed${skipped:+, ${nskipped} skipped}"
 if ((rc)); then
     echo "test.sh: FAILED (cargo test exit status $rc)" >&2
 else
