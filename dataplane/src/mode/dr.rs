@@ -9,18 +9,13 @@ use crate::counters::DropReason;
 use crate::route::Route;
 use crate::segment::Segment;
 use crate::snapshot::Snapshot;
-use std::net::SocketAddrV4;
 
 /// The DR mode.
 pub struct Dr;
 
 impl Forwarding for Dr {
+    /// The real server replies to the client directly.
     const SEES_REPLIES: bool = false;
-
-    #[inline(always)]
-    fn reply_dst(_: &Session) -> Option<SocketAddrV4> {
-        None
-    }
 
     /// Only the destination MAC changes, so the real server must be on the same L2 segment as
     /// one of our ports (a connected route). Through a gateway the frame would reach the

@@ -58,10 +58,7 @@ impl Forwarding for FullNat {
     }
 
     fn plan(snap: &Snapshot, s: &Session, dir: Dir) -> Result<Plan, DropReason> {
-        match dir {
-            Dir::Orig => routed(snap, *s.rs.ip()),
-            Dir::Reply => routed(snap, s.key.src),
-        }
+        routed(snap, s, dir)
     }
 
     /// Client → RS: the client address for the real server, then `client → VIP` becomes

@@ -114,8 +114,12 @@ pub trait Forwarding {
     const SEES_REPLIES: bool;
 
     /// Where the real server sends its replies: the reply key is `RIP:rport → reply_dst`.
-    /// `None` when the replies bypass rvs.
-    fn reply_dst(s: &Session) -> Option<SocketAddrV4>;
+    /// `None` (the default) when the replies bypass rvs.
+    #[inline(always)]
+    fn reply_dst(s: &Session) -> Option<SocketAddrV4> {
+        let _ = s;
+        None
+    }
 
     /// What a new session of `svc` takes from the worker (FULLNAT: a local port), before the
     /// session exists. Refused with the reason to drop the flow's first packet.
@@ -248,8 +252,13 @@ pub fn icmp_error<B: PacketBuf>(
     with_mode!(s.fwd, M => M::icmp_error(pkt, at, s, dir, plan, cx))
 }
 
-/// The plan of a packet routed to `dst` (NAT and FULLNAT, both directions).
-fn routed(snap: &Snapshot, dst: Ipv4Addr) -> Result<Plan, DropReason> {
+/// The plan of the modes whose packets are routed by their (rewritten) destination, NAT and
+/// FULLNAT: towards the real server, and its replies towards the client.
+fn routed(snap: &Snapshot, s: &Session, dir: Dir) -> Result<Plan, DropReason> {
+    let dst = match dir {
+        Dir::Orig => *s.rs.ip(),
+        Dir::Reply => s.key.src,
+    };
     match snap.routes.next_hop(dst) {
         Some((port, nh)) => Ok(Plan { port, nh, tun: None }),
         None => Err(DropReason::NoRoute),

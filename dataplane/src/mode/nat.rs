@@ -24,10 +24,7 @@ impl Forwarding for Nat {
     }
 
     fn plan(snap: &Snapshot, s: &Session, dir: Dir) -> Result<Plan, DropReason> {
-        match dir {
-            Dir::Orig => routed(snap, *s.rs.ip()),
-            Dir::Reply => routed(snap, s.key.src),
-        }
+        routed(snap, s, dir)
     }
 
     /// Client → RS: the destination becomes the real server. RS → client: the source becomes

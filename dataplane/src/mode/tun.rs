@@ -10,7 +10,7 @@ use crate::ipip::{self, TunError};
 use crate::route::Route;
 use crate::segment::Segment;
 use crate::snapshot::{PortInfo, Snapshot};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 /// The TUN mode.
 pub struct Tun;
@@ -33,12 +33,8 @@ fn encap<B: PacketBuf>(
 }
 
 impl Forwarding for Tun {
+    /// The real server replies to the client directly.
     const SEES_REPLIES: bool = false;
-
-    #[inline(always)]
-    fn reply_dst(_: &Session) -> Option<SocketAddrV4> {
-        None
-    }
 
     /// The outer packet is routed (a gateway is fine); its source is the egress port's address
     /// towards the next hop.
