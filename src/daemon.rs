@@ -240,6 +240,8 @@ fn serve(
         neigh: neigh(cfg),
         expire_budget: 256,
         seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+        secret: host_secret(),
+        rs_time_wait_ns: u64::from(cfg.sessions.rs_time_wait_s).saturating_mul(1_000_000_000),
         ..WorkerConfig::default()
     };
     let port_ids: Vec<u16> = ports.iter().map(|p| p.id).collect();
@@ -479,4 +481,38 @@ mod tests {
         assert_eq!(main_lcore(&[2, 3], &[2, 3, 4]), 4);
         assert_eq!(main_lcore(&[0, 1], &[]), 2, "CPU set unknown: first id no worker uses");
     }
+}
+
+/// The dataplane's secret for FULLNAT's initial sequence numbers and timestamps: stable on this
+/// host (a hash of `/etc/machine-id`), so that a restarted rvsd keeps giving every tuple newer
+/// numbers than its predecessor did (real servers hold the old ones in TIME_WAIT for a minute);
+/// random when there is no machine id, with a warning.
+fn host_secret() -> u64 {
+    use std::hash::{Hash, Hasher};
+    match std::fs::read_to_string("/etc/machine-id") {
+        Ok(id) if !id.trim().is_empty() => {
+            // std's DefaultHasher::new() has fixed keys: the same id gives the same secret on
+            // every run.
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            ("rvs-fullnat-isn", id.trim()).hash(&mut h);
+            h.finish()
+        }
+        _ => {
+            tracing::warn!(
+                "no /etc/machine-id: FULLNAT sequence numbers get a new secret per run, so right after a \
+                 restart some connections to ports the previous run used may be refused by real servers \
+                 still holding them in TIME_WAIT"
+            );
+            random_u64()
+        }
+    }
+}
+
+/// 64 random bits from the operating system (std draws its hash keys from it), for the
+/// dataplane's secrets.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x5276_7373);
+    h.finish()
 }

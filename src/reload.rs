@@ -197,6 +197,7 @@ pub fn restart_items(running: &Config, new: &Config) -> Vec<String> {
     item(running.workers.idle_polls != new.workers.idle_polls, "workers.idle_polls");
     item(running.workers.burst != new.workers.burst, "workers.burst");
     item(running.sessions.max_per_worker != new.sessions.max_per_worker, "sessions.max_per_worker");
+    item(running.sessions.rs_time_wait_s != new.sessions.rs_time_wait_s, "sessions.rs_time_wait_s");
     item(running.neigh != new.neigh, "neigh");
     item(running.ctrl != new.ctrl, "ctrl.socket");
     item(running.mempool != new.mempool, "mempool");

@@ -49,6 +49,10 @@ udp_s = 300
 # Drop the sessions of a deleted real server at once instead of letting them run out
 # (IPVS's expire_nodest_conn sysctl; at run time: rvsadm --set-expire-nodest-conn on|off).
 expire_nodest_conn = false
+# How long the real servers keep a closed connection in TIME_WAIT (2 x MSL; 60 s on Linux):
+# a FULLNAT local port handed out again towards the same server sooner is counted
+# (lport_reused_early), a sign that the service needs more local addresses.
+rs_time_wait_s = 60
 
 [neigh]
 # ARP: packets held per unresolved next hop and in total, request interval, requests before
@@ -243,6 +247,8 @@ pub struct SessionsConfig {
     pub udp_s: u32,
     /// Drop the sessions of a deleted real server at once (IPVS's `expire_nodest_conn`).
     pub expire_nodest_conn: bool,
+    /// The real servers' TIME_WAIT, seconds (FULLNAT's `lport_reused_early` counter).
+    pub rs_time_wait_s: u32,
 }
 
 impl Default for SessionsConfig {
@@ -256,6 +262,7 @@ impl Default for SessionsConfig {
             tcp_close_s: ipvs.tcp_close_s,
             udp_s: ipvs.udp_s,
             expire_nodest_conn: false,
+            rs_time_wait_s: 60,
         }
     }
 }
@@ -665,6 +672,7 @@ impl Config {
             ("tcp_fin_wait_s", s.tcp_fin_wait_s),
             ("tcp_close_s", s.tcp_close_s),
             ("udp_s", s.udp_s),
+            ("rs_time_wait_s", s.rs_time_wait_s),
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(format!("sessions.{name}"), "must be greater than 0"));

@@ -109,6 +109,10 @@ pub struct Counters {
     pub toa_inserted: u64,
     /// FULLNAT: TOA not inserted (no room in the TCP options or the buffer).
     pub toa_skipped: u64,
+    /// FULLNAT: local ports handed out again towards the same real server within its TIME_WAIT
+    /// window (a lower bound). Safe for TCP (the real server sees newer sequence numbers and
+    /// timestamps), but a sign that the local addresses are few for the connection rate.
+    pub lport_reused_early: u64,
     /// FULLNAT: PROXY v2 headers inserted (retransmissions included).
     pub proxy_inserted: u64,
     /// ICMP errors about a session forwarded to the other side (translated for NAT/FULLNAT).
@@ -148,6 +152,7 @@ impl Counters {
         self.redirected_in += o.redirected_in;
         self.toa_inserted += o.toa_inserted;
         self.toa_skipped += o.toa_skipped;
+        self.lport_reused_early += o.lport_reused_early;
         self.proxy_inserted += o.proxy_inserted;
         self.icmp_errors_translated += o.icmp_errors_translated;
         self.arp_rx_consumed += o.arp_rx_consumed;
@@ -175,6 +180,7 @@ impl Counters {
             ("redirected_in".to_string(), self.redirected_in),
             ("toa_inserted".to_string(), self.toa_inserted),
             ("toa_skipped".to_string(), self.toa_skipped),
+            ("lport_reused_early".to_string(), self.lport_reused_early),
             ("proxy_inserted".to_string(), self.proxy_inserted),
             ("icmp_errors_translated".to_string(), self.icmp_errors_translated),
             ("arp_rx_consumed".to_string(), self.arp_rx_consumed),

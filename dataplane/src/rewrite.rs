@@ -100,6 +100,22 @@ pub fn quoted(msg: &[u8]) -> Option<Quoted> {
     Some(Quoted { proto, src: SocketAddrV4::new(a(12), p(0)), dst: SocketAddrV4::new(a(16), p(2)) })
 }
 
+/// Add `add` (mod 2^32) to the TCP sequence number an ICMP error quotes (its quoted packet
+/// starts with the TCP header's first 8 bytes: ports, sequence number). `l3` is the outer
+/// datagram with an `hl`-byte header; nothing happens unless the quote is TCP and long enough.
+/// The ICMP checksum is left to [`rewrite_icmp_error`], which recomputes it.
+pub fn quoted_tcp_seq(l3: &mut [u8], hl: usize, add: u32) {
+    let Some(inner) = l3.get_mut(hl + icmp::HEADER_LEN..) else { return };
+    if inner.len() < ipv4::MIN_HEADER_LEN || inner[9] != ipv4::protocol::TCP {
+        return;
+    }
+    let ihl = usize::from(inner[0] & 0x0f) * 4;
+    if let Some(q) = inner.get_mut(ihl + 4..ihl + 8) {
+        let v = u32::from_be_bytes([q[0], q[1], q[2], q[3]]).wrapping_add(add);
+        q.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
 /// Rewrite an ICMP error in place: outer source/destination (header checksum recomputed), the
 /// quoted packet's addresses and ports (its header checksum recomputed; its L4 checksum, which
 /// covers bytes not quoted, is left), and the ICMP checksum (recomputed). `l3` is the outer

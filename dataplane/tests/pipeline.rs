@@ -980,31 +980,60 @@ fn nat_udp_with_and_without_checksum() {
 }
 
 /// Set up a FULLNAT connection through the handshake; returns (rig, lport, SYN-ACK output).
-fn fullnat_handshake(ca: ClientAddrMode) -> (Rig, u16, Vec<u8>) {
+/// `f` (a TCP frame) with its sequence and/or acknowledgment number replaced (checksums are
+/// left to `translated`, which computes them afresh).
+fn with_seq_ack(f: &[u8], seq: Option<u32>, ack: Option<u32>) -> Vec<u8> {
+    let mut f = f.to_vec();
+    if let Some(s) = seq {
+        f[38..42].copy_from_slice(&s.to_be_bytes());
+    }
+    if let Some(a) = ack {
+        f[42..46].copy_from_slice(&a.to_be_bytes());
+    }
+    f
+}
+
+fn seq_of(f: &[u8]) -> u32 {
+    u32::from_be_bytes(f[38..42].try_into().unwrap())
+}
+
+fn ack_of(f: &[u8]) -> u32 {
+    u32::from_be_bytes(f[42..46].try_into().unwrap())
+}
+
+/// A FULLNAT handshake: the client's SYN (ISN 1000) leaves with rvs's own ISN, whatever it is
+/// (`d` = rvs's ISN − 1000); the real server's SYN-ACK acknowledges that ISN, and reaches the
+/// client acknowledging 1001. Returns the rig, the local port, the SYN-ACK as the client gets
+/// it and `d`.
+fn fullnat_handshake(ca: ClientAddrMode) -> (Rig, u16, Vec<u8>, u32) {
     let mut r = modes_rig(WorkerConfig::default(), ca);
     let syn = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x02, 1000, 0, &[2, 4, 5, 0xb4], &[]);
     let out = r.rx(&syn, 0);
     assert_eq!(out.len(), 1);
     let lport = u16::from_be_bytes([out[0][34], out[0][35]]);
     assert!(lport >= 1024);
-    assert_eq!(out[0], translated(&syn, MAC12, Some((LIP, lport)), Some((RS12, 8080))));
+    let d = seq_of(&out[0]).wrapping_sub(1000);
+    let want = with_seq_ack(&syn, Some(1000u32.wrapping_add(d)), None);
+    assert_eq!(out[0], translated(&want, MAC12, Some((LIP, lport)), Some((RS12, 8080))));
     assert_checksums(&out[0]);
-    let synack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x12, 5000, 1001, &[2, 4, 5, 0xb4], &[]);
+    let synack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x12, 5000, 1001u32.wrapping_add(d), &[2, 4, 5, 0xb4], &[]);
     let out = r.rx(&synack, 1);
     assert_eq!(out.len(), 1);
     assert_checksums(&out[0]);
-    (r, lport, out.into_iter().next().unwrap())
+    assert_eq!(ack_of(&out[0]), 1001, "the client sees its own sequence space");
+    (r, lport, out.into_iter().next().unwrap(), d)
 }
 
 #[test]
 fn fullnat_forward_reply_without_client_address() {
-    let (mut r, lport, synack_out) = fullnat_handshake(ClientAddrMode::None);
+    let (mut r, lport, synack_out, d) = fullnat_handshake(ClientAddrMode::None);
     let synack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x12, 5000, 1001, &[2, 4, 5, 0xb4], &[]);
     assert_eq!(synack_out, translated(&synack, GW_MAC, Some((VIP_F, 80)), Some((CLIENT, 40000))));
     let s = r.w.sessions().iter().next().unwrap().1.clone();
     assert_eq!(s.laddr, std::net::SocketAddrV4::new(LIP.into(), lport));
     let data = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x18, 1001, 5001, &[], b"hello");
-    assert_eq!(r.rx(&data, 2), vec![translated(&data, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
+    let want = with_seq_ack(&data, Some(1001u32.wrapping_add(d)), None);
+    assert_eq!(r.rx(&data, 2), vec![translated(&want, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
     assert_eq!(state_of(&r), ConnState::TcpEstablished);
     // ARP is answered for the local address.
     let arp_lip = "ffffffffffff0200000000fe080600010800060400010200000000fecb007101000000000000cb0071c8000000000000000000000000000000000000";
@@ -1018,7 +1047,7 @@ fn fullnat_forward_reply_without_client_address() {
 
 #[test]
 fn fullnat_toa_on_first_ack_and_mss_clamp() {
-    let (mut r, lport, synack_out) = fullnat_handshake(ClientAddrMode::Toa);
+    let (mut r, lport, synack_out, d) = fullnat_handshake(ClientAddrMode::Toa);
     // MSS 1460 (05b4) clamped by the TOA length: 1452 (05ac).
     assert_eq!(&synack_out[54..58], &[2, 4, 0x05, 0xac]);
     let ack = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x10, 1001, 5001, &[], &[]);
@@ -1031,26 +1060,30 @@ fn fullnat_toa_on_first_ack_and_mss_clamp() {
     assert_eq!(&f[54..62], &[0xfe, 0x08, 0x9c, 0x40, 198, 51, 100, 10]);
     assert_eq!(u16::from_be_bytes([f[16], f[17]]), 20 + 28);
     assert_eq!(&f[26..38], &[203, 0, 113, 200, 203, 0, 113, 12, (lport >> 8) as u8, lport as u8, 0x1f, 0x90]);
+    assert_eq!(seq_of(f), 1001u32.wrapping_add(d));
     assert_eq!(r.w.counters().toa_inserted, 1);
     // Only once.
     let data = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x18, 1001, 5001, &[], b"x");
-    assert_eq!(r.rx(&data, 3), vec![translated(&data, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
+    let want = with_seq_ack(&data, Some(1001u32.wrapping_add(d)), None);
+    assert_eq!(r.rx(&data, 3), vec![translated(&want, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
     assert_eq!(r.w.counters().toa_inserted, 1);
 }
 
 #[test]
 fn fullnat_proxy_v2_first_data_retransmission_and_shifts() {
-    let (mut r, lport, synack_out) = fullnat_handshake(ClientAddrMode::ProxyV2);
+    let (mut r, lport, synack_out, d) = fullnat_handshake(ClientAddrMode::ProxyV2);
+    let plus = |x: u32| x.wrapping_add(d);
     assert_eq!(&synack_out[54..58], &[2, 4, 0x05, 0x98], "1460 − 28");
-    // The handshake ACK carries no data: nothing inserted, no shift.
+    // The handshake ACK carries no data: nothing inserted, only rvs's sequence space.
     let ack = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x10, 1001, 5001, &[], &[]);
-    assert_eq!(r.rx(&ack, 2), vec![translated(&ack, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
+    let want = with_seq_ack(&ack, Some(plus(1001)), None);
+    assert_eq!(r.rx(&ack, 2), vec![translated(&want, MAC12, Some((LIP, lport)), Some((RS12, 8080)))]);
     let first = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x18, 1001, 5001, &[], b"hello");
     let out = r.rx(&first, 3);
     assert_eq!(out.len(), 1);
     let f = &out[0];
     assert_checksums(f);
-    assert_eq!(u32::from_be_bytes(f[38..42].try_into().unwrap()), 1001, "first segment keeps its seq");
+    assert_eq!(seq_of(f), plus(1001), "the header takes the place of the first payload bytes");
     let mut hdr = vec![0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, 0x21, 0x11, 0x00, 0x0c];
     hdr.extend_from_slice(&CLIENT);
     hdr.extend_from_slice(&VIP_F);
@@ -1060,19 +1093,68 @@ fn fullnat_proxy_v2_first_data_retransmission_and_shifts() {
     // Retransmission of the first segment: the header again, same seq.
     let out = r.rx(&first, 4);
     assert_eq!(&out[0][54..82], &hdr[..]);
-    assert_eq!(u32::from_be_bytes(out[0][38..42].try_into().unwrap()), 1001);
+    assert_eq!(seq_of(&out[0]), plus(1001));
     assert_eq!(r.w.counters().proxy_inserted, 2);
     // Later client data: seq + 28.
     let next = tcp_seg(GW_MAC, CLIENT, 40000, VIP_F, 80, 0x18, 1006, 5001, &[], b"more");
     let out = r.rx(&next, 5);
     assert_checksums(&out[0]);
-    assert_eq!(u32::from_be_bytes(out[0][38..42].try_into().unwrap()), 1006 + 28);
+    assert_eq!(seq_of(&out[0]), plus(1006 + 28));
     // The RS acknowledges header + data: ack − 28 towards the client.
-    let rs_ack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x10, 5001, 1001 + 28 + 5 + 4, &[], &[]);
+    let rs_ack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x10, 5001, plus(1001 + 28 + 5 + 4), &[], &[]);
     let out = r.rx(&rs_ack, 6);
     assert_checksums(&out[0]);
     assert_eq!(u32::from_be_bytes(out[0][42..46].try_into().unwrap()), 1001 + 5 + 4);
     assert_eq!(&out[0][26..38], &[203, 0, 113, 101, 198, 51, 100, 10, 0, 80, 0x9c, 0x40]);
+}
+
+/// A real server keeps a closed connection's tuple in TIME_WAIT and drops a new SYN on it whose
+/// timestamp or sequence number is older (PAWS): successive FULLNAT connections on one
+/// `LIP:lport → RIP:rport` must look newer to it, whatever the clients send. rvs gives each
+/// connection its own ISN (a 4 µs clock) and TSval (a 1 ms clock) and shifts the rest: here two
+/// clients whose ISN and TSval go backwards, one second apart, on the same tuple.
+#[test]
+fn fullnat_connections_on_a_tuple_look_newer_to_the_real_server() {
+    const S: u64 = 1_000_000_000;
+    let ts = |val: u32, ecr: u32| {
+        let mut o = vec![1, 1, 8, 10];
+        o.extend_from_slice(&val.to_be_bytes());
+        o.extend_from_slice(&ecr.to_be_bytes());
+        o
+    };
+    let ts_of = |f: &[u8]| -> (u32, u32) {
+        let o = &f[54..66];
+        assert_eq!(&o[..4], &[1, 1, 8, 10], "timestamps option where the client put it");
+        (u32::from_be_bytes(o[4..8].try_into().unwrap()), u32::from_be_bytes(o[8..12].try_into().unwrap()))
+    };
+    let mut seen = Vec::new();
+    for (conn, (isn, tsval, now)) in [(900_000u32, 77_000u32, 10 * S), (1000, 5, 11 * S)].into_iter().enumerate() {
+        let mut r = modes_rig(WorkerConfig { secret: 42, ..WorkerConfig::default() }, ClientAddrMode::None);
+        let sport = 40000 + conn as u16;
+        let syn = tcp_seg(GW_MAC, CLIENT, sport, VIP_F, 80, 0x02, isn, 0, &ts(tsval, 0), &[]);
+        let out = r.rx(&syn, now);
+        assert_checksums(&out[0]);
+        let lport = u16::from_be_bytes([out[0][34], out[0][35]]);
+        let (rs_isn, (rs_tsval, _)) = (seq_of(&out[0]), ts_of(&out[0]));
+        seen.push((lport, rs_isn, rs_tsval));
+        // The real server's SYN-ACK acknowledges rvs's ISN and echoes rvs's TSval: the client
+        // gets its own back.
+        let synack = tcp_seg(MAC12, RS12, 8080, LIP, lport, 0x12, 7, rs_isn.wrapping_add(1), &ts(123, rs_tsval), &[]);
+        let out = r.rx(&synack, now + 1);
+        assert_checksums(&out[0]);
+        assert_eq!((ack_of(&out[0]), ts_of(&out[0])), (isn + 1, (123, tsval)));
+        // Client data: sequence number and TSval move by the same amounts as on the SYN.
+        let data = tcp_seg(GW_MAC, CLIENT, sport, VIP_F, 80, 0x18, isn + 1, 8, &ts(tsval + 3, 123), b"GET");
+        let out = r.rx(&data, now + 2);
+        assert_checksums(&out[0]);
+        assert_eq!((seq_of(&out[0]), ts_of(&out[0])), (rs_isn.wrapping_add(1), (rs_tsval.wrapping_add(3), 123)));
+    }
+    // A fresh worker with the same secret walks the same ports: both connections had the tuple.
+    let ((p1, isn1, ts1), (p2, isn2, ts2)) = (seen[0], seen[1]);
+    assert_eq!(p1, p2);
+    // One second later: 250,000 ISN steps of 4 µs and 1000 TSval ticks of 1 ms.
+    assert_eq!(isn2.wrapping_sub(isn1), 250_000);
+    assert_eq!(ts2.wrapping_sub(ts1), 1000);
 }
 
 #[test]

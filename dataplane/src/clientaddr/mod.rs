@@ -70,6 +70,8 @@ pub(crate) mod opt {
     pub const MSS: u8 = 2;
     /// SACK blocks, length 2 + 8n (RFC 2018 §3).
     pub const SACK: u8 = 5;
+    /// Timestamps, length 10: TSval, TSecr (RFC 7323 §3).
+    pub const TIMESTAMP: u8 = 8;
 }
 
 /// Largest TCP header: data offset 15 (RFC 9293 §3.1), so at most 40 bytes of options.

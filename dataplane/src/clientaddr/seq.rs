@@ -1,8 +1,10 @@
-//! Sequence-space shifts after a [`super::proxy_v2`] insertion: the RS's view of the client's
-//! stream is `delta` bytes longer than the client's own. Client→RS segments after the one that
-//! carried the header get `seq + delta`; RS→client segments get `ack - delta` and SACK block
-//! edges (RFC 2018) `- delta`, all modulo 2^32 (RFC 9293 §3.4). Header-local edits: the TCP
-//! checksum is updated incrementally and first fragments are accepted.
+//! Sequence-space and timestamp shifts of FULLNAT: the real server's view of the client's stream
+//! starts at rvs's own initial sequence number and, after a [`super::proxy_v2`] insertion, is
+//! longer by the header; its view of the client's timestamps runs on rvs's clock. Client→RS
+//! segments get `seq + delta` and `TSval + ts_delta`; RS→client segments get `ack - delta`, SACK
+//! block edges (RFC 2018) `- delta` and `TSecr - ts_delta`, all modulo 2^32 (RFC 9293 §3.4,
+//! RFC 7323 §3). Header-local edits: the TCP checksum is updated incrementally and first
+//! fragments are accepted.
 
 use super::{edit_tcp_header, opt, tcp_only, walk_options, ClientAddrError};
 use crate::buf::PacketBuf;
@@ -23,10 +25,44 @@ fn add_at(h: &mut [u8], at: usize, f: impl FnOnce(u32) -> u32) {
     h[at..at + 4].copy_from_slice(&f(v).to_be_bytes());
 }
 
+/// Offset (in the TCP header) of the first timestamps option's TSval; TSecr follows it.
+fn timestamp_at(h: &[u8]) -> Option<usize> {
+    let mut found = None;
+    walk_options(&h[tcp::MIN_HEADER_LEN..], |kind, at, len| {
+        if found.is_none() && kind == opt::TIMESTAMP && len == TS_LEN {
+            found = Some(tcp::MIN_HEADER_LEN + at + 2);
+        }
+    });
+    found
+}
+
+/// Timestamps option length (RFC 7323 §3).
+const TS_LEN: usize = 10;
+
+/// The TSval of the segment's timestamps option, if it has one (parsed as a receiver would).
+pub fn tsval<B: PacketBuf>(pkt: &B, seg: &Segment) -> Option<u32> {
+    let h = pkt.data().get(seg.l4()..seg.payload())?;
+    let at = timestamp_at(h)?;
+    Some(u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]))
+}
+
 /// `seq = seq + delta (mod 2^32)` on the TCP segment `seg` of the frame.
 pub fn shift_seq<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32) -> Result<(), ClientAddrError> {
+    shift_out(pkt, seg, delta, 0)
+}
+
+/// Client → real server: `seq + delta` and, when `ts_delta` is not 0, `TSval + ts_delta` of the
+/// first timestamps option; one checksum update for both.
+pub fn shift_out<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32, ts_delta: u32) -> Result<(), ClientAddrError> {
     tcp_only(seg)?;
-    edit_tcp_header(pkt, seg, |h| add_at(h, SEQ, |s| s.wrapping_add(delta)));
+    edit_tcp_header(pkt, seg, |h| {
+        add_at(h, SEQ, |s| s.wrapping_add(delta));
+        if ts_delta != 0 {
+            if let Some(at) = timestamp_at(h) {
+                add_at(h, at, |v| v.wrapping_add(ts_delta));
+            }
+        }
+    });
     Ok(())
 }
 
@@ -37,12 +73,23 @@ pub fn shift_seq<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32) -> Result
 /// blocks before it are shifted, as the receiver will read them); a SACK option whose length is
 /// not 2 + 8n is ignored, as the receiver ignores it.
 pub fn shift_ack<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32) -> Result<(), ClientAddrError> {
+    shift_back(pkt, seg, delta, 0)
+}
+
+/// Real server → client: as [`shift_ack`], and when `ts_delta` is not 0, `TSecr - ts_delta` of
+/// the first timestamps option (the echo of a shifted TSval); one checksum update for all.
+pub fn shift_back<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32, ts_delta: u32) -> Result<(), ClientAddrError> {
     tcp_only(seg)?;
     if seg.flags & tcp::flags::ACK == 0 {
         return Ok(());
     }
     edit_tcp_header(pkt, seg, |h| {
         add_at(h, ACK, |a| a.wrapping_sub(delta));
+        if ts_delta != 0 {
+            if let Some(at) = timestamp_at(h) {
+                add_at(h, at + 4, |v| v.wrapping_sub(ts_delta));
+            }
+        }
         // At most 4 SACK blocks fit in 40 bytes of options; collect their offsets first.
         let (mut blocks, mut n) = ([0usize; 8], 0);
         walk_options(&h[tcp::MIN_HEADER_LEN..], |kind, at, len| {
@@ -163,5 +210,40 @@ mod tests {
         assert_eq!(shift_ack(&mut b, L3, 1), Err(ClientAddrError::NotTcp));
         assert_eq!(b.data(), &f[..]);
         assert_eq!(shift_seq(&mut VecBuf::new(&f[..L3 + 30], 0), L3, 1), Err(ClientAddrError::Truncated));
+    }
+
+    /// Linux's data-segment options (NOP NOP TS) and SYN options (MSS, SACK-permitted, TS,
+    /// NOP, window scale): TSval moves forward on the way out, TSecr back on the way in, with
+    /// the sequence numbers in the same edit; the values are written out by hand.
+    #[test]
+    fn timestamps_shift_with_the_sequence_numbers() {
+        let l3 = |f: &[u8]| locate(f, L3).unwrap();
+        let data = hex("0101 080a 00001000 00002000");
+        let f = frame(F_ACK | PSH, 0x100, 200, &data, b"abc");
+        let mut b = VecBuf::new(&f, 0);
+        assert_eq!(tsval(&b, &l3(&f)), Some(0x1000));
+        shift_out(&mut b, &l3(&f), 0x10, 0x0100_0000).unwrap();
+        let want = hex("0101 080a 01001000 00002000");
+        assert_eq!(b.data(), &frame(F_ACK | PSH, 0x110, 200, &want, b"abc")[..]);
+        assert!(checksums_ok(b.data()));
+        let back = frame(F_ACK, 300, 0x110, &hex("0101 080a 00005000 01001000"), &[]);
+        let mut b = VecBuf::new(&back, 0);
+        shift_back(&mut b, &l3(&back), 0x10, 0x0100_0000).unwrap();
+        assert_eq!(b.data(), &frame(F_ACK, 300, 0x100, &hex("0101 080a 00005000 00001000"), &[])[..]);
+        assert!(checksums_ok(b.data()));
+        let syn_opts = hex("020405b4 0402 080a fffffff0 00000000 01 030307");
+        let syn = frame(SYN, 0xffff_fffe, 0, &syn_opts, &[]);
+        let mut b = VecBuf::new(&syn, 0);
+        assert_eq!(tsval(&b, &l3(&syn)), Some(0xffff_fff0));
+        shift_out(&mut b, &l3(&syn), 3, 0x20).unwrap();
+        let want = hex("020405b4 0402 080a 00000010 00000000 01 030307");
+        assert_eq!(b.data(), &frame(SYN, 1, 0, &want, &[])[..]);
+        assert!(checksums_ok(b.data()));
+        // No timestamps option: only the sequence number moves.
+        let plain = frame(F_ACK, 5, 6, &[], &[]);
+        let mut b = VecBuf::new(&plain, 0);
+        assert_eq!(tsval(&b, &l3(&plain)), None);
+        shift_out(&mut b, &l3(&plain), 1, 0x20).unwrap();
+        assert_eq!(b.data(), &frame(F_ACK, 6, 6, &[], &[])[..]);
     }
 }

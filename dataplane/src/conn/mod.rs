@@ -311,6 +311,12 @@ pub mod ca_flags {
     pub const MODE_TOA: u8 = 0x04;
     /// The service sends the client address as a PROXY v2 header.
     pub const MODE_PROXY: u8 = 0x08;
+    /// The real server sees rvs's initial sequence number: client → RS sequence numbers are
+    /// shifted by `seq_delta`, RS → client acknowledgments (and SACK edges) back.
+    pub const SEQ_SHIFT: u8 = 0x10;
+    /// The real server sees rvs's timestamps: client → RS TSval shifted by `ts_delta`, RS →
+    /// client TSecr back.
+    pub const TS_SHIFT: u8 = 0x20;
 }
 
 /// One session. Kept small: IPv4 addresses as plain `SocketAddrV4`, the service derived from the
@@ -327,10 +333,15 @@ pub struct Session {
     pub state: ConnState,
     /// [`ca_flags`] bits.
     pub ca_flags: u8,
-    /// Snapshot generation (low 32 bits) at which the real server was last seen configured.
-    pub gen: u32,
-    /// PROXY v2: bytes inserted before the client's first data byte (client→RS seq shift).
+    /// Snapshot generation (low 16 bits) at which the real server was last seen configured: a
+    /// packet under another generation checks it again (a wrap only delays that check by one
+    /// change).
+    pub gen: u16,
+    /// FULLNAT TCP: what client → RS sequence numbers gain ([`ca_flags::SEQ_SHIFT`]): rvs's
+    /// initial sequence number minus the client's, plus the PROXY v2 header once it went out.
     pub seq_delta: u32,
+    /// FULLNAT TCP: what client → RS TSvals gain ([`ca_flags::TS_SHIFT`]).
+    pub ts_delta: u32,
     /// PROXY v2: the client's sequence number of its first data byte (retransmissions of the
     /// first segment get the header again).
     pub proxy_seq: u32,
@@ -339,7 +350,7 @@ pub struct Session {
     /// The worker's per-(service, real server) statistics slot this session counts into
     /// ([`NO_STATS_SLOT`] when it has none), so a packet costs an indexed increment, not a
     /// hash lookup.
-    pub stats: u32,
+    pub stats: u16,
     /// Cached forwarding: the worker's forwarding stamp (snapshot generation + neighbour epoch,
     /// see `Worker`) `hop_port`/`hop_mac` were computed under; 0 = nothing cached. An
     /// established packet under the same stamp skips the route and neighbour lookups.
@@ -356,9 +367,14 @@ pub struct Session {
 pub const NO_HOP: u8 = u8::MAX;
 
 /// [`Session::stats`] of a session that counts nowhere.
-pub const NO_STATS_SLOT: u32 = u32::MAX;
+pub const NO_STATS_SLOT: u32 = u16::MAX as u32;
 
 impl Session {
+    /// The statistics slot ([`NO_STATS_SLOT`] when none).
+    #[inline]
+    pub fn stats_slot(&self) -> u32 {
+        u32::from(self.stats)
+    }
     /// The virtual service (protocol, VIP:port) of the session.
     pub fn svc(&self) -> ServiceKey {
         let proto = Proto::from_ip_proto(self.key.proto).unwrap_or(Proto::Tcp);
@@ -838,9 +854,10 @@ impl ConnTable {
             ca_flags: 0,
             gen: 0,
             seq_delta: 0,
+            ts_delta: 0,
             proxy_seq: 0,
             expires_ns: now_ns.saturating_add(self.timeouts.of(state)),
-            stats: NO_STATS_SLOT,
+            stats: u16::MAX,
             fwd_stamp: 0,
             hop_port: [NO_HOP; 2],
             hop_mac: [[0; 6]; 2],

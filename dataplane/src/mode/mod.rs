@@ -8,7 +8,7 @@
 //! | FULLNAT (`-b`) | [`fullnat`] | client → LIP:lport, VIP → RIP:rport, client address by TOA or PROXY v2 | both back |
 //!
 //! Each mode is a unit type implementing [`Forwarding`]: for its sessions it says what a new
-//! flow takes from the worker ([`Forwarding::open`], [`Forwarding::close`]), where a packet
+//! flow takes from the worker ([`Forwarding::open`]), where a packet
 //! leaves ([`Forwarding::plan`]), how each direction is rewritten ([`Forwarding::forward`]), the
 //! key its replies come back with ([`Forwarding::reply_dst`]) and how an ICMP error quoting one
 //! of its packets is translated ([`Forwarding::icmp_error`]).
@@ -24,7 +24,7 @@ pub mod nat;
 pub mod tun;
 
 use crate::buf::PacketBuf;
-use crate::conn::{Dir, FlowKey, Session};
+use crate::conn::{ConnTable, Dir, FlowKey, Session};
 use crate::counters::{Counters, DropReason};
 use crate::laddr::LocalPorts;
 use crate::segment::Segment;
@@ -104,6 +104,25 @@ pub struct ModeCx<'a> {
     pub counters: &'a mut Counters,
     /// IP identification of the outer headers of TUN packets (one counter per worker).
     pub tun_ident: &'a mut u16,
+    /// A clock in nanoseconds that keeps going forward across restarts of rvsd (its start time
+    /// plus the time since): FULLNAT's initial sequence numbers and timestamps run on it.
+    pub clock_ns: u64,
+    /// The worker's secret (random per run): offsets FULLNAT's sequence numbers and timestamps
+    /// per (local address, real server) tuple, so they cannot be guessed from the clock.
+    pub secret: u64,
+}
+
+/// What a new session may take from the worker, and what it needs to decide.
+pub struct OpenCx<'a> {
+    pub lports: &'a mut LocalPorts,
+    /// The sessions: a local port is free towards a real server while no session holds the
+    /// reply key it would make.
+    pub conns: &'a ConnTable,
+    pub counters: &'a mut Counters,
+    pub now_ns: u64,
+    /// How long a real server keeps a closed connection in TIME_WAIT (for the early-reuse
+    /// counter).
+    pub rs_time_wait_ns: u64,
 }
 
 /// A forwarding mode. Every function is about one session of the mode (`s.fwd` is the mode).
@@ -121,16 +140,12 @@ pub trait Forwarding {
         None
     }
 
-    /// What a new session of `svc` takes from the worker (FULLNAT: a local port), before the
-    /// session exists. Refused with the reason to drop the flow's first packet.
-    fn open(svc: &Service, seg: &Segment, lports: &mut LocalPorts) -> Result<Opened, DropReason> {
-        let _ = (svc, seg, lports);
+    /// What a new session of `svc` towards `rs` takes from the worker (FULLNAT: a local port,
+    /// free while no session holds it, so nothing is given back), before the session exists.
+    /// Refused with the reason to drop the flow's first packet.
+    fn open(svc: &Service, rs: SocketAddrV4, seg: &Segment, cx: &mut OpenCx) -> Result<Opened, DropReason> {
+        let _ = (svc, rs, seg, cx);
         Ok(Opened::NOTHING)
-    }
-
-    /// Give back what [`Forwarding::open`] took: the session ended, or was never created.
-    fn close(laddr: SocketAddrV4, lports: &mut LocalPorts) {
-        let _ = (laddr, lports);
     }
 
     /// Where a packet of `s` going `dir` leaves: route (and for TUN the outer source) towards
@@ -204,14 +219,14 @@ pub fn reply_key(s: &Session) -> Option<FlowKey> {
 
 /// [`Forwarding::open`] of mode `fwd`.
 #[inline]
-pub fn open(fwd: FwdMode, svc: &Service, seg: &Segment, lports: &mut LocalPorts) -> Result<Opened, DropReason> {
-    with_mode!(fwd, M => M::open(svc, seg, lports))
-}
-
-/// [`Forwarding::close`] of a session of mode `fwd` that took `laddr`.
-#[inline]
-pub fn close(fwd: FwdMode, laddr: SocketAddrV4, lports: &mut LocalPorts) {
-    with_mode!(fwd, M => M::close(laddr, lports))
+pub fn open(
+    fwd: FwdMode,
+    svc: &Service,
+    rs: SocketAddrV4,
+    seg: &Segment,
+    cx: &mut OpenCx,
+) -> Result<Opened, DropReason> {
+    with_mode!(fwd, M => M::open(svc, rs, seg, cx))
 }
 
 /// [`Forwarding::plan`] of `s`'s mode.
@@ -310,11 +325,11 @@ mod tests {
         }
     }
 
-    /// FULLNAT takes a local port (TCP with the service's client-address mode, UDP without
-    /// one) and gives it back; without local addresses the flow is refused; the other modes
-    /// take nothing.
+    /// FULLNAT takes a local port that no session holds towards the real server (TCP with the
+    /// service's client-address mode, UDP without one); without local addresses the flow is
+    /// refused; the other modes take nothing.
     #[test]
-    fn open_and_close() {
+    fn open_per_mode() {
         let syn = hex("0200000000010200000000fe08004500003c1c4640004006b7d3c633640acb0071649c4000503e2a5b7100000000a002faf079e80000020405b40402080a0a1b2c3d0000000001030307");
         let udp = hex(
             "0200000000010200000000fe080045000026222240004011b202c633640acb007164cf0800350012a07668656c6c6f207276730a",
@@ -322,18 +337,25 @@ mod tests {
         let (tcp_seg, udp_seg) = (Segment::parse(&syn, 14).unwrap(), Segment::parse(&udp, 14).unwrap());
         let mut svc = Service::new(ServiceKey { proto: Proto::Tcp, vip: SocketAddr::V4(VIP) }, SchedKind::Rr);
         let mut lports = LocalPorts::new(0, 1);
-        assert_eq!(open(FwdMode::FullNat, &svc, &tcp_seg, &mut lports), Err(DropReason::NoLocalAddr));
+        let mut conns = ConnTable::new(16, Timeouts::default());
+        let mut counters = Counters::default();
+        let mut open_with = |fwd, svc: &Service, seg: &Segment, conns: &ConnTable| {
+            let mut cx = OpenCx { lports: &mut lports, conns, counters: &mut counters, now_ns: 0, rs_time_wait_ns: 0 };
+            open(fwd, svc, RS, seg, &mut cx)
+        };
+        assert_eq!(open_with(FwdMode::FullNat, &svc, &tcp_seg, &conns), Err(DropReason::NoLocalAddr));
         svc.laddrs = vec![IpAddr::V4(*LADDR.ip())];
         svc.client_addr = ClientAddrMode::ProxyV2;
-        let o = open(FwdMode::FullNat, &svc, &tcp_seg, &mut lports).unwrap();
+        let o = open_with(FwdMode::FullNat, &svc, &tcp_seg, &conns).unwrap();
         assert_eq!((*o.laddr.ip(), o.ca_flags), (*LADDR.ip(), ca_flags::MODE_PROXY));
-        let free = lports.available(*LADDR.ip()).unwrap();
-        close(FwdMode::FullNat, o.laddr, &mut lports);
-        assert_eq!(lports.available(*LADDR.ip()), Some(free + 1));
-        let u = open(FwdMode::FullNat, &svc, &udp_seg, &mut lports).unwrap();
+        // Its session holds the port: the next flow to that server gets another one.
+        conns.insert(session(FwdMode::FullNat, o.laddr)).unwrap();
+        let o2 = open_with(FwdMode::FullNat, &svc, &tcp_seg, &conns).unwrap();
+        assert_ne!(o2.laddr, o.laddr);
+        let u = open_with(FwdMode::FullNat, &svc, &udp_seg, &conns).unwrap();
         assert_eq!(u.ca_flags, 0, "no client address in UDP");
         for fwd in [FwdMode::Dr, FwdMode::Tun, FwdMode::Nat] {
-            assert_eq!(open(fwd, &svc, &tcp_seg, &mut lports), Ok(Opened::NOTHING), "{fwd:?}");
+            assert_eq!(open_with(fwd, &svc, &tcp_seg, &conns), Ok(Opened::NOTHING), "{fwd:?}");
         }
     }
 }

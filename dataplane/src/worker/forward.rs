@@ -11,18 +11,18 @@ use super::{Io, State, Verdict, ETH};
 use crate::buf::PacketBuf;
 use crate::conn::{Dir, Session, SessionId, NO_HOP};
 use crate::counters::DropReason;
-use crate::mode::{self, ModeCx, Plan, Refusal};
+use crate::mode::{self, ModeCx, OpenCx, Plan, Refusal};
 use crate::segment::Segment;
 use crate::snapshot::Snapshot;
 use crate::wire::ipv4;
 use rvs_model::{Proto, Service};
 
 impl<B: PacketBuf> State<B> {
-    /// Remove a session with its bookkeeping (counts, what its mode took).
+    /// Remove a session with its bookkeeping (connection counts; a FULLNAT local port is free
+    /// again as its reply key goes).
     pub(super) fn remove_session(&mut self, id: SessionId) {
         if let Some(old) = self.conns.remove(id) {
-            self.conn_counts.sub(old.stats, old.svc(), old.rs_addr(), old.state);
-            mode::close(old.fwd, old.laddr, &mut self.lports);
+            self.conn_counts.sub(old.stats_slot(), old.svc(), old.rs_addr(), old.state);
         }
         self.counters.sessions_active = self.conns.len() as u64;
     }
@@ -40,7 +40,7 @@ impl<B: PacketBuf> State<B> {
         now: u64,
         io: &mut impl Io<B>,
     ) -> Option<Verdict> {
-        let gen = snap.generation as u32;
+        let gen = snap.generation as u16;
         let s = self.conns.get_mut(id)?;
         if s.gen != gen {
             // The configuration changed since this session last looked: is its RS still there?
@@ -72,9 +72,14 @@ impl<B: PacketBuf> State<B> {
         };
         let touched = s.advance(dir, seg.flags, now, &self.cfg.timeouts);
         if touched.old.is_active() != touched.new.is_active() {
-            self.conn_counts.moved(s.stats, s.svc(), s.rs_addr(), touched.old, touched.new);
+            self.conn_counts.moved(s.stats_slot(), s.svc(), s.rs_addr(), touched.old, touched.new);
         }
-        let mut cx = ModeCx { counters: &mut self.counters, tun_ident: &mut self.tun_ident };
+        let mut cx = ModeCx {
+            counters: &mut self.counters,
+            tun_ident: &mut self.tun_ident,
+            clock_ns: self.cfg.seed.wrapping_add(now),
+            secret: self.cfg.secret,
+        };
         let v = match forward_session(&mut cx, &mut self.rs_stats, pkt, seg, s, dir, &plan) {
             Ok(()) => match hit {
                 Some((port_idx, mac)) => Verdict::Hop { port_idx, mac },
@@ -118,15 +123,22 @@ impl<B: PacketBuf> State<B> {
         let std::net::SocketAddr::V4(rs_addr) = rs.addr else {
             return Verdict::Drop(DropReason::NoRoute);
         };
-        let opened = match mode::open(rs.fwd, svc, seg, &mut self.lports) {
+        let mut ocx = OpenCx {
+            lports: &mut self.lports,
+            conns: &self.conns,
+            counters: &mut self.counters,
+            now_ns: now,
+            rs_time_wait_ns: self.cfg.rs_time_wait_ns,
+        };
+        let opened = match mode::open(rs.fwd, svc, rs_addr, seg, &mut ocx) {
             Ok(o) => o,
             Err(r) => return Verdict::Drop(r),
         };
         let mut sess = self.conns.new_session(k, rs_addr, rs.fwd, opened.laddr, seg.flags, now);
-        sess.gen = snap.generation as u32;
+        sess.gen = snap.generation as u16;
         sess.ca_flags = opened.ca_flags;
         let slot = self.rs_slot(svc, rs_idx);
-        sess.stats = slot;
+        sess.stats = u16::try_from(slot).unwrap_or(u16::MAX);
         // The hop towards this real server that its previous new session found under the same
         // forwarding stamp (route and neighbour tables unchanged since): no route or neighbour
         // lookup for this one, and the session starts with its hop cached.
@@ -148,10 +160,7 @@ impl<B: PacketBuf> State<B> {
         };
         let plan = match planned {
             Ok(pl) => pl,
-            Err(r) => {
-                mode::close(rs.fwd, opened.laddr, &mut self.lports);
-                return Verdict::Drop(r);
-            }
+            Err(r) => return Verdict::Drop(r),
         };
         // A stale session holding the reply tuple (a NAT client reusing its port towards another
         // VIP on the same RS) goes, with its bookkeeping.
@@ -164,7 +173,6 @@ impl<B: PacketBuf> State<B> {
         // Neither key is held: the forward key missed in `l4_input` (or its closed session was
         // removed there) and the reply key's holder went just above.
         let Ok(id) = self.conns.insert_new(sess) else {
-            mode::close(rs.fwd, opened.laddr, &mut self.lports);
             return Verdict::Drop(DropReason::SessionTableFull);
         };
         self.conn_counts.add(slot, svc.key, rs.addr, state);
@@ -176,7 +184,12 @@ impl<B: PacketBuf> State<B> {
         let Some(s) = self.conns.get_mut(id) else {
             return Verdict::Drop(DropReason::NoSession);
         };
-        let mut cx = ModeCx { counters: &mut self.counters, tun_ident: &mut self.tun_ident };
+        let mut cx = ModeCx {
+            counters: &mut self.counters,
+            tun_ident: &mut self.tun_ident,
+            clock_ns: self.cfg.seed.wrapping_add(now),
+            secret: self.cfg.secret,
+        };
         match forward_session(&mut cx, &mut self.rs_stats, pkt, seg, s, Dir::Orig, &plan) {
             Ok(()) => {}
             Err(Refusal::Drop(r)) => return Verdict::Drop(r),

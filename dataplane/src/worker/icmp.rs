@@ -62,7 +62,13 @@ impl<B: PacketBuf> State<B> {
         if let Some(l3) = pkt.data_mut().get_mut(ETH..ETH + total) {
             ipv4::Packet::new_unchecked(l3).decrement_ttl();
         }
-        let mut cx = ModeCx { counters: &mut self.counters, tun_ident: &mut self.tun_ident };
+        // No new sequence numbers come out of an ICMP error: the clock is not read.
+        let mut cx = ModeCx {
+            counters: &mut self.counters,
+            tun_ident: &mut self.tun_ident,
+            clock_ns: 0,
+            secret: self.cfg.secret,
+        };
         if let Err(r) = mode::icmp_error(pkt, IcmpAt { l3: ETH, hl, total }, s, dir, &plan, &mut cx) {
             return Verdict::Drop(r);
         }

@@ -62,7 +62,6 @@ use crate::buf::PacketBuf;
 use crate::conn::{ConnTable, SessionFilter, SessionView, Timeouts};
 use crate::counters::{Counters, DropReason, RsStats};
 use crate::laddr::LocalPorts;
-use crate::mode;
 use crate::neigh::{NeighConfig, NeighTable, NeighView};
 use crate::snapshot::Snapshot;
 use crate::wire::{ethernet, ipv4};
@@ -87,9 +86,18 @@ pub struct WorkerConfig {
     pub neigh: NeighConfig,
     /// session-wheel entries examined per tick
     pub expire_budget: usize,
-    /// Varies the FULLNAT local-port order between runs (rvsd passes the start time), so a
-    /// restarted gateway does not reuse the ports its predecessor left in TIME_WAIT on the RS.
+    /// Varies the FULLNAT local-port order between runs (rvsd passes the start time, in ns since
+    /// the Unix epoch), so a restarted gateway does not walk the ports in its predecessor's
+    /// order; also the base of FULLNAT's sequence and timestamp clock (`seed + now`), which so
+    /// keeps going forward across restarts.
     pub seed: u64,
+    /// FULLNAT: offsets the initial sequence numbers and timestamps the real servers see, per
+    /// tuple (rvsd draws it at random at start).
+    pub secret: u64,
+    /// How long the real servers keep a closed connection in TIME_WAIT (2 × MSL; 60 s on
+    /// Linux): a local port handed out again towards the same server sooner is counted
+    /// (`lport_reused_early`).
+    pub rs_time_wait_ns: u64,
     /// Sessions from which `process_burst` prefetches a burst's lookups (below it the slab and
     /// index fit in a core's L2 cache and the pre-pass only costs instructions).
     pub prefetch_from: usize,
@@ -105,6 +113,8 @@ impl Default for WorkerConfig {
             neigh: NeighConfig::default(),
             expire_budget: 256,
             seed: 0,
+            secret: 0,
+            rs_time_wait_ns: 60_000_000_000,
             prefetch_from: PREFETCH_FROM,
         }
     }
@@ -384,10 +394,8 @@ impl<B: PacketBuf> Worker<B> {
         }
         let counts = &mut st.conn_counts;
         let counters = &mut st.counters;
-        let lports = &mut st.lports;
         st.conns.expire_with(now_ns, st.cfg.expire_budget, B::prefetch, |s| {
-            counts.sub(s.stats, s.svc(), s.rs_addr(), s.state);
-            mode::close(s.fwd, s.laddr, lports);
+            counts.sub(s.stats_slot(), s.svc(), s.rs_addr(), s.state);
             counters.sessions_expired += 1;
         });
         st.counters.sessions_active = st.conns.len() as u64;

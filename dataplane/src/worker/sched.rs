@@ -120,7 +120,7 @@ pub(super) type RsSlot = ((ServiceKey, SocketAddr), RsStats);
 
 /// Most (service, real server) statistics slots a worker keeps; sessions of pairs beyond it
 /// (only after a great many distinct real servers came and went) are not counted per server.
-pub const MAX_RS_STATS: usize = 1 << 16;
+pub const MAX_RS_STATS: usize = NO_STATS_SLOT as usize;
 
 /// A persistence template (IPVS's): new flows of a client network go to `rs` until `expires_ns`.
 #[derive(Debug, Clone, Copy)]
