@@ -469,20 +469,6 @@ fn neigh(cfg: &Config) -> NeighConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::main_lcore;
-
-    #[test]
-    fn main_lcore_avoids_workers_but_never_leaves_the_machine() {
-        assert_eq!(main_lcore(&[1], &[0, 1]), 0);
-        assert_eq!(main_lcore(&[0], &[0, 1]), 1);
-        assert_eq!(main_lcore(&[0, 1], &[0, 1]), 0, "all CPUs busy: share the first");
-        assert_eq!(main_lcore(&[2, 3], &[2, 3, 4]), 4);
-        assert_eq!(main_lcore(&[0, 1], &[]), 2, "CPU set unknown: first id no worker uses");
-    }
-}
-
 /// The dataplane's secret for FULLNAT's initial sequence numbers and timestamps: stable on this
 /// host (a hash of `/etc/machine-id`), so that a restarted rvsd keeps giving every tuple newer
 /// numbers than its predecessor did (real servers hold the old ones in TIME_WAIT for a minute);
@@ -515,4 +501,18 @@ fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x5276_7373);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::main_lcore;
+
+    #[test]
+    fn main_lcore_avoids_workers_but_never_leaves_the_machine() {
+        assert_eq!(main_lcore(&[1], &[0, 1]), 0);
+        assert_eq!(main_lcore(&[0], &[0, 1]), 1);
+        assert_eq!(main_lcore(&[0, 1], &[0, 1]), 0, "all CPUs busy: share the first");
+        assert_eq!(main_lcore(&[2, 3], &[2, 3, 4]), 4);
+        assert_eq!(main_lcore(&[0, 1], &[]), 2, "CPU set unknown: first id no worker uses");
+    }
 }
