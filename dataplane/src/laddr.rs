@@ -49,10 +49,11 @@ pub struct Allocated {
 /// The walk over the ports of one (local address, real server) pair.
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
-    /// Permutation of the port indices: `i ↦ (a·i + b) mod m`, `a` coprime with `m`.
-    a: u64,
-    b: u64,
-    /// Next index of the walk.
+    /// Step of the permutation of the port indices `i ↦ (a·i + b) mod m` (`a` coprime with `m`),
+    /// walked by adding `a`: `idx` is the index of step `i`.
+    a: u32,
+    idx: u32,
+    /// Steps taken in the current round.
     i: u32,
     /// When the current round (i = 0 …) and the one before it began; `None` before the second.
     round_start_ns: u64,
@@ -108,15 +109,16 @@ impl LocalPorts {
         self.m
     }
 
-    fn cursor(&self, lip: Ipv4Addr, rs: SocketAddrV4, now_ns: u64) -> Cursor {
-        let m = u64::from(self.m);
+    /// The walk of a pair seen for the first time.
+    fn cursor(seed: u64, m: u32, lip: Ipv4Addr, rs: SocketAddrV4, now_ns: u64) -> Cursor {
+        let m = u64::from(m);
         let pair = u64::from(u32::from(lip)) << 32 ^ u64::from(u32::from(*rs.ip())) ^ u64::from(rs.port()) << 48;
-        let h = mix(pair ^ mix(self.seed));
+        let h = mix(pair ^ mix(seed));
         let mut a = (h % m).max(1);
         while gcd(a, m) != 1 {
-            a = a % (m - 1) + 1;
+            a = a % (m - 1).max(1) + 1;
         }
-        Cursor { a, b: mix(h) % m, i: 0, round_start_ns: now_ns, prev_round_start_ns: None }
+        Cursor { a: a as u32, idx: (mix(h) % m) as u32, i: 0, round_start_ns: now_ns, prev_round_start_ns: None }
     }
 
     /// A local address of `laddrs` (tried in rotation) and a port towards `rs` that `in_use`
@@ -135,17 +137,20 @@ impl LocalPorts {
         for k in 0..n {
             let IpAddr::V4(lip) = laddrs[(self.next + k) % n] else { continue };
             any = true;
-            let fresh = self.cursor(lip, rs, now_ns);
-            let (m, first, stride) = (u64::from(self.m), u32::from(self.first), u32::from(self.stride));
-            let c = self.cursors.entry((lip, rs)).or_insert(fresh);
-            for _ in 0..PROBES.min(self.m) {
-                if u64::from(c.i) == m {
+            let (seed, m, first, stride) = (self.seed, self.m, u32::from(self.first), u32::from(self.stride));
+            let c = self.cursors.entry((lip, rs)).or_insert_with(|| Self::cursor(seed, m, lip, rs, now_ns));
+            for _ in 0..PROBES.min(m) {
+                if c.i == m {
                     c.i = 0;
                     c.prev_round_start_ns = Some(c.round_start_ns);
                     c.round_start_ns = now_ns;
                 }
-                let idx = (c.a * u64::from(c.i) + c.b) % m;
-                let port = (first + stride * idx as u32) as u16;
+                let port = (first + stride * c.idx) as u16;
+                // idx + a (mod m), both below m < 2^16.
+                c.idx += c.a;
+                if c.idx >= m {
+                    c.idx -= m;
+                }
                 c.i += 1;
                 let laddr = SocketAddrV4::new(lip, port);
                 if !in_use(laddr) {

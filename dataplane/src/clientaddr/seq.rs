@@ -6,9 +6,10 @@
 //! RFC 7323 §3). Header-local edits: the TCP checksum is updated incrementally and first
 //! fragments are accepted.
 
-use super::{edit_tcp_header, opt, tcp_only, walk_options, ClientAddrError};
+use super::{opt, tcp_only, walk_options, ClientAddrError};
 use crate::buf::PacketBuf;
 use crate::segment::Segment;
+use crate::wire::checksum;
 use crate::wire::tcp;
 
 /// Offset of the sequence number in the TCP header (RFC 9293 §3.1).
@@ -19,11 +20,6 @@ const ACK: usize = 8;
 const SACK_BASE: usize = 2;
 /// ... then blocks of two 32-bit edges. A power of two: lengths are checked with a mask.
 const SACK_BLOCK: usize = 8;
-
-fn add_at(h: &mut [u8], at: usize, f: impl FnOnce(u32) -> u32) {
-    let v = u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-    h[at..at + 4].copy_from_slice(&f(v).to_be_bytes());
-}
 
 /// Offset (in the TCP header) of the first timestamps option's TSval; TSecr follows it.
 fn timestamp_at(h: &[u8]) -> Option<usize> {
@@ -52,17 +48,17 @@ pub fn shift_seq<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32) -> Result
 }
 
 /// Client → real server: `seq + delta` and, when `ts_delta` is not 0, `TSval + ts_delta` of the
-/// first timestamps option; one checksum update for both.
+/// first timestamps option; one incremental checksum update for both.
 pub fn shift_out<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32, ts_delta: u32) -> Result<(), ClientAddrError> {
     tcp_only(seg)?;
-    edit_tcp_header(pkt, seg, |h| {
-        add_at(h, SEQ, |s| s.wrapping_add(delta));
-        if ts_delta != 0 {
-            if let Some(at) = timestamp_at(h) {
-                add_at(h, at, |v| v.wrapping_add(ts_delta));
-            }
+    let h = &mut pkt.data_mut()[seg.l4()..seg.payload()];
+    let mut diff = add32(h, SEQ, delta);
+    if ts_delta != 0 && h.len() > tcp::MIN_HEADER_LEN {
+        if let Some(at) = timestamp_at(h) {
+            diff += add32(h, at, ts_delta);
         }
-    });
+    }
+    set_checksum(h, diff);
     Ok(())
 }
 
@@ -77,37 +73,68 @@ pub fn shift_ack<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32) -> Result
 }
 
 /// Real server → client: as [`shift_ack`], and when `ts_delta` is not 0, `TSecr - ts_delta` of
-/// the first timestamps option (the echo of a shifted TSval); one checksum update for all.
+/// the first timestamps option (the echo of a shifted TSval); one incremental checksum update.
 pub fn shift_back<B: PacketBuf>(pkt: &mut B, seg: &Segment, delta: u32, ts_delta: u32) -> Result<(), ClientAddrError> {
     tcp_only(seg)?;
     if seg.flags & tcp::flags::ACK == 0 {
         return Ok(());
     }
-    edit_tcp_header(pkt, seg, |h| {
-        add_at(h, ACK, |a| a.wrapping_sub(delta));
-        if ts_delta != 0 {
-            if let Some(at) = timestamp_at(h) {
-                add_at(h, at + 4, |v| v.wrapping_sub(ts_delta));
-            }
-        }
+    let h = &mut pkt.data_mut()[seg.l4()..seg.payload()];
+    let mut diff = add32(h, ACK, delta.wrapping_neg());
+    if h.len() > tcp::MIN_HEADER_LEN {
         // At most 4 SACK blocks fit in 40 bytes of options; collect their offsets first.
-        let (mut blocks, mut n) = ([0usize; 8], 0);
+        let (mut edges, mut n, mut ts) = ([0usize; 8], 0, None);
         walk_options(&h[tcp::MIN_HEADER_LEN..], |kind, at, len| {
             if kind == opt::SACK && len >= SACK_BASE + SACK_BLOCK && (len - SACK_BASE) & (SACK_BLOCK - 1) == 0 {
                 for b in 0..(len - SACK_BASE) / SACK_BLOCK {
-                    if n < blocks.len() {
-                        blocks[n] = tcp::MIN_HEADER_LEN + at + SACK_BASE + b * SACK_BLOCK;
-                        n += 1;
+                    if n + 2 <= edges.len() {
+                        let edge = tcp::MIN_HEADER_LEN + at + SACK_BASE + b * SACK_BLOCK;
+                        edges[n] = edge;
+                        edges[n + 1] = edge + 4;
+                        n += 2;
                     }
                 }
+            } else if ts.is_none() && kind == opt::TIMESTAMP && len == TS_LEN {
+                ts = Some(tcp::MIN_HEADER_LEN + at + 2 + 4);
             }
         });
-        for &at in &blocks[..n] {
-            add_at(h, at, |e| e.wrapping_sub(delta));
-            add_at(h, at + 4, |e| e.wrapping_sub(delta));
+        for &at in &edges[..n] {
+            diff += add32(h, at, delta.wrapping_neg());
         }
-    });
+        if let (Some(at), true) = (ts, ts_delta != 0) {
+            diff += add32(h, at, ts_delta.wrapping_neg());
+        }
+    }
+    set_checksum(h, diff);
     Ok(())
+}
+
+/// Add `add` (mod 2^32) to the 32-bit field at offset `at` of the TCP header `h`; returns the
+/// field's term of an incremental checksum update (RFC 1624). A field at an odd offset straddles
+/// the checksum's 16-bit words: its term is the aligned one with its bytes swapped (the
+/// one's-complement sum is byte-order independent, RFC 1071 §2(B)).
+#[inline]
+fn add32(h: &mut [u8], at: usize, add: u32) -> u32 {
+    let old = u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let new = old.wrapping_add(add);
+    h[at..at + 4].copy_from_slice(&new.to_be_bytes());
+    let d = checksum::diff32(old, new);
+    if at & 1 == 0 {
+        d
+    } else {
+        let f = (d & 0xffff) + (d >> 16);
+        let f = (f & 0xffff) + (f >> 16);
+        u32::from((f as u16).swap_bytes())
+    }
+}
+
+/// Apply the summed terms of [`add32`] (at most 10, each under 2^18: no overflow) to the TCP
+/// checksum of header `h`.
+#[inline]
+fn set_checksum(h: &mut [u8], diff: u32) {
+    let mut t = tcp::Packet::new_unchecked(h);
+    let c = checksum::apply_diff(t.checksum(), diff);
+    t.set_checksum(c);
 }
 
 #[cfg(test)]
