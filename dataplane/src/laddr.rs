@@ -121,9 +121,17 @@ impl LocalPorts {
         Cursor { a: a as u32, idx: (mix(h) % m) as u32, i: 0, round_start_ns: now_ns, prev_round_start_ns: None }
     }
 
-    /// A local address of `laddrs` (tried in rotation) and a port towards `rs` that `in_use`
-    /// says no session holds, in each pair's walk order. `tw_ns` is the real servers' TIME_WAIT,
-    /// for [`Allocated::reused_early`].
+    /// Whether the next port of `lip`'s walk towards `rs` was handed out to `rs` less than `tw_ns`
+    /// ago (a lower bound, as [`Allocated::reused_early`]).
+    fn early(&self, lip: Ipv4Addr, rs: SocketAddrV4, now_ns: u64, tw_ns: u64) -> bool {
+        let Some(c) = self.cursors.get(&(lip, rs)) else { return false };
+        let prev = if c.i == self.m { Some(c.round_start_ns) } else { c.prev_round_start_ns };
+        prev.is_some_and(|t| now_ns.saturating_sub(t) < tw_ns)
+    }
+
+    /// A local address of `laddrs` (tried in rotation, but one whose next port towards `rs` is
+    /// past the real server's TIME_WAIT `tw_ns` first) and a port towards `rs` that `in_use`
+    /// says no session holds, in each pair's walk order.
     pub fn alloc(
         &mut self,
         laddrs: &[IpAddr],
@@ -133,9 +141,21 @@ impl LocalPorts {
         mut in_use: impl FnMut(SocketAddrV4) -> bool,
     ) -> Result<Allocated, LaddrError> {
         let n = laddrs.len();
+        let v4 = |k: usize| match laddrs[k % n] {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        };
+        // The rotation's choice, unless reuse comes too soon there and not on another address.
+        let skip = match n {
+            0 | 1 => 0,
+            _ => {
+                (0..n).find(|&k| v4(self.next + k).is_some_and(|lip| !self.early(lip, rs, now_ns, tw_ns))).unwrap_or(0)
+            }
+        };
         let mut any = false;
-        for k in 0..n {
-            let IpAddr::V4(lip) = laddrs[(self.next + k) % n] else { continue };
+        for j in 0..n {
+            let k = (skip + j) % n;
+            let Some(lip) = v4(self.next + k) else { continue };
             any = true;
             let (seed, m, first, stride) = (self.seed, self.m, u32::from(self.first), u32::from(self.stride));
             let c = self.cursors.entry((lip, rs)).or_insert_with(|| Self::cursor(seed, m, lip, rs, now_ns));
@@ -249,6 +269,25 @@ mod tests {
         };
         assert_ne!(take(1), take(2));
         assert_eq!(take(1), take(1));
+    }
+
+    /// An address whose ports towards the server came round less than the TIME_WAIT ago gives
+    /// way to one whose did not.
+    #[test]
+    fn an_address_past_time_wait_goes_first() {
+        let (l1, l2) = (Ipv4Addr::new(192, 0, 2, 200), Ipv4Addr::new(192, 0, 2, 201));
+        let mut p = LocalPorts::new(0, 64);
+        for _ in 0..p.ports_per_pair() {
+            p.alloc(&[l1.into()], RS1, 0, 60 * S, |_| false).unwrap();
+        }
+        let a = p.alloc(&[l1.into(), l2.into()], RS1, S, 60 * S, |_| false).unwrap();
+        assert_eq!((*a.laddr.ip(), a.reused_early), (l2, false));
+        // Towards another server l1 is fresh: the rotation decides.
+        let b = p.alloc(&[l1.into(), l2.into()], RS2, S, 60 * S, |_| false).unwrap();
+        assert!(!b.reused_early);
+        // Once the window is over, l1 is as good as any.
+        let c = p.alloc(&[l1.into()], RS1, 61 * S, 60 * S, |_| false).unwrap();
+        assert_eq!((*c.laddr.ip(), c.reused_early), (l1, false));
     }
 
     /// Local addresses are used in turn; an exhausted one gives way to the next.
