@@ -238,7 +238,7 @@ impl Gen {
             }
             n += 1;
             self.seen += 1;
-            if all || self.seen % SAMPLE == 0 || keep.is_some() {
+            if all || self.seen.is_multiple_of(SAMPLE) || keep.is_some() {
                 self.checked += 1;
                 let res = match check {
                     Check::Reflected => (f.len() == frames::FRAME_LEN && f[0..6] == GEN_MAC)
@@ -310,7 +310,7 @@ impl Gen {
             w.sent += self.flush();
             w.received += self.poll(check, false, None);
             i = i.wrapping_add(1);
-            if i % 64 == 0 && Instant::now() >= end {
+            if i.is_multiple_of(64) && Instant::now() >= end {
                 break;
             }
         }
@@ -537,7 +537,7 @@ pub fn reflect(socket: &Path, cpu: usize, huge: bool) -> Result<(), LoadgenError
     });
     let mut v: Vec<Mbuf> = Vec::with_capacity(BURST);
     let mut i = 0u32;
-    while !(i % 1024 == 0 && stop.load(Ordering::Relaxed)) {
+    while !(i.is_multiple_of(1024) && stop.load(Ordering::Relaxed)) {
         i = i.wrapping_add(1);
         if v.is_empty() && dpdk_sys::rx_burst(port, 0, &mut v) == 0 {
             continue;
