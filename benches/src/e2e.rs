@@ -31,6 +31,8 @@ const BURST: usize = 32;
 const SAMPLE: u64 = 64;
 /// Flows opened per lockstep round while opening (at most this many wait for one ARP answer).
 const OPEN_ROUND: usize = 16;
+/// FULLNAT local addresses in rvsd's config.
+const FULLNAT_LADDRS: usize = 128;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -126,7 +128,8 @@ pub fn rvsd_config(mode: FwdMode, socket: &Path, ctl: &Path, huge: bool) -> Stri
     for (proto, port) in [("tcp", net::TCP_PORT), ("udp", net::UDP_PORT)] {
         c.push_str(&format!("[[service]]\nproto = \"{proto}\"\nvip = \"{}:{port}\"\nsched = \"rr\"\n", net::VIP));
         if mode == FwdMode::FullNat {
-            let l: Vec<String> = (0..4).map(|i| format!("\"{}\"", net::laddr(i))).collect();
+            // 128 × 64512 local ports: the established flows and every SYN of "TCP new".
+            let l: Vec<String> = (0..FULLNAT_LADDRS).map(|i| format!("\"{}\"", net::laddr(i))).collect();
             c.push_str(&format!("laddrs = [{}]\n", l.join(", ")));
             if proto == "tcp" {
                 c.push_str("client_addr = \"none\"\n");
@@ -318,12 +321,13 @@ impl Gen {
         w
     }
 
-    /// Frees what is pending and receives until nothing came for 50 ms: frames still in flight.
+    /// Frees what is pending and receives until nothing came for 250 ms: frames still in flight
+    /// (a peer descheduled by other load may hold some that long).
     pub fn drain(&mut self, check: Check) -> u64 {
         self.pending.clear();
         let mut n = 0;
         let mut quiet = Instant::now();
-        while quiet.elapsed() < Duration::from_millis(50) {
+        while quiet.elapsed() < Duration::from_millis(250) {
             let k = self.poll(check, false, None);
             if k > 0 {
                 n += k;
@@ -484,8 +488,8 @@ fn open_flows(g: &mut Gen, mode: FwdMode, proto: u8, base: u64, n: usize) -> Res
         let flags = if proto == TCP { SYN | ACK } else { 0 };
         let syn_acks: Vec<Frame> = out.iter().filter_map(|f| reply_to(f, flags)).collect();
         let back = g.exchange(&syn_acks, OPEN_ROUND, check)?;
-        if back.iter().any(|f| verify(mode, f) != Ok(OutDir::ToClient)) {
-            return Err("a reply did not go to the client".into());
+        if let Some(f) = back.iter().find(|f| verify(mode, f) != Ok(OutDir::ToClient)) {
+            return Err(format!("a reply did not go to the client: {:?}", frames::tuple(f)));
         }
         replies = out.iter().filter_map(|f| reply_to(f, if proto == TCP { ACK } else { 0 })).collect();
     }
@@ -716,7 +720,8 @@ pub fn run(o: &Options) -> Result<Report, LoadgenError> {
         let mut next_flow = base;
         let syns = move |b: &mut [Frame; BURST]| {
             for slot in b.iter_mut() {
-                *slot = client(next_flow, TCP, SYN);
+                // 16M tuples: a run that used them all would wrap onto live sessions.
+                *slot = client(next_flow % net::MAX_FLOWS, TCP, SYN);
                 next_flow += 1;
             }
         };
@@ -797,7 +802,7 @@ pub fn markdown(r: &Report, o: &Options) -> String {
          takes them and counts what comes back; at the other end of the link either the **reflector** (the same \
          binary with `--reflector`: rx, swap MACs, tx; CPU 1) or the real **rvsd** binary (memif client, one \
          busy-polling worker on CPU 1, its main thread on CPU 0 with the generator; a config generated per mode: \
-         TCP :80 and UDP :53 on 203.0.113.100, 8 real servers of the mode, rr, FULLNAT with 4 local addresses and \
+         TCP :80 and UDP :53 on 203.0.113.100, 8 real servers of the mode, rr, FULLNAT with 128 local addresses and \
          `client_addr = \"none\"`). The generator is the clients' gateway and the real servers at once (it answers \
          rvsd's ARP requests), so every forwarded frame comes back to it: Mpps = frames received back per second \
          (for NAT/FULLNAT half of them are the real servers' replies, forwarded to the clients). The generator and \
@@ -808,7 +813,7 @@ pub fn markdown(r: &Report, o: &Options) -> String {
          server's SYN-ACK, ACK; UDP: one datagram and its reply), then one packet per flow (plus one reply per flow \
          for NAT/FULLNAT) over and over in a shuffled order; **TCP new** = SYNs on tuples never used before (built \
          as they are sent, one session each: connections/s = forwarded SYNs per second). Drops = frames sent \
-         into the link and never back (after a 50 ms drain; rvsd counts the reason in `rvsadm link show`). \
+         into the link and never back (after a 250 ms drain; rvsd counts the reason in `rvsadm link show`). \
          1 forwarded frame in 64 is checked with the mode's rewrite (DR: RS's MAC, IP header untouched; NAT: dst \
          RIP, replies from the VIP; FULLNAT: src a local address; TUN: IPIP outer header to the RIP), as are all \
          frames while the flows are opened.\n\n",
