@@ -615,6 +615,8 @@ pub struct Report {
     pub reflector: Option<CaseResult>,
     pub cases: Vec<CaseResult>,
     pub started: String,
+    /// /proc/loadavg when the run started (the generator and rvsd add about 2 while they run).
+    pub load_at_start: String,
     pub seconds: f64,
 }
 
@@ -640,7 +642,13 @@ pub fn run(o: &Options) -> Result<Report, LoadgenError> {
     args.extend(["--vdev".to_string(), memif_dev("net_memif0", true, &socket, GEN_MAC)]);
     let eal = Eal::init(&args)?;
     let mut g = Gen::new(&eal, &socket)?;
-    let mut report = Report { reflector: None, cases: Vec::new(), started: now_utc(), seconds: 0.0 };
+    let mut report = Report {
+        reflector: None,
+        cases: Vec::new(),
+        started: now_utc(),
+        load_at_start: read("/proc/loadavg").trim().to_string(),
+        seconds: 0.0,
+    };
 
     // The ceiling: the same frames through a bare reflector on the CPU rvsd's worker gets.
     {
@@ -785,11 +793,12 @@ pub fn markdown(r: &Report, o: &Options) -> String {
     s.push_str("CI runs only the correctness side (`cargo test -p rvs-benches --test loadgen`: `rvs-loadgen --short`, every frame checked, no timing asserts).\n\n");
     s.push_str("## Set-up\n\n");
     s.push_str(&format!(
-        "| | |\n|---|---|\n| CPU | {} ({} logical CPUs) |\n| kernel | {} |\n| date | {} |\n| load average at the end | {} |\n| memory | {} |\n| windows per case | {} × {:.1} s |\n| run time | {:.0} s |\n\n",
+        "| | |\n|---|---|\n| CPU | {} ({} logical CPUs) |\n| kernel | {} |\n| date | {} |\n| load average at the start / end | {} / {} |\n| memory | {} |\n| windows per case | {} × {:.1} s |\n| run time | {:.0} s |\n\n",
         crate::machine::cpu_model(&cpuinfo),
         crate::machine::logical_cpus(&cpuinfo),
         read("/proc/sys/kernel/osrelease").trim(),
         r.started,
+        r.load_at_start,
         read("/proc/loadavg").trim(),
         if o.huge { "2 MiB hugepages (`--in-memory`)" } else { "`--no-huge` (4 KiB pages) in all three processes" },
         o.windows,
@@ -820,7 +829,9 @@ pub fn markdown(r: &Report, o: &Options) -> String {
     );
     s.push_str(
         "The machine has 2 CPUs shared with another engineer's work: their lab tests (wrk) may have overlapped \
-         this run; the load average above is the only trace of it.\n\n",
+         this run. The load averages above are the trace of it: the run itself adds about 2 (two busy-polling \
+         processes); more than that at the start means other work competed for both CPUs, and the figures \
+         (the reflector's too) are then lower and noisier than the machine can do.\n\n",
     );
     s.push_str("| target | workload | flows | Mpps min | Mpps median | Mpps max | ratio to reflector | conns/s (median) | drops | checked | check |\n");
     s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
