@@ -163,6 +163,10 @@ fn run_with_eal(eal: &Eal, cfg: &Config, signals: &Signals, opts: RunOptions) ->
                 promiscuous: p.promiscuous,
             };
             let configured = dpdk_sys::port_configure(eal, id, &conf, &pool).map_err(|e| perr(e.to_string()))?;
+            // What the driver could not do and rvsd runs without (RSS, setting the MTU).
+            for note in &configured.notes {
+                tracing::warn!(port = %p.name, id, driver = %info.driver, "{note}");
+            }
             started.push(id);
             dpdk_sys::port_start(id).map_err(|e| perr(e.to_string()))?;
             tracing::info!(port = %p.name, id, driver = %info.driver, mac = %crate::control::fmt_mac(&info.mac),

@@ -20,6 +20,7 @@
 pub mod cases;
 pub mod ctrl_bench;
 pub mod driver;
+pub mod e2e;
 pub mod frames;
 pub mod gaps;
 pub mod machine;

@@ -423,14 +423,28 @@ impl Rvsd {
     }
 
     pub fn start_with_config(lab: &Lab, cfg: &str) -> Rvsd {
+        Self::start_in(Some(&lab.ns("lb")), &lab.prefix, &lab.state, &lab.socket(), cfg)
+    }
+
+    /// Starts rvsd outside any lab: in network namespace `netns` (None: this one), config `cfg`
+    /// written to `state`/rvsd.toml (its `[ctrl] socket` must be `socket`), log in
+    /// `state`/rvsd.log; waits (<= 20 s) until the control socket answers `rvsadm -L -n`.
+    pub fn start_in(netns: Option<&str>, prefix: &str, state: &Path, socket: &Path, cfg: &str) -> Rvsd {
         let rvsadm = rvsadm_bin();
-        let config = lab.state.join("rvsd.toml");
+        fs::create_dir_all(state).unwrap();
+        let config = state.join("rvsd.toml");
         fs::write(&config, cfg).unwrap();
-        let log = lab.state.join("rvsd.log");
+        let log = state.join("rvsd.log");
         let logf = fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.ns("lb")])
-            .arg(rvsd_bin())
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(rvsd_bin());
+                c
+            }
+            None => Command::new(rvsd_bin()),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
@@ -438,7 +452,7 @@ impl Rvsd {
             .stderr(logf)
             .spawn()
             .expect("spawn rvsd");
-        let mut d = Rvsd { child: Some(child), prefix: lab.prefix.clone(), log, config, socket: lab.socket() };
+        let mut d = Rvsd { child: Some(child), prefix: prefix.to_string(), log, config, socket: socket.to_path_buf() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = d.child.as_mut().unwrap().try_wait().unwrap() {

@@ -185,7 +185,11 @@ pub struct PortSetup {
     pub rx_desc: u16,
     /// TX descriptors per queue after adjustment to the device limits.
     pub tx_desc: u16,
-    /// Human-readable remarks, e.g. why RSS is off although requested.
+    /// The port's MTU when one was asked for: the requested one, or, when the driver cannot
+    /// set an MTU (`ENOTSUP`), the larger one it already has (see [`PortSetup::notes`]).
+    pub mtu: Option<u16>,
+    /// Human-readable remarks on what was asked for and skipped: RSS off although requested,
+    /// an MTU the driver cannot set. Callers log them as warnings.
     pub notes: Vec<String>,
 }
 
@@ -349,6 +353,7 @@ pub fn port_configure(_eal: &Eal, port: u16, conf: &PortConf, pool: &Mempool) ->
         rx_ipv4_cksum: false,
         rx_desc: conf.rx_desc,
         tx_desc: conf.tx_desc,
+        mtu: None,
         notes: Vec::new(),
     };
     let mut eth_conf = ffi::rte_eth_conf::default();
@@ -402,8 +407,29 @@ pub fn port_configure(_eal: &Eal, port: u16, conf: &PortConf, pool: &Mempool) ->
     if let Some(mtu) = conf.mtu {
         // SAFETY: port is valid and configured.
         let ret = unsafe { ffi::rte_eth_dev_set_mtu(port, mtu) };
-        if ret < 0 {
+        if ret == -libc::ENOTSUP {
+            // The driver cannot change its MTU (net_memif, net_ring, net_null, ...): what it has
+            // is good enough when it is not smaller than what the caller wants.
+            let mut actual = 0u16;
+            // SAFETY: port is valid and configured; actual is a valid out pointer.
+            let ret = unsafe { ffi::rte_eth_dev_get_mtu(port, &mut actual) };
+            if ret < 0 {
+                return Err(DpdkError::from_ret(
+                    op(&format!("rte_eth_dev_set_mtu({mtu}) is not supported, then rte_eth_dev_get_mtu")),
+                    ret,
+                ));
+            }
+            setup.mtu = Some(actual);
+            match mtu_fallback(mtu, actual) {
+                Ok(note) => setup.notes.push(note),
+                Err(msg) => {
+                    return Err(DpdkError::check(op(&format!("rte_eth_dev_set_mtu({mtu})")), libc::ENOTSUP, msg))
+                }
+            }
+        } else if ret < 0 {
             return Err(DpdkError::from_ret(op(&format!("rte_eth_dev_set_mtu({mtu})")), ret));
+        } else {
+            setup.mtu = Some(mtu);
         }
     }
     // SAFETY: port is valid.
@@ -437,6 +463,23 @@ pub fn port_configure(_eal: &Eal, port: u16, conf: &PortConf, pool: &Mempool) ->
     slot.promiscuous.store(conf.promiscuous, Ordering::Relaxed);
     slot.state.store(STOPPED, Ordering::SeqCst);
     Ok(setup)
+}
+
+/// A driver that cannot set the MTU (`rte_eth_dev_set_mtu` answers `ENOTSUP`) has `actual`:
+/// fine (with a note to log) when it is at least the `wanted` one, else the reason to refuse the
+/// port — frames of the wanted size would not fit.
+pub(crate) fn mtu_fallback(wanted: u16, actual: u16) -> Result<String, String> {
+    if actual >= wanted {
+        Ok(format!(
+            "the driver cannot set the MTU (rte_eth_dev_set_mtu: not supported); its MTU {actual} is kept, \
+             the configured {wanted} fits"
+        ))
+    } else {
+        Err(format!(
+            "the driver cannot set the MTU (not supported) and its MTU {actual} is smaller than the configured \
+             {wanted}: configure mtu <= {actual} for this port"
+        ))
+    }
 }
 
 /// `rte_eth_dev_start` (+ promiscuous mode if configured). The port must be configured by
@@ -651,6 +694,15 @@ mod tests {
         assert!(v.is_empty());
         // No burst left anything in flight.
         assert!(INFLIGHT.iter().flatten().all(|c| c.0.load(Ordering::SeqCst) == 0));
+    }
+
+    #[test]
+    fn an_mtu_the_driver_cannot_set_is_fine_when_it_already_fits() {
+        let note = mtu_fallback(1500, 1500).unwrap();
+        assert!(note.contains("MTU 1500 is kept"), "{note}");
+        assert!(mtu_fallback(1400, 1500).is_ok());
+        let e = mtu_fallback(9000, 1500).unwrap_err();
+        assert!(e.contains("its MTU 1500 is smaller than the configured 9000"), "{e}");
     }
 
     #[test]
