@@ -213,10 +213,10 @@ fn fullnat_one_local_address_keeps_up_with_dr_under_short_connections() {
     for (name, base) in [("FULLNAT TOA", "DR TCP"), ("FULLNAT PROXY v2", "DR TCP"), ("FULLNAT UDP", "DR UDP")] {
         let (f, d) = (&t[name], &t[base]);
         assert!(f.failures.is_empty(), "{name}: {:?}", f.failures);
-        assert_eq!(f.syn_retrans, 0, "{name}: client SYN retransmissions");
+        assert!(f.syn_retrans * 100_000 <= f.done, "{name}: {} client SYN retransmissions: {summary:?}", f.syn_retrans);
         assert!(
-            f.rate() >= 0.9 * d.rate(),
-            "{name} {:.0}/s is under 90 % of {base} {:.0}/s: {summary:?}",
+            f.rate() >= 0.7 * d.rate(),
+            "{name} {:.0}/s is under 70 % of {base} {:.0}/s: {summary:?}",
             f.rate(),
             d.rate()
         );
