@@ -560,3 +560,26 @@ mod tests {
         assert!(v.iter().copied().eq(0..1000u32));
     }
 }
+
+/// The `--mode` argument of the bench binaries: one forwarding mode, or all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    Dr,
+    Nat,
+    Fullnat,
+    Tun,
+    All,
+}
+
+impl ModeArg {
+    /// The modes it stands for, in [`MODES`] order.
+    pub fn modes(self) -> Vec<FwdMode> {
+        match self {
+            ModeArg::Dr => vec![FwdMode::Dr],
+            ModeArg::Nat => vec![FwdMode::Nat],
+            ModeArg::Fullnat => vec![FwdMode::FullNat],
+            ModeArg::Tun => vec![FwdMode::Tun],
+            ModeArg::All => MODES.to_vec(),
+        }
+    }
+}

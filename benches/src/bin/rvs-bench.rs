@@ -3,19 +3,9 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, ValueEnum};
-use rvs_benches::cases::{Workload, MODES};
+use rvs_benches::cases::{ModeArg, Workload};
 use rvs_benches::{parse_count, Huge, Options};
-use rvs_config::model::FwdMode;
 use std::process::ExitCode;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ModeArg {
-    Dr,
-    Nat,
-    Fullnat,
-    Tun,
-    All,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum WorkloadArg {
@@ -76,13 +66,7 @@ struct Args {
 
 impl Args {
     fn options(self) -> Options {
-        let modes = match self.mode {
-            ModeArg::Dr => vec![FwdMode::Dr],
-            ModeArg::Nat => vec![FwdMode::Nat],
-            ModeArg::Fullnat => vec![FwdMode::FullNat],
-            ModeArg::Tun => vec![FwdMode::Tun],
-            ModeArg::All => MODES.to_vec(),
-        };
+        let modes = self.mode.modes();
         let workloads = match self.workload {
             WorkloadArg::Established => vec![Workload::Established],
             WorkloadArg::New => vec![Workload::New],

@@ -2,22 +2,13 @@
 //! `rvs_benches::e2e` and docs/performance-e2e.md). `--short` only checks correctness.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, ValueEnum};
-use rvs_benches::cases::MODES;
+use clap::Parser;
+use rvs_benches::cases::ModeArg;
 use rvs_benches::e2e::{self, Options};
 use rvs_benches::parse_count;
 use rvs_config::model::FwdMode;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ModeArg {
-    Dr,
-    Nat,
-    Fullnat,
-    Tun,
-    All,
-}
 
 #[derive(Parser, Debug)]
 #[command(name = "rvs-loadgen", about = "Load generator and sink for the real rvsd over net_memif")]
@@ -67,13 +58,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let modes: Vec<FwdMode> = match a.mode {
-        ModeArg::Dr => vec![FwdMode::Dr],
-        ModeArg::Nat => vec![FwdMode::Nat],
-        ModeArg::Fullnat => vec![FwdMode::FullNat],
-        ModeArg::Tun => vec![FwdMode::Tun],
-        ModeArg::All => MODES.to_vec(),
-    };
+    let modes: Vec<FwdMode> = a.mode.modes();
     let flows = if a.short { vec![64] } else { a.flows.clone() };
     let o = Options {
         modes,
