@@ -75,8 +75,9 @@ pub struct LocalPorts {
     next: usize,
 }
 
-/// A 64-bit mix (the finaliser of SplitMix64): spreads the bits of the pair and the seed.
-fn mix(mut x: u64) -> u64 {
+/// A 64-bit mix (the finaliser of SplitMix64): spreads the bits of a key and a seed (here the
+/// port walk's; FULLNAT's ISN offsets use it too).
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)

@@ -30,7 +30,7 @@ use crate::buf::PacketBuf;
 use crate::clientaddr::{self, seq};
 use crate::conn::{ca_flags, Dir, FlowKey, Session};
 use crate::counters::DropReason;
-use crate::laddr::LaddrError;
+use crate::laddr::{mix, LaddrError};
 use crate::rewrite;
 use crate::segment::Segment;
 use crate::snapshot::Snapshot;
@@ -140,13 +140,6 @@ impl Forwarding for FullNat {
         }
         Ok(())
     }
-}
-
-/// A 64-bit mix (the finaliser of SplitMix64).
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// Sequence numbers of rvs's clock advance one per 4 µs (RFC 6528's M, RFC 793's ISN clock):
